@@ -1,0 +1,24 @@
+# Two entry points: `make demo` and `make test`. Each creates .venv when missing and installs into it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test venv clean
+
+venv: $(VENV)/.installed
+
+# Reinstall when the package metadata changes; the editable install picks up code changes by itself.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: venv
+	$(BIN)/audio2image run
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf runs .cache

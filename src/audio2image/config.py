@@ -1,0 +1,302 @@
+"""The experiment config: one flat, typed dataclass of primitives, read from YAML plus `key=value` overrides.
+
+Keys are grouped by prefix so that a run's identity can be derived from the keys it reads:
+`audio_*` and `image_*` configure a modality's store and inputs (whichever side it is on), `pretrain_*` and
+`transfer_*` configure the two training stages, and the rest say where things live and how to run them.
+
+    >>> config = load_config("configs/demo.yaml", ["transfer_epochs=2", "seeds=0,1"])
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+DATASETS = ("mtat", "caltech256")
+MODALITY = {"mtat": "audio", "caltech256": "image"}
+INIT_NAMES = ("random", "imagenet", "audio", "image")
+
+
+class ConfigError(ValueError):
+    """A config problem, phrased for the user: it names the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- what and where -------------------------------------------------------------------------------------------
+    name: str = "experiment"
+    out_dir: str = "runs"  # the experiment writes to out_dir/name
+    data_dir: str = ".cache/audio2image"  # synthetic datasets and prepared stores
+    source: str = "mtat"  # the dataset pretrained on
+    target: str = "caltech256"  # the dataset transferred to
+    mtat_root: str = ""  # raw MagnaTagATune root; empty with synthetic=true means "synthesise it"
+    caltech256_root: str = ""
+    synthetic: bool = False
+    synth_seed: int = 0
+    synth_clips: int = 400
+    synth_seconds: float = 29.1
+    synth_classes: int = 10
+    synth_per_class: int = 40
+    # --- audio store and inputs -------------------------------------------------------------------------------------
+    audio_features: str = "recipe"  # recipe: 16 kHz log-mel; seed: the seed's 22,050 Hz power mel
+    audio_split: str = "standard"  # standard | full | seed
+    audio_clip_seconds: float = 29.1  # every clip is padded or cropped to this length
+    audio_crop_seconds: float = 3.69  # training crop; 0 = the whole clip (as the seed)
+    audio_eval_crops: int = 16  # evaluation averages this many evenly spaced crops per clip
+    audio_specaugment: bool = True
+    audio_normalize: bool = True  # standardise log-mels with the training split's statistics
+    # --- image store and inputs -------------------------------------------------------------------------------------
+    image_split: str = "stratified"  # stratified | seed (unstratified, as the seed)
+    image_split_seed: int = 0
+    image_include_clutter: bool = True
+    image_store_size: int = 256  # side of the stored square images
+    image_resize: str = "center"  # center: short side then centre crop; squash: straight to a square (seed)
+    image_size: int = 224  # side of the model input
+    image_augment: str = "crop-flip"  # crop-flip | seed (flip + rotation 30) | none
+    # --- pretraining stage ----------------------------------------------------------------------------------------
+    pretrain_seed: int = 0
+    pretrain_epochs: int = 30
+    pretrain_batch_size: int = 64
+    pretrain_optimizer: str = "sgd"
+    pretrain_lr: float = 0.05
+    pretrain_weight_decay: float = 1e-4
+    pretrain_schedule: str = "cosine"
+    pretrain_warmup_epochs: int = 1
+    # --- transfer stage -------------------------------------------------------------------------------------------
+    transfer_epochs: int = 30
+    transfer_batch_size: int = 64
+    transfer_optimizer: str = "sgd"
+    transfer_lr: float = 0.05
+    transfer_weight_decay: float = 5e-4
+    transfer_schedule: str = "cosine"
+    transfer_warmup_epochs: int = 1
+    transfer_label_smoothing: float = 0.1
+    # one transfer run
+    fraction: float = 1.0
+    init: str = "random"
+    seed: int = 0
+    freeze: str = "none"
+    # the sweep grid: fractions x inits x seeds x freezes
+    fractions: list[float] = field(default_factory=lambda: [0.05, 0.15, 0.3, 0.5, 0.7, 1.0])
+    inits: list[str] = field(default_factory=lambda: ["random", "audio"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    freezes: list[str] = field(default_factory=lambda: ["none"])
+    # --- how to run -----------------------------------------------------------------------------------------------
+    device: str = "auto"  # auto | cpu | cuda | mps
+    amp: bool = True  # bf16 autocast on CUDA
+    channels_last: bool = True
+    compile: bool = False
+    workers: int = 2  # processes for preparation; loader threads for training
+    executor: str = "local"  # local | ray | slurm
+    parallel: int = 1  # local executor: runs at once (one per GPU where there are GPUs)
+    ray_address: str = ""  # empty: start a local Ray
+    slurm_partition: str = ""
+    slurm_time_min: int = 240
+    imagenet_weights: str = ""  # a resnet18 ImageNet state dict; empty: the torch hub cache
+    tensorboard: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def experiment_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    def root_of(self, dataset: str) -> str:
+        return getattr(self, f"{dataset}_root")
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "source": DATASETS,
+    "target": DATASETS,
+    "audio_features": ("recipe", "seed"),
+    "audio_split": ("standard", "full", "seed"),
+    "image_split": ("stratified", "seed"),
+    "image_resize": ("center", "squash"),
+    "image_augment": ("crop-flip", "seed", "none"),
+    "pretrain_optimizer": ("sgd", "adam", "adamw"),
+    "transfer_optimizer": ("sgd", "adam", "adamw"),
+    "pretrain_schedule": ("cosine", "constant", "seed-plateau"),
+    "transfer_schedule": ("cosine", "constant", "seed-plateau"),
+    "device": ("auto", "cpu", "cuda", "mps"),
+    "executor": ("local", "ray", "slurm"),
+}
+POSITIVE = {"synth_clips", "synth_seconds", "synth_classes", "synth_per_class", "audio_clip_seconds",
+            "audio_eval_crops", "image_store_size", "image_size", "pretrain_epochs", "pretrain_batch_size",
+            "pretrain_lr", "transfer_epochs", "transfer_batch_size", "transfer_lr", "workers", "parallel",
+            "slurm_time_min"}
+NON_NEGATIVE = {"audio_crop_seconds", "pretrain_weight_decay", "transfer_weight_decay", "pretrain_warmup_epochs",
+                "transfer_warmup_epochs", "transfer_label_smoothing"}
+FREEZE_PATTERN = re.compile(r"^(none|seed|linear|stages:[0-5])$")
+
+
+def _fail(key: str, value, allowed: str) -> None:
+    raise ConfigError(f"config key '{key}': {value!r} is not allowed; {allowed}")
+
+
+def validate_init(key: str, init: str) -> None:
+    name, _, path = init.partition(":")
+    if name == "checkpoint" and path:
+        return
+    if name in INIT_NAMES and (not path or name in MODALITY.values()):
+        return
+    _fail(key, init, "use random, imagenet, audio, image, audio:RUN_DIR, image:RUN_DIR or checkpoint:PATH")
+
+
+def validate_freeze(key: str, freeze: str) -> None:
+    if not FREEZE_PATTERN.match(freeze):
+        _fail(key, freeze, "use none, seed, linear or stages:K with K from 0 to 5")
+
+
+def validate(config: Config) -> None:
+    for key, allowed in CHOICES.items():
+        if getattr(config, key) not in allowed:
+            _fail(key, getattr(config, key), "choose one of " + ", ".join(allowed))
+    for key in POSITIVE:
+        if not getattr(config, key) > 0:
+            _fail(key, getattr(config, key), "it must be greater than 0")
+    for key in NON_NEGATIVE:
+        if getattr(config, key) < 0:
+            _fail(key, getattr(config, key), "it must be 0 or more")
+    if config.source == config.target:
+        _fail("target", config.target, "it must differ from source")
+    if not 0 < config.fraction <= 1:
+        _fail("fraction", config.fraction, "it must be in (0, 1]")
+    for value in config.fractions:
+        if not 0 < value <= 1:
+            _fail("fractions", value, "every fraction must be in (0, 1]")
+    if config.audio_crop_seconds > config.audio_clip_seconds:
+        _fail("audio_crop_seconds", config.audio_crop_seconds, "it must not exceed audio_clip_seconds")
+    if config.transfer_label_smoothing >= 1:
+        _fail("transfer_label_smoothing", config.transfer_label_smoothing, "it must be below 1")
+    validate_init("init", config.init)
+    for value in config.inits:
+        validate_init("inits", value)
+    validate_freeze("freeze", config.freeze)
+    for value in config.freezes:
+        validate_freeze("freezes", value)
+    for key in ("fractions", "inits", "seeds", "freezes"):
+        if not getattr(config, key):
+            _fail(key, getattr(config, key), "give at least one value")
+        if len(set(getattr(config, key))) != len(getattr(config, key)):
+            _fail(key, getattr(config, key), "values must not repeat")
+
+
+# --- reading, overriding, saving ---------------------------------------------------------------------------------
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_TYPES = typing.get_type_hints(Config)
+
+
+def _coerce(key: str, value):
+    """Turn a YAML or command-line value into the field's type, or fail naming the key."""
+    kind = _TYPES[key]
+    if typing.get_origin(kind) is list:
+        (item_kind,) = typing.get_args(kind)
+        if isinstance(value, str):
+            value = [v for v in value.strip("[]").split(",") if v.strip()]
+            value = [yaml.safe_load(v.strip()) for v in value]
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return [_coerce_scalar(key, v, item_kind) for v in value]
+    return _coerce_scalar(key, value, kind)
+
+
+def _coerce_scalar(key: str, value, kind):
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        _fail(key, value, "it must be true or false")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        _fail(key, value, "it must be a whole number")
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        _fail(key, value, "it must be a number")
+    if kind is str:
+        if value is None:
+            return ""
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        _fail(key, value, "it must be a string")
+    raise TypeError(kind)
+
+
+def _check_known(key: str) -> None:
+    if key not in _FIELDS:
+        near = difflib.get_close_matches(key, list(_FIELDS), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(n) for n in near)}?" if near else "; see `audio2image run --help`"
+        raise ConfigError(f"unknown config key '{key}'{hint}")
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    values = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key = key.strip().lstrip("-").replace("-", "_")
+        _check_known(key)
+        values[key] = raw if typing.get_origin(_TYPES[key]) is list else yaml.safe_load(raw)
+    return values
+
+
+def from_dict(values: dict, base: Config | None = None) -> Config:
+    """A Config from a mapping of keys to values; unknown keys and bad values raise ConfigError."""
+    for key in values:
+        _check_known(key)
+    coerced = {key: _coerce(key, value) for key, value in values.items()}
+    return dataclasses.replace(base, **coerced) if base else Config(**coerced)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {str(path)!r} must hold a mapping of key: value")
+    values.update(parse_overrides(overrides or []))
+    return from_dict(values)
+
+
+def save_config(config: Config, path: Path) -> None:
+    """Write the resolved config as YAML (readable) next to a result."""
+    from audio2image.util import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def config_hash(values: dict) -> str:
+    """A stable short hash of plain values (key order does not matter)."""
+    import hashlib
+
+    blob = json.dumps(values, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def keys_for(modality: str, stage: str) -> list[str]:
+    """The config keys that a stage's run on a modality reads: its identity, apart from run-specific values."""
+    return [k for k in _FIELDS if k.startswith(f"{modality}_") or k.startswith(f"{stage}_")]

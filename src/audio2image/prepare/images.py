@@ -1,0 +1,84 @@
+"""Caltech-256 -> image store: decode each JPEG once, convert to RGB, resize, write uint8 arrays per split.
+
+    >>> prepare_caltech256(Path("data/caltech256"), Path("stores/caltech256"), size=256, workers=2)
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from audio2image.datasets import caltech256
+from audio2image.prepare.store import Store, is_complete, write_manifest, write_split
+from audio2image.util import log
+
+RESIZE_MODES = ("center", "squash")
+
+
+def prepare_caltech256(root: Path, out: Path, *, size: int = 256, resize: str = "center",
+                       split: str = "stratified", split_seed: int = 0, include_clutter: bool = True,
+                       workers: int = 1, progress: bool = True) -> dict:
+    """Prepare (or finish preparing) the image store for the Caltech-256 tree at `root`; returns its manifest."""
+    root, out = Path(root), Path(out)
+    if is_complete(out):
+        return Store(out).manifest
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize {resize!r} is not allowed; choose one of {', '.join(RESIZE_MODES)}")
+    scan = caltech256.scan_caltech256(root, include_clutter=include_clutter)
+    out.mkdir(parents=True, exist_ok=True)
+    work = functools.partial(pixels_of_images, size=size, resize=resize)
+    summaries = {}
+    for name, positions in caltech256.split_images(scan.labels, split, split_seed).items():
+        paths = [scan.paths[i] for i in positions]
+        summaries[name] = write_split(out, name, [str(root / p) for p in paths], paths, scan.labels[positions],
+                                      work, (size, size, 3), np.uint8, workers=workers, chunk=32,
+                                      show_progress=progress)
+    manifest = {
+        "modality": "image", "task": "classification", "dataset": "caltech256", "labels": scan.classes,
+        "source_root": str(root.resolve()), "split_protocol": split, "split_seed": split_seed,
+        "size": size, "resize": resize, "include_clutter": include_clutter,
+        "splits": {name: {"count": s["count"]} for name, s in summaries.items()},
+        "skipped": [dict(item, split=name) for name, s in summaries.items() for item in s["skipped"]],
+        "strays": scan.strays, "empty_classes": scan.empty_classes,
+    }
+    write_manifest(out, manifest)
+    log(f"image store {out}: " + ", ".join(f"{k} {v['count']}" for k, v in manifest["splits"].items())
+        + f"; {len(manifest['skipped'])} images skipped, {len(scan.strays)} stray entries ignored")
+    return manifest
+
+
+def pixels_of_images(paths: list[str], size: int, resize: str) -> list:
+    """Per image: uint8 [size, size, 3] RGB pixels, or the reason it was skipped."""
+    return [load_image(Path(p), size, resize) for p in paths]
+
+
+def load_image(path: Path, size: int, resize: str) -> np.ndarray | str:
+    if not path.is_file():
+        return "missing file"
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.format != "JPEG":
+                    return f"not a JPEG (format {image.format})"
+                # Let libjpeg decode at a reduced scale when the image is much larger than needed.
+                image.draft("RGB", (size, size))
+                image = ImageOps.exif_transpose(image).convert("RGB")
+                return np.asarray(_resize(image, size, resize), dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        return f"too large to decode safely: {error}"
+    except Exception as error:  # PIL raises OSError, SyntaxError, ValueError... for broken files
+        return f"cannot decode: {type(error).__name__}: {error}"
+
+
+def _resize(image: Image.Image, size: int, resize: str) -> Image.Image:
+    if resize == "squash":  # the seed's Resize((224, 224)): ignores the aspect ratio
+        return image.resize((size, size), Image.BICUBIC, reducing_gap=3.0)
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return image.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side), reducing_gap=3.0)

@@ -1,0 +1,110 @@
+"""Executors: run a list of planned runs locally, on a Ray cluster, or as a Slurm job array (submitit).
+
+Every executor calls the same `execute_run` with plain data, and every run writes only to its own folder, so
+executors differ in where runs happen, never in what they produce. A finished run is skipped and an interrupted
+one resumes from its checkpoint, whichever executor picks it up.
+"""
+from __future__ import annotations
+
+import concurrent.futures as futures
+import multiprocessing
+import os
+from pathlib import Path
+
+from audio2image.config import Config, from_dict
+from audio2image.training.run import RunSpec, train_run
+from audio2image.util import log
+
+
+def execute_run(config_values: dict, spec_values: dict, run_dir: str) -> dict:
+    """Run one planned run from plain data (what crosses process and machine boundaries)."""
+    spec_values = dict(spec_values, store=Path(spec_values["store"]))
+    return train_run(from_dict(config_values), RunSpec(**spec_values), Path(run_dir))
+
+
+def _payload(run) -> tuple[dict, dict, str]:
+    spec = dict(vars(run.spec), store=str(run.spec.store))
+    return run.config.to_dict(), spec, str(run.run_dir)
+
+
+def execute(runs: list, config: Config) -> None:
+    todo = [run for run in runs if not (run.run_dir / "result.json").is_file()]
+    log(f"sweep: {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run "
+        f"with the {config.executor} executor")
+    if todo:
+        EXECUTORS[config.executor](todo, config)
+
+
+def run_local(runs: list, config: Config) -> None:
+    if config.parallel <= 1:
+        for index, run in enumerate(runs, 1):
+            log(f"[{index}/{len(runs)}] {run.run_dir.name}: fraction {run.spec.fraction}, "
+                f"init {run.spec.extra.get('init_name', run.spec.init)}, seed {run.spec.seed}, "
+                f"freeze {run.spec.freeze}")
+            execute_run(*_payload(run))
+        return
+    # One process per slot; with GPUs, each slot owns one device.
+    context = multiprocessing.get_context("spawn")
+    gpus = _gpu_count()
+    with futures.ProcessPoolExecutor(config.parallel, mp_context=context, initializer=_pin_slot,
+                                     initargs=(gpus, config.parallel)) as pool:
+        jobs = [pool.submit(execute_run, *_payload(run)) for run in runs]
+        for job in futures.as_completed(jobs):
+            job.result()
+
+
+def _pin_slot(gpus: int, slots: int) -> None:
+    """Give each worker process its own GPU (by process order) and a fair share of the CPU cores."""
+    import torch
+
+    identity = multiprocessing.current_process()._identity
+    slot = (identity[0] - 1) if identity else 0
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // slots))
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def run_ray(runs: list, config: Config) -> None:
+    try:
+        import ray
+    except ImportError as error:
+        raise RuntimeError("executor=ray needs Ray: pip install 'audio2image[ray]'") from error
+    started_here = not ray.is_initialized()
+    if started_here:
+        if config.ray_address:
+            ray.init(address=config.ray_address)
+        else:
+            ray.init(num_cpus=config.parallel, include_dashboard=False, log_to_driver=False)
+    gpus = 1 if _gpu_count() or config.ray_address else 0
+    remote = ray.remote(num_cpus=1, num_gpus=gpus if config.device != "cpu" else 0)(execute_run)
+    try:
+        ray.get([remote.remote(*_payload(run)) for run in runs])
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def run_slurm(runs: list, config: Config, executor=None) -> None:
+    """A Slurm job array through submitit; `executor` lets tests pass submitit's LocalExecutor."""
+    try:
+        import submitit
+    except ImportError as error:
+        raise RuntimeError("executor=slurm needs submitit: pip install 'audio2image[slurm]'") from error
+    if executor is None:
+        executor = submitit.AutoExecutor(folder=config.experiment_dir / "slurm")
+        executor.update_parameters(timeout_min=config.slurm_time_min, slurm_partition=config.slurm_partition or None,
+                                   gpus_per_node=1 if config.device != "cpu" else 0, cpus_per_task=config.workers,
+                                   slurm_array_parallelism=config.parallel)
+    payloads = [_payload(run) for run in runs]
+    jobs = executor.map_array(execute_run, *zip(*payloads))
+    for job in jobs:
+        job.result()
+
+
+EXECUTORS = {"local": run_local, "ray": run_ray, "slurm": run_slurm}

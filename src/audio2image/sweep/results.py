@@ -1,0 +1,49 @@
+"""results.csv: one row per transfer run, read back from the run folders (the files are the truth)."""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from audio2image.util import atomic_write_text, read_json
+
+IDENTITY = ["run_id", "stage", "dataset", "fraction", "init", "seed", "freeze"]
+OUTCOME = ["status", "best_epoch", "epochs_run", "train_items"]
+METRICS = {
+    "classification": ["loss", "top1", "top5", "mean_class_acc"],
+    "tagging": ["loss", "roc_auc", "pr_auc"],
+}
+
+
+def result_row(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / "result.json"
+    if not path.is_file():
+        return None
+    result = read_json(path)
+    run = result["run"]
+    row = {k: run.get(k, "") for k in IDENTITY}
+    row["init"] = run.get("init_name", run.get("init"))
+    row.update({k: result.get(k, "") for k in OUTCOME})
+    for split in ("val", "test"):
+        for key, value in result.get(split, {}).items():
+            row[f"{split}_{key}"] = value
+    row["wall_seconds"] = result.get("wall_seconds", "")
+    return row
+
+
+def columns_for(rows: list[dict]) -> list[str]:
+    kinds = {"tagging" if "val_roc_auc" in r or "test_roc_auc" in r else "classification" for r in rows}
+    kinds = kinds or {"classification"}
+    metrics = [f"{split}_{m}" for split in ("val", "test") for kind in sorted(kinds) for m in METRICS[kind]]
+    return IDENTITY + OUTCOME + metrics + ["wall_seconds"]
+
+
+def write_results(run_dirs: list[Path], path: Path) -> list[dict]:
+    """Write results.csv for the finished runs among `run_dirs` (in grid order); returns the rows."""
+    rows = [row for row in map(result_row, run_dirs) if row is not None]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns_for(rows), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+    return rows

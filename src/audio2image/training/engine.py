@@ -1,0 +1,83 @@
+"""One training loop for every task: `train_one_epoch` and `evaluate`, plain functions.
+
+A task (see tasks.py) says how to turn raw batches into model input, which loss to use and which metrics to
+report; these functions know nothing of audio or images.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+
+from audio2image.training.model import train_mode
+
+
+def autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_one_epoch(model, task, loader, optimizer, device, *, generator, step_scheduler=None,
+                    amp: bool = False, channels_last: bool = False) -> dict:
+    """One pass over `loader`. Returns train_loss (and train_top1 for classification), or loss nan on divergence."""
+    train_mode(model)
+    total_loss = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.float64)
+    seen = 0
+    for raw in loader:
+        x = task.inputs.train(raw, device, generator)
+        y = raw.y.to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp):
+            logits = model(x)
+            loss = task.train_loss(logits.float(), y)
+        if not torch.isfinite(loss):
+            return {"train_loss": math.nan}
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step_scheduler is not None:
+            step_scheduler()
+        total_loss += loss.detach() * len(y)
+        if task.kind == "classification":
+            correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+    result = {"train_loss": (total_loss / max(seen, 1)).item()}
+    if task.kind == "classification":
+        result["train_top1"] = (correct / max(seen, 1)).item()
+    return result
+
+
+@torch.no_grad()
+def evaluate(model, task, loader, device, *, amp: bool = False, channels_last: bool = False) -> dict:
+    """Loss and metrics over a whole split, with the deterministic evaluation transform.
+
+    Inputs with a crops axis ([B, crops, C, H, W]) are scored crop by crop and their probabilities averaged.
+    """
+    model.eval()
+    scores, targets = [], []
+    for raw in loader:
+        x = task.inputs.eval(raw, device)
+        crops = x.shape[1] if x.dim() == 5 else 1
+        x = x.flatten(0, 1) if x.dim() == 5 else x
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp):
+            logits = model(x).float()
+        probabilities = task.probabilities(logits).view(-1, crops, logits.shape[-1]).mean(1)
+        scores.append(probabilities)
+        targets.append(raw.y.to(device))
+    scores, targets = torch.cat(scores), torch.cat(targets)
+    return {"loss": task.eval_loss(scores, targets), **task.metrics(scores, targets)}
+
+
+def probabilities_loss(kind: str, probabilities: torch.Tensor, targets: torch.Tensor) -> float:
+    """The loss of averaged probabilities: BCE for tagging, negative log-likelihood for classification."""
+    probabilities = probabilities.double().clamp(1e-7, 1 - 1e-7)
+    if kind == "tagging":
+        return F.binary_cross_entropy(probabilities, targets.double()).item()
+    return F.nll_loss(probabilities.log(), targets.long()).item()

@@ -1,0 +1,226 @@
+"""Batches from a prepared store, ready for the model.
+
+Two halves, so that the expensive half can run where the model runs:
+- a `Loader` reads raw rows from the memory-mapped store on the CPU (uint8 pixels, fp16 mel crops), in a
+  background thread so that reading overlaps compute;
+- a modality's `Inputs` turns a raw batch into model input on the model's device: augmentation for training,
+  a fixed deterministic transform for evaluation (no random augmentation ever touches validation or test).
+
+All randomness comes from a torch.Generator seeded by (run seed, epoch), so a resumed run sees the same batches.
+"""
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from audio2image.prepare.store import Split
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+# --- reading raw batches -----------------------------------------------------------------------------------------
+@dataclass
+class RawBatch:
+    x: torch.Tensor  # uint8 [B, H, W, 3] or fp16 [B, mels, frames]
+    y: torch.Tensor
+    offsets: torch.Tensor | None = None  # audio training crops: start frame per row
+
+
+class Loader:
+    """Iterate raw batches of `rows` of a split; shuffled (training) or in order (evaluation)."""
+
+    def __init__(self, split: Split, rows: np.ndarray, batch_size: int, *, shuffle: bool,
+                 crop_frames: int = 0, generator: torch.Generator | None = None, prefetch: int = 2,
+                 pin_memory: bool = False, shard: tuple[int, int] = (0, 1)):
+        self.split, self.rows, self.batch_size = split, np.asarray(rows), batch_size
+        self.shuffle, self.crop_frames, self.generator = shuffle, crop_frames, generator
+        self.prefetch, self.pin_memory = prefetch, pin_memory
+        self.rank, self.world = shard
+
+    def batches_of_rows(self) -> list[np.ndarray]:
+        order = self.rows
+        if self.shuffle:
+            order = self.rows[torch.randperm(len(self.rows), generator=self.generator).numpy()]
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.shuffle and len(batches) > 1 and len(batches[-1]) < 2:
+            batches.pop()  # a batch of one breaks batch norm in training
+        return [b[self.rank::self.world] for b in batches]  # DDP: each process takes its share of every batch
+
+    def read(self, rows: np.ndarray) -> RawBatch:
+        order = np.argsort(rows)  # read the memory map in file order, then restore the batch order
+        sorted_rows = rows[order]
+        inverse = np.argsort(order)
+        y = torch.from_numpy(np.asarray(self.split.y[sorted_rows])[inverse])
+        if not self.crop_frames:
+            x = torch.from_numpy(np.asarray(self.split.x[sorted_rows])[inverse])
+            return RawBatch(self._pin(x), y)
+        frames = self.split.x.shape[2]
+        offsets = torch.randint(0, frames - self.crop_frames + 1, (len(rows),), generator=self.generator)
+        width = self.crop_frames
+        x = np.stack([self.split.x[r, :, o:o + width] for r, o in zip(rows, offsets.tolist())])
+        return RawBatch(self._pin(torch.from_numpy(x)), y, offsets)
+
+    def _pin(self, x: torch.Tensor) -> torch.Tensor:
+        return x.pin_memory() if self.pin_memory else x
+
+    def __len__(self) -> int:
+        return len(self.batches_of_rows())
+
+    def __iter__(self):
+        # All random draws happen in this thread, in batch order, so results do not depend on thread timing.
+        batches = self.batches_of_rows()
+        if self.prefetch <= 0:
+            for rows in batches:
+                yield self.read(rows)
+            return
+        ready: queue.Queue = queue.Queue(self.prefetch)
+        stop = threading.Event()
+
+        def produce():
+            try:
+                for rows in batches:
+                    if stop.is_set():
+                        return
+                    ready.put(self.read(rows))
+                ready.put(None)
+            except BaseException as error:  # surface reader errors in the consuming thread
+                ready.put(error)
+
+        thread = threading.Thread(target=produce, daemon=True)
+        thread.start()
+        try:
+            while (item := ready.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while thread.is_alive():
+                try:
+                    ready.get_nowait()
+                except queue.Empty:
+                    thread.join(0.01)
+
+
+# --- from raw batches to model input -----------------------------------------------------------------------------
+class ImageInputs:
+    """uint8 [B, S, S, 3] -> normalised float [B, 3, size, size]."""
+
+    def __init__(self, size: int, augment: str):
+        self.size, self.augment = size, augment
+        self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+    def _float(self, raw: RawBatch, device) -> torch.Tensor:
+        x = raw.x.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+        return x
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+    def train(self, raw: RawBatch, device, generator: torch.Generator) -> torch.Tensor:
+        x = self._float(raw, device)
+        if self.augment == "none":
+            return self._normalise(resize(x, self.size))
+        theta = random_affine(len(x), self.augment, generator).to(device)
+        grid = F.affine_grid(theta, (len(x), 3, self.size, self.size), align_corners=False)
+        if x.shape[-1] > 2 * self.size:  # shrink first so that sampling does not alias
+            x = resize(x, 2 * self.size)
+        return self._normalise(F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
+
+    def eval(self, raw: RawBatch, device) -> torch.Tensor:
+        return self._normalise(resize(self._float(raw, device), self.size))
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def random_affine(n: int, augment: str, generator: torch.Generator) -> torch.Tensor:
+    """[n, 2, 3] sampling matrices: random resized crop + flip ("crop-flip"), or flip + rotation up to 30 degrees
+    over the whole image ("seed", the seed's RandomHorizontalFlip + RandomRotation(30))."""
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3)
+    if augment == "seed":
+        angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(30)
+        theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle) * flip, -torch.sin(angle)
+        theta[:, 1, 0], theta[:, 1, 1] = torch.sin(angle) * flip, torch.cos(angle)
+        return theta
+    # RandomResizedCrop(scale=(0.25, 1), ratio=(3/4, 4/3)); a crop that does not fit is shrunk to fit.
+    area = 0.25 + 0.75 * torch.rand(n, generator=generator)
+    log_ratio = (torch.rand(n, generator=generator) * 2 - 1) * math.log(4 / 3)
+    ratio = torch.exp(log_ratio)
+    width = torch.sqrt(area * ratio).clamp(max=1.0)
+    height = torch.sqrt(area / ratio).clamp(max=1.0)
+    centre_x = (torch.rand(n, generator=generator) * 2 - 1) * (1 - width)
+    centre_y = (torch.rand(n, generator=generator) * 2 - 1) * (1 - height)
+    theta[:, 0, 0], theta[:, 0, 2] = width * flip, centre_x
+    theta[:, 1, 1], theta[:, 1, 2] = height, centre_y
+    return theta
+
+
+class AudioInputs:
+    """fp16 mel crops [B, mels, frames] -> float [B, 3, mels, frames] (the same map on the three channels).
+
+    Evaluation splits each whole clip into `eval_crops` evenly spaced crops: [B, crops, 3, mels, frames].
+    The seed preset instead feeds whole clips as [mel, frequency-masked mel, time-masked mel], unnormalised.
+    """
+
+    def __init__(self, crop_frames: int, eval_crops: int, normalization: dict | None, specaugment: bool,
+                 seed_channels: bool):
+        self.crop_frames, self.eval_crops = crop_frames, eval_crops
+        self.specaugment, self.seed_channels = specaugment, seed_channels
+        self.mean = self.std = None
+        if normalization is not None:
+            self.mean = torch.tensor(normalization["mean"]).view(1, -1, 1)
+            self.std = torch.tensor(normalization["std"]).view(1, -1, 1)
+
+    def _float(self, raw_x: torch.Tensor, device) -> torch.Tensor:
+        x = raw_x.to(device, non_blocking=True).float()
+        if self.mean is not None:
+            x = (x - self.mean.to(device)) / self.std.to(device)
+        return x
+
+    def train(self, raw: RawBatch, device, generator: torch.Generator) -> torch.Tensor:
+        x = self._float(raw.x, device)
+        if self.seed_channels:
+            return torch.stack([x, mask(x, 1, 40, generator), mask(x, 2, 80, generator)], dim=1)
+        if self.specaugment:  # SpecAugment: one frequency and one time mask per example
+            x = mask(mask(x, 1, x.shape[1] // 8, generator), 2, x.shape[2] // 8, generator)
+        return x.unsqueeze(1).expand(-1, 3, -1, -1)
+
+    def eval(self, raw: RawBatch, device) -> torch.Tensor:
+        x = self._float(raw.x, device)
+        if self.seed_channels:
+            fixed = torch.Generator().manual_seed(0)  # deterministic masks: no randomness in evaluation
+            return torch.stack([x, mask(x, 1, 40, fixed), mask(x, 2, 80, fixed)], dim=1)
+        if not self.crop_frames or self.crop_frames >= x.shape[2]:
+            return x.unsqueeze(1).expand(-1, 3, -1, -1)
+        starts = np.linspace(0, x.shape[2] - self.crop_frames, self.eval_crops).round().astype(int)
+        crops = torch.stack([x[:, :, s:s + self.crop_frames] for s in starts], dim=1)
+        return crops.unsqueeze(2).expand(-1, -1, 3, -1, -1)
+
+
+def mask(x: torch.Tensor, axis: int, max_width: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero one random band of up to `max_width` along `axis` (1: mel bins, 2: frames) in each example."""
+    n, length = x.shape[0], x.shape[axis]
+    width = (torch.rand(n, generator=generator) * (max_width + 1)).long().clamp(max=length)
+    start = (torch.rand(n, generator=generator) * (length - width + 1)).long()
+    position = torch.arange(length).view(1, -1)
+    band = (position >= start.view(-1, 1)) & (position < (start + width).view(-1, 1))
+    shape = [n, 1, 1]
+    shape[axis] = length
+    return x.masked_fill(band.view(shape).to(x.device), 0.0)

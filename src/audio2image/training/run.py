@@ -1,0 +1,231 @@
+"""One training run, for either stage: pretraining on a source store or transfer to a target store.
+
+A run folder holds everything a run produces and everything needed to resume it:
+
+    config.yaml       the resolved config
+    run.json          the run's identity (stage, dataset, fraction, init, seed, freeze, run_id)
+    metrics.jsonl     one JSON line per epoch
+    checkpoint.pt     model + optimiser + scheduler + epoch, replaced atomically after every epoch
+    best.pt           the weights of the epoch with the best validation score (the one a transfer loads)
+    result.json       written last: status, best epoch, validation and test metrics
+
+Running the same run again continues from checkpoint.pt, or returns result.json if the run is finished.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from audio2image.config import Config, save_config
+from audio2image.prepare.store import Store
+from audio2image.training import distributed
+from audio2image.training.engine import evaluate, train_one_epoch
+from audio2image.training.inputs import Loader, epoch_generator
+from audio2image.training.model import build_model, freeze, initialise
+from audio2image.training.optim import build_optimizer, build_schedule
+from audio2image.training.tasks import build_task, fraction_rows
+from audio2image.util import atomic_path, atomic_write_text, log, read_json, write_json
+
+
+@dataclass
+class RunSpec:
+    """What distinguishes one run: its stage and data, and its fraction / init / seed / freeze."""
+
+    stage: str  # "pretrain" or "transfer"
+    store: Path
+    fraction: float = 1.0
+    init: str = "random"
+    seed: int = 0
+    freeze: str = "none"
+    run_id: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def identity(self, store: Store) -> dict:
+        return {"stage": self.stage, "dataset": store.manifest["dataset"], "modality": store.modality,
+                "fraction": self.fraction, "init": self.init, "seed": self.seed, "freeze": self.freeze,
+                "run_id": self.run_id, **self.extra}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", distributed.local_rank())
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda":
+        return torch.device("cuda", distributed.local_rank())
+    return torch.device(name)
+
+
+def stage_settings(config: Config, stage: str) -> dict:
+    """The `<stage>_*` keys without their prefix: epochs, batch_size, optimizer, lr, ..."""
+    prefix = f"{stage}_"
+    return {k[len(prefix):]: v for k, v in config.to_dict().items() if k.startswith(prefix)}
+
+
+def train_run(config: Config, spec: RunSpec, run_dir: Path) -> dict:
+    """Run (or resume, or just read) one training run; returns its result.json content."""
+    run_dir = Path(run_dir)
+    if (run_dir / "result.json").is_file():
+        return read_json(run_dir / "result.json")
+    started = time.perf_counter()
+    store = Store(spec.store)
+    task = build_task(store, config, spec.stage)
+    settings = stage_settings(config, spec.stage)
+    device = resolve_device(config.device)
+    is_main = distributed.is_main()
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+        write_json(run_dir / "run.json", spec.identity(store))
+
+    model = build_model(task.num_outputs, spec.seed)
+    loaded = initialise(model, spec.init, imagenet_weights=config.imagenet_weights)
+    frozen = freeze(model, spec.freeze)
+    model.to(device)
+    if config.channels_last and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    rows = fraction_rows(task, spec.fraction, spec.seed)
+    steps_per_epoch = len(_train_loader(task, rows, settings, config, spec, device, 0))
+    optimizer = build_optimizer(model, settings)
+    schedule = build_schedule(optimizer, settings, steps_per_epoch, spec.stage)
+    state = _resume(run_dir, model, optimizer, schedule, device)
+    wrapped = distributed.wrap(model, device)
+    compiled = torch.compile(wrapped) if config.compile else wrapped
+    amp = config.amp and device.type == "cuda"
+    channels_last = config.channels_last and device.type == "cuda"
+    log(f"{spec.stage} {run_dir.name}: {store.manifest['dataset']} {task.kind}, {len(rows)} training items, "
+        f"init {spec.init}, freeze {spec.freeze} ({', '.join(frozen) or 'nothing'}), device {device}")
+
+    for epoch in range(state["epoch"] + 1, settings["epochs"] + 1):
+        tic = time.perf_counter()
+        generator = epoch_generator(spec.seed, epoch)
+        loader = _train_loader(task, rows, settings, config, spec, device, epoch, generator)
+        step = schedule.step if schedule.per_step else None
+        train = train_one_epoch(compiled, task, loader, optimizer, device, generator=generator,
+                                step_scheduler=step, amp=amp, channels_last=channels_last)
+        if not math.isfinite(train["train_loss"]):
+            return _finish_diverged(run_dir, spec, store, epoch, started, is_main)
+        val = evaluate(compiled, task, _eval_loader(task, "valid", settings, device), device, amp=amp,
+                       channels_last=channels_last)
+        if not schedule.per_step:
+            schedule.step_epoch(val["loss"])
+        line = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **train,
+                **{f"val_{k}": v for k, v in val.items()}, "seconds": round(time.perf_counter() - tic, 3)}
+        score = val[task.selection_metric]
+        improved = state["best_epoch"] == 0 or (math.isfinite(score) and score > state["best_score"])
+        if improved:
+            state.update(best_epoch=epoch, best_score=score, best_val=val)
+        state["epoch"] = epoch
+        state["seconds"] = state.get("seconds", 0.0) + line["seconds"]
+        if is_main:
+            _append_metrics(run_dir, line)
+            if improved:
+                _save(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch, "labels": store.labels,
+                                            "modality": store.modality, "config": config.to_dict()})
+            _save(run_dir / "checkpoint.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                              "schedule": schedule.state_dict(), "state": state})
+            if config.tensorboard:
+                _tensorboard(run_dir, line)
+        log(f"  epoch {epoch}/{settings['epochs']}: train loss {train['train_loss']:.4f}, val "
+            f"{task.selection_metric} {score:.4f}, {line['seconds']:.1f} s")
+
+    # Test once, with the weights chosen on validation.
+    tic = time.perf_counter()
+    best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True) if is_main else None
+    best = distributed.broadcast_object(best)
+    model.load_state_dict(best["model"])
+    test = evaluate(compiled, task, _eval_loader(task, "test", settings, device), device, amp=amp,
+                    channels_last=channels_last)
+    result = {"status": "completed", "message": "", "task": task.kind,
+              "selection_metric": f"val_{task.selection_metric}", "best_epoch": state["best_epoch"],
+              "epochs_run": state["epoch"], "train_items": int(len(rows)), "val": state["best_val"],
+              "test": test, "init": loaded,
+              "wall_seconds": round(state.get("seconds", 0.0) + time.perf_counter() - tic, 3),
+              "run": spec.identity(store)}
+    if is_main:
+        write_json(run_dir / "result.json", result)
+        (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # finished: best.pt and result.json are what stays
+    return result
+
+
+def _train_loader(task, rows, settings, config, spec, device, epoch, generator=None) -> Loader:
+    rank, world = distributed.rank_and_world()
+    return Loader(task.store.split("train"), rows, settings["batch_size"], shuffle=True,
+                  crop_frames=task.crop_frames, generator=generator or epoch_generator(spec.seed, epoch),
+                  pin_memory=device.type == "cuda", shard=(rank, world))
+
+
+def _eval_loader(task, split: str, settings, device) -> Loader:
+    data = task.store.split(split)
+    return Loader(data, torch.arange(len(data)).numpy(), settings["batch_size"], shuffle=False,
+                  pin_memory=device.type == "cuda")
+
+
+def _resume(run_dir: Path, model, optimizer, schedule, device) -> dict:
+    """Load checkpoint.pt if there is one; keep metrics.jsonl consistent with it. Returns the loop state."""
+    state = {"epoch": 0, "best_epoch": 0, "best_score": -math.inf, "best_val": {}}
+    path = run_dir / "checkpoint.pt"
+    if path.is_file():
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        schedule.load_state_dict(checkpoint["schedule"])
+        state = checkpoint["state"]
+        log(f"  resuming {run_dir.name} after epoch {state['epoch']}")
+    if distributed.is_main():
+        _truncate_metrics(run_dir / "metrics.jsonl", state["epoch"])
+    return state
+
+
+def _truncate_metrics(path: Path, last_epoch: int) -> None:
+    """Keep the lines of epochs up to the checkpoint; drop later or torn lines from an interrupted run."""
+    if not path.exists():
+        return
+    kept = []
+    for text in path.read_text().splitlines():
+        try:
+            line = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if line.get("epoch", 0) <= last_epoch:
+            kept.append(text)
+    atomic_write_text(path, "".join(t + "\n" for t in kept))
+
+
+def _append_metrics(run_dir: Path, line: dict) -> None:
+    with open(run_dir / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps(line) + "\n")
+
+
+def _save(path: Path, value: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(value, tmp)
+
+
+def _finish_diverged(run_dir, spec, store, epoch, started, is_main) -> dict:
+    message = (f"the training loss became non-finite in epoch {epoch}; the run stopped. Try a lower learning "
+               f"rate ({spec.stage}_lr=...)")
+    result = {"status": "diverged", "message": message, "best_epoch": None, "epochs_run": epoch - 1,
+              "val": {}, "test": {}, "wall_seconds": round(time.perf_counter() - started, 3),
+              "run": spec.identity(store)}
+    log(f"  {run_dir.name}: {message}")
+    if is_main:
+        write_json(run_dir / "result.json", result)
+        (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+    return result
+
+
+def _tensorboard(run_dir: Path, line: dict) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(run_dir / "tensorboard") as writer:
+        for key, value in line.items():
+            if key != "epoch" and isinstance(value, (int, float)):
+                writer.add_scalar(key, value, line["epoch"])

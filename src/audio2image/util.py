@@ -1,0 +1,57 @@
+"""Small helpers shared by every stage: atomic writes, JSON files, progress bars."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path beside `path`; it replaces `path` only if the block finishes.
+
+    A reader therefore sees either the old file or the complete new one, never a partial write,
+    even when the process is killed mid-write.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def write_json(path: Path, value) -> None:
+    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def progress(iterable=None, *, enabled: bool = True, **kwargs):
+    """A tqdm bar on stderr; silent when disabled or when stderr is not a terminal and CI asks for quiet."""
+    from tqdm.auto import tqdm
+
+    disable = not enabled or os.environ.get("AUDIO2IMAGE_QUIET") == "1"
+    return tqdm(iterable, disable=disable, file=sys.stderr, dynamic_ncols=True, mininterval=1.0, **kwargs)
+
+
+def log(message: str) -> None:
+    """One line of progress for the user, on stderr so that stdout stays for results."""
+    print(message, file=sys.stderr, flush=True)
