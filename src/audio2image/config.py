@@ -87,6 +87,7 @@ class Config:
     inits: list[str] = field(default_factory=lambda: ["random", "audio"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     freezes: list[str] = field(default_factory=lambda: ["none"])
+    precise_bn_batches: int = 50  # batch-norm statistics recomputed over this many training batches per epoch
     # --- how to run -----------------------------------------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | mps
     amp: bool = True  # bf16 autocast on CUDA
@@ -135,8 +136,8 @@ POSITIVE = {"synth_clips", "synth_seconds", "synth_classes", "synth_per_class", 
             "audio_eval_crops", "image_store_size", "image_size", "pretrain_epochs", "pretrain_batch_size",
             "pretrain_lr", "transfer_epochs", "transfer_batch_size", "transfer_lr", "workers", "parallel",
             "slurm_time_min"}
-NON_NEGATIVE = {"audio_crop_seconds", "pretrain_weight_decay", "transfer_weight_decay", "pretrain_warmup_epochs",
-                "transfer_warmup_epochs", "transfer_label_smoothing"}
+NON_NEGATIVE = {"precise_bn_batches", "audio_crop_seconds", "pretrain_weight_decay", "transfer_weight_decay",
+                "pretrain_warmup_epochs", "transfer_warmup_epochs", "transfer_label_smoothing"}
 FREEZE_PATTERN = re.compile(r"^(none|seed|linear|stages:[0-5])$")
 
 
@@ -297,6 +298,9 @@ def config_hash(values: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+SHARED_TRAINING_KEYS = ("precise_bn_batches",)
+
+
 def keys_for(modality: str, stage: str) -> list[str]:
     """The config keys that a stage's run on a modality reads: its identity, apart from run-specific values."""
-    return [k for k in _FIELDS if k.startswith(f"{modality}_") or k.startswith(f"{stage}_")]
+    return [k for k in _FIELDS if k.startswith((f"{modality}_", f"{stage}_")) or k in SHARED_TRAINING_KEYS]

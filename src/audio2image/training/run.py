@@ -24,7 +24,7 @@ import torch
 from audio2image.config import Config, save_config
 from audio2image.prepare.store import Store
 from audio2image.training import distributed
-from audio2image.training.engine import evaluate, train_one_epoch
+from audio2image.training.engine import evaluate, recalibrate_batchnorm, train_one_epoch
 from audio2image.training.inputs import Loader, epoch_generator
 from audio2image.training.model import build_model, freeze, initialise
 from audio2image.training.optim import build_optimizer, build_schedule
@@ -112,6 +112,9 @@ def train_run(config: Config, spec: RunSpec, run_dir: Path) -> dict:
                                 step_scheduler=step, amp=amp, channels_last=channels_last)
         if not math.isfinite(train["train_loss"]):
             return _finish_diverged(run_dir, spec, store, epoch, started, is_main)
+        if config.precise_bn_batches:
+            recalibrate_batchnorm(compiled, task, _bn_loader(task, rows, settings, config, spec, epoch), device,
+                                  amp=amp, channels_last=channels_last)
         val = evaluate(compiled, task, _eval_loader(task, "valid", settings, device), device, amp=amp,
                        channels_last=channels_last)
         if not schedule.per_step:
@@ -160,6 +163,14 @@ def _train_loader(task, rows, settings, config, spec, device, epoch, generator=N
     return Loader(task.store.split("train"), rows, settings["batch_size"], shuffle=True,
                   crop_frames=task.crop_frames, generator=generator or epoch_generator(spec.seed, epoch),
                   pin_memory=device.type == "cuda", shard=(rank, world))
+
+
+def _bn_loader(task, rows, settings, config, spec, epoch) -> Loader:
+    """Training rows, in a seeded order, as whole items (the evaluation transform crops them itself)."""
+    generator = epoch_generator(spec.seed, -epoch)
+    order = rows[torch.randperm(len(rows), generator=generator).numpy()]
+    order = order[:config.precise_bn_batches * settings["batch_size"]]
+    return Loader(task.store.split("train"), order, settings["batch_size"], shuffle=False)
 
 
 def _eval_loader(task, split: str, settings, device) -> Loader:

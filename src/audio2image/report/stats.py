@@ -1,0 +1,356 @@
+"""Statistics over transfer runs: per-cell summaries, paired gains over the random init, data efficiency.
+
+Pure numpy/scipy. A "row" is one transfer run as a mapping with at least fraction, init, seed, freeze, status
+and the metric column (results.csv, parsed or not). Only rows with status "completed" and a finite metric count.
+Higher metric values are better (accuracy, ROC-AUC). Nothing here knows which pretrained init exists: every init
+other than `baseline` is compared with it.
+
+    >>> gains = gain_table(rows)              # paired by seed, Holm-adjusted across fractions
+    >>> eff = data_efficiency(rows, "audio")  # how much more data random init needs to match "audio"
+    >>> print(conclusion(gains, eff))
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+from scipy import stats as sps
+
+ALPHA = 0.05
+CONFIDENCE = 0.95
+# metric column -> (what it is, unit once scaled by 100); the one place for every label in words, tables and axes
+METRICS = {
+    "test_top1": ("test top-1 accuracy", "%"),
+    "test_top5": ("test top-5 accuracy", "%"),
+    "test_mean_class_acc": ("test mean per-class accuracy", "%"),
+    "test_roc_auc": ("test macro ROC-AUC", "x 100"),
+    "val_top1": ("validation top-1 accuracy", "%"),
+    "val_roc_auc": ("validation macro ROC-AUC", "x 100"),
+}
+# a std this small relative to the mean is rounding noise in a constant difference, not spread
+_ZERO_SPREAD = 1e-12
+
+
+def metric_name(metric: str) -> str:
+    """'test top-1 accuracy' for 'test_top1'; unknown columns read as their name."""
+    return METRICS.get(metric, (metric.replace("_", " "),))[0]
+
+
+# --- elementary statistics -----------------------------------------------------------------------------------------
+
+def summarize(values) -> dict:
+    """n, mean, std (ddof=1) and the 95% t-interval of the mean; with n < 2, std and interval are nan."""
+    x = np.asarray([v for v in values if _finite(v)], dtype=float)
+    n = len(x)
+    mean = float(x.mean()) if n else math.nan
+    if n < 2:
+        return {"n": n, "mean": mean, "std": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+    std = float(x.std(ddof=1))
+    half = float(sps.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * std / math.sqrt(n)
+    return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def paired_difference(a, b) -> dict:
+    """a - b for values paired by position (seed): mean, std, 95% t-interval, two-sided paired t-test p, n."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples differ in length: {a.shape} vs {b.shape}")
+    result = summarize(a - b)
+    result["p"] = math.nan
+    if result["n"] >= 2:
+        if result["std"] <= _ZERO_SPREAD * max(1.0, abs(result["mean"])):
+            # ttest_rel divides by zero here; a constant non-zero difference is as certain as it gets
+            result["p"] = 1.0 if result["mean"] == 0 else 0.0
+        else:
+            result["p"] = float(sps.ttest_rel(a, b).pvalue)
+    return result
+
+
+def holm(pvalues) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order; nan stays nan and does not count as a test."""
+    p = np.asarray(pvalues, dtype=float)
+    adjusted = np.full(p.shape, math.nan)
+    tested = np.flatnonzero(np.isfinite(p))
+    m = len(tested)
+    order = tested[np.argsort(p[tested], kind="stable")]
+    running = 0.0
+    for rank, index in enumerate(order):
+        # step-down: the k-th smallest is multiplied by (m - k + 1); the running max keeps the order monotone
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted.tolist()
+
+
+# --- grouping of runs ----------------------------------------------------------------------------------------------
+
+def completed_values(rows, metric: str) -> dict:
+    """{(fraction, init, freeze): {seed: value}} over the completed runs with a finite metric."""
+    table: dict = defaultdict(dict)
+    for row in rows:
+        value = _float(row.get(metric))
+        if row.get("status") == "completed" and _finite(value):
+            table[_key(row)][int(row["seed"])] = value
+    return table
+
+
+def grid_of(rows, grid: dict | None = None) -> dict:
+    """The sweep grid (fractions, inits, seeds, freezes): `grid` (e.g. the config) joined with what the rows show."""
+    grid = grid or {}
+    out = {}
+    for name, column, cast in (("fractions", "fraction", float), ("inits", "init", str),
+                               ("seeds", "seed", int), ("freezes", "freeze", str)):
+        declared = [cast(v) for v in grid.get(name) or []]
+        seen = [cast(row[column]) for row in rows if row.get(column) not in (None, "")]
+        merged = list(dict.fromkeys(declared + seen))
+        out[name] = sorted(merged) if cast is not str else merged  # inits keep their declared order
+    return out
+
+
+def cell_table(rows, metric: str = "test_top1", grid: dict | None = None) -> list[dict]:
+    """Per (fraction, init, freeze): summarize over seeds (completed runs only), and which seeds are missing.
+
+    `seeds_failed` ran but did not complete (e.g. diverged); `seeds_missing` have no row at all.
+    """
+    grid = grid_of(rows, grid)
+    values = completed_values(rows, metric)
+    present = defaultdict(set)
+    for row in rows:
+        present[_key(row)].add(int(row["seed"]))
+    cells = []
+    for freeze in grid["freezes"]:
+        for init in grid["inits"]:
+            for fraction in grid["fractions"]:
+                key = (fraction, init, freeze)
+                done = values.get(key, {})
+                seeds = sorted(done)
+                cells.append({"fraction": fraction, "init": init, "freeze": freeze, "metric": metric,
+                              **summarize([done[s] for s in seeds]), "seeds": seeds,
+                              "values": [done[s] for s in seeds],
+                              "seeds_failed": sorted(present[key] - set(done)),
+                              "seeds_missing": sorted(set(grid["seeds"]) - present[key])})
+    return cells
+
+
+def gain_table(rows, metric: str = "test_top1", baseline: str = "random") -> list[dict]:
+    """Per non-baseline init, freeze and fraction: init - baseline paired by seed, Holm-adjusted across fractions.
+
+    Only seeds where both runs completed are paired. The Holm family is one init/freeze's set of fractions.
+    """
+    values = completed_values(rows, metric)
+    grid = grid_of(rows)
+    gains = []
+    for freeze in grid["freezes"]:
+        for init in grid["inits"]:
+            if init == baseline:
+                continue
+            family = []
+            for fraction in grid["fractions"]:
+                ours, base = values.get((fraction, init, freeze)), values.get((fraction, baseline, freeze))
+                if ours is None and base is None:
+                    continue
+                ours, base = ours or {}, base or {}
+                seeds = sorted(set(ours) & set(base))
+                diff = paired_difference([ours[s] for s in seeds], [base[s] for s in seeds])
+                family.append({"init": init, "baseline": baseline, "freeze": freeze, "fraction": fraction,
+                               "metric": metric, "seeds": seeds, **diff})
+            for gain, adjusted in zip(family, holm([g["p"] for g in family])):
+                gain["p_holm"] = adjusted
+                gain["significant"] = bool(_finite(adjusted) and adjusted < ALPHA)
+            gains.extend(family)
+    return gains
+
+
+# --- data efficiency -----------------------------------------------------------------------------------------------
+
+def data_efficiency(rows, init: str, metric: str = "test_top1", baseline: str = "random", n_boot: int = 2000,
+                    seed: int = 0) -> list[dict]:
+    """How many times the data the baseline needs to match `init`, per fraction (and freeze).
+
+    For each fraction f, A(f) is `init`'s mean. The baseline's mean curve over the grid's fractions is read as
+    piecewise-linear in log fraction; f* is the smallest fraction where it reaches A(f) and `ratio` = f*/f.
+    status: "gain" (ratio > 1), "no gain" (ratio <= 1; when A(f) is below the baseline's first point, f* is taken
+    as that first fraction, an upper bound), "beyond grid" (A(f) exceeds the baseline's best: ratio is inf and
+    `ratio_bound` = largest fraction / f is a lower bound) or "missing" (not enough runs).
+    The interval resamples seeds with replacement and recomputes both curves (percentiles 2.5 / 97.5).
+    """
+    values = completed_values(rows, metric)
+    grid = grid_of(rows)
+    out = []
+    for freeze in grid["freezes"]:
+        ours = {f: values.get((f, init, freeze), {}) for f in grid["fractions"]}
+        base = {f: values.get((f, baseline, freeze), {}) for f in grid["fractions"]}
+        if not any(ours.values()):
+            continue
+        seeds = sorted({s for d in (*ours.values(), *base.values()) for s in d})
+        point = _efficiency(ours, base, seeds)
+        boot = _bootstrap(ours, base, seeds, n_boot, seed)
+        for i, fraction in enumerate(grid["fractions"]):
+            ratio, status, target, f_star = point[i]
+            low, high = _interval(boot[:, i]) if status != "missing" else (math.nan, math.nan)
+            out.append({"init": init, "baseline": baseline, "freeze": freeze, "fraction": fraction,
+                        "metric": metric, "value": target, "fraction_needed": f_star, "ratio": ratio,
+                        "ratio_bound": max(grid["fractions"]) / fraction, "ci_low": low, "ci_high": high,
+                        "status": status, "n": len(ours[fraction])})
+    return out
+
+
+def baseline_reach(fractions, means, target: float) -> float:
+    """Smallest fraction at which the curve (linear in log fraction) reaches `target`; inf if it never does.
+
+    Returns fractions[0] when the first point already reaches it (the curve is not extrapolated below the grid).
+    """
+    logs = np.log(np.asarray(fractions, dtype=float))
+    means = np.asarray(means, dtype=float)
+    if means[0] >= target:
+        return float(fractions[0])
+    for i in range(1, len(means)):
+        if means[i] >= target:
+            t = (target - means[i - 1]) / (means[i] - means[i - 1])
+            return float(np.exp(logs[i - 1] + t * (logs[i] - logs[i - 1])))
+    return math.inf
+
+
+def _efficiency(ours: dict, base: dict, seeds) -> list[tuple]:
+    """(ratio, status, A(f), f*) per fraction for the seeds given (repeats allowed, as in a bootstrap sample)."""
+    curve = [(f, _mean_over(base[f], seeds)) for f in base]
+    curve = [(f, m) for f, m in curve if _finite(m)]
+    result = []
+    for f in ours:
+        target = _mean_over(ours[f], seeds)
+        if not _finite(target) or len(curve) < 2:
+            result.append((math.nan, "missing", target, math.nan))
+            continue
+        f_star = baseline_reach([c[0] for c in curve], [c[1] for c in curve], target)
+        ratio = f_star / f
+        status = "beyond grid" if math.isinf(ratio) else ("gain" if ratio > 1 else "no gain")
+        result.append((ratio, status, target, f_star))
+    return result
+
+
+def _bootstrap(ours: dict, base: dict, seeds, n_boot: int, seed: int) -> np.ndarray:
+    """[n_boot, fractions] ratios from seed resamples; nan where a resample leaves a curve undefined."""
+    rng = np.random.default_rng(seed)
+    ratios = np.full((n_boot, len(ours)), math.nan)
+    if not seeds:
+        return ratios
+    for b in range(n_boot):
+        sample = list(rng.choice(seeds, size=len(seeds), replace=True))
+        ratios[b] = [r for r, *_ in _efficiency(ours, base, sample)]
+    return ratios
+
+
+def _interval(samples: np.ndarray) -> tuple[float, float]:
+    """2.5/97.5 percentiles ignoring nan; inverted_cdf picks actual samples, so inf ("beyond grid") is kept."""
+    finite = samples[~np.isnan(samples)]
+    if not len(finite):
+        return math.nan, math.nan
+    low, high = np.quantile(finite, [0.025, 0.975], method="inverted_cdf")
+    return float(low), float(high)
+
+
+def _mean_over(by_seed: dict, seeds) -> float:
+    picked = [by_seed[s] for s in seeds if s in by_seed]
+    return float(np.mean(picked)) if picked else math.nan
+
+
+# --- plain words ---------------------------------------------------------------------------------------------------
+
+def conclusion(gains: list[dict], efficiency: list[dict]) -> str:
+    """A paragraph in plain words: where each pretrained init is better / worse / indistinguishable, and by how much."""
+    tested = [g for g in gains if g["n"] >= 2]
+    if not tested:
+        return ("No conclusion yet: no fraction has at least two seeds completed for both a pretrained init and "
+                "the random init, so no paired comparison can be made.")
+    parts = []
+    for (init, freeze, baseline), group in _groups(tested, ("init", "freeze", "baseline")).items():
+        parts.append(_gain_sentence(init, freeze, baseline, group))
+        eff = [e for e in efficiency if e["init"] == init and e["freeze"] == freeze]
+        parts.append(efficiency_sentence(init, baseline, eff))
+    n_min = min(g["n"] for g in tested)
+    if n_min < 3:
+        parts.append(f"With only {n_min} seeds in some cells the 95% intervals are wide and the tests have little "
+                     "power: \"indistinguishable\" means no difference was shown, not that there is none.")
+    return " ".join(parts)
+
+
+def _gain_sentence(init, freeze, baseline, group) -> str:
+    metric = metric_name(group[0]["metric"])
+    head = (f"The {init} init against the {baseline} init ({metric}, paired by seed, Holm-corrected across "
+            f"{len(group)} fraction{'s' if len(group) > 1 else ''}" + (f", freeze {freeze}" if freeze != "none" else "")
+            + "):")
+    better = [g for g in group if g["significant"] and g["mean"] > 0]
+    worse = [g for g in group if g["significant"] and g["mean"] < 0]
+    same = [g for g in group if not g["significant"]]
+    clauses = []
+    if better:
+        clauses.append("significantly better at " + ", ".join(_gain_words(g) for g in better))
+    if worse:
+        clauses.append("significantly worse at " + ", ".join(_gain_words(g) for g in worse))
+    if same:
+        diffs = [100 * g["mean"] for g in same]
+        clauses.append(f"indistinguishable at {_fractions_words(same)} (differences {min(diffs):+.1f} to "
+                       f"{max(diffs):+.1f} points)")
+    return head + " " + "; ".join(clauses) + "."
+
+
+def efficiency_sentence(init, baseline, eff) -> str:
+    """One sentence: at which fractions the baseline needs clearly more data (interval above 1x), or 'no gain'."""
+    measurable = [e for e in eff if e["status"] in ("gain", "beyond grid") and _finite(e["ci_low"])
+                  and e["ci_low"] > 1]
+    if not measurable:
+        return (f"Data efficiency: no measurable gain; at no fraction does the {baseline} init need clearly more "
+                f"data (bootstrap interval above 1x) to match the {init} init.")
+    words = []
+    for e in measurable:
+        if e["status"] == "beyond grid":
+            more = "more data than the grid has" if e["ratio_bound"] <= 1 else f"more than {e['ratio_bound']:.1f}x"
+            words.append(f"{more} at {_pct(e['fraction'])} (it never reaches that level on the grid)")
+        else:
+            words.append(f"about {e['ratio']:.1f}x at {_pct(e['fraction'])} (95% CI {e['ci_low']:.1f}x to "
+                         f"{_times(e['ci_high'])})")
+    return (f"Data efficiency: to match the {init} init, the {baseline} init needs " + "; ".join(words)
+            + " the training data.")
+
+
+def _gain_words(g) -> str:
+    return (f"{_pct(g['fraction'])} ({100 * g['mean']:+.1f} points, 95% CI {100 * g['ci_low']:+.1f} to "
+            f"{100 * g['ci_high']:+.1f})")
+
+
+def _fractions_words(group) -> str:
+    return ", ".join(_pct(g["fraction"]) for g in group)
+
+
+def _times(x: float) -> str:
+    return "beyond the grid" if math.isinf(x) else f"{x:.1f}x"
+
+
+def _pct(fraction: float) -> str:
+    return f"{100 * fraction:g}%"
+
+
+def _groups(items, keys) -> dict:
+    out: dict = {}
+    for item in items:
+        out.setdefault(tuple(item[k] for k in keys), []).append(item)
+    return out
+
+
+# --- small helpers -------------------------------------------------------------------------------------------------
+
+def _key(row) -> tuple:
+    return float(row["fraction"]), str(row["init"]), str(row.get("freeze") or "none")
+
+
+def _float(value) -> float:
+    if value is None or value == "":
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value)

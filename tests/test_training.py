@@ -1,0 +1,149 @@
+"""The training engine on tiny stores: learning, resuming, freezing, loading inits, divergence, determinism."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from audio2image.config import load_config
+from audio2image.training import engine
+from audio2image.training.model import InitError, build_model, initialise, load_backbone
+from audio2image.training.run import RunSpec, train_run
+from stores import make_audio_store, make_image_store
+
+TINY = ["transfer_epochs=3", "pretrain_epochs=3", "audio_crop_seconds=1", "audio_eval_crops=2",
+        "progress=false"]
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stores")
+    return {"image": make_image_store(root / "image"), "audio": make_audio_store(root / "audio")}
+
+
+def config(*overrides):
+    return load_config("configs/tiny.yaml", TINY + list(overrides))
+
+
+def comparable(result: dict) -> dict:
+    """A result without its timing, which is the one thing allowed to differ between identical runs."""
+    return {k: v for k, v in result.items() if k != "wall_seconds"}
+
+
+@pytest.fixture(scope="module")
+def pretrained(stores, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("pretrain")
+    result = train_run(config(), RunSpec("pretrain", stores["audio"], seed=0), run_dir)
+    return run_dir, result
+
+
+def test_audio_pretraining_learns_its_tags(pretrained):
+    run_dir, result = pretrained
+    assert result["status"] == "completed"
+    assert result["test"]["roc_auc"] > 0.75  # chance is 0.5
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2, 3]
+    assert result["val"]["roc_auc"] == max(line["val_roc_auc"] for line in lines)  # chosen on validation
+    assert not (run_dir / "checkpoint.pt").exists() and (run_dir / "best.pt").exists()
+
+
+def test_image_transfer_learns_its_classes(stores, tmp_path):
+    result = train_run(config("transfer_epochs=3"), RunSpec("transfer", stores["image"]),
+                       tmp_path / "run")
+    assert result["status"] == "completed"
+    assert result["test"]["top1"] > 0.5  # chance is 0.25
+    assert set(result["test"]) >= {"loss", "top1", "top5", "mean_class_acc"}
+
+
+def test_same_config_and_seed_give_identical_results(stores, tmp_path):
+    first = train_run(config(), RunSpec("transfer", stores["image"], seed=3), tmp_path / "a")
+    second = train_run(config(), RunSpec("transfer", stores["image"], seed=3), tmp_path / "b")
+    other = train_run(config(), RunSpec("transfer", stores["image"], seed=4), tmp_path / "c")
+    assert comparable(first)["test"] == comparable(second)["test"]
+    assert (tmp_path / "a" / "metrics.jsonl").read_text().count("\n") == 3
+    assert first["val"] != other["val"] or first["test"] != other["test"]
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(stores, tmp_path, monkeypatch):
+    whole = train_run(config(), RunSpec("transfer", stores["image"], seed=1), tmp_path / "whole")
+    real_evaluate, calls = engine.evaluate, []
+
+    def evaluate_then_die(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # validation of epoch 3: epochs 1-2 are checkpointed, epoch 3 is lost
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr("audio2image.training.run.evaluate", evaluate_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config(), RunSpec("transfer", stores["image"], seed=1), tmp_path / "killed")
+    assert not (tmp_path / "killed" / "result.json").exists()
+    monkeypatch.setattr("audio2image.training.run.evaluate", real_evaluate)
+    resumed = train_run(config(), RunSpec("transfer", stores["image"], seed=1), tmp_path / "killed")
+    assert comparable(resumed) == comparable(whole)
+    epochs = [json.loads(x)["epoch"] for x in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+
+
+@pytest.mark.parametrize("policy, frozen, trained", [
+    ("seed", ["conv1", "bn1", "layer1"], ["layer2", "layer4", "fc"]),
+    ("linear", ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"], ["fc"]),
+    ("stages:3", ["conv1", "layer2"], ["layer3", "fc"]),
+])
+def test_frozen_layers_do_not_change(stores, pretrained, tmp_path, policy, frozen, trained):
+    run_dir, _ = pretrained
+    before = torch.load(run_dir / "best.pt", weights_only=True)["model"]
+    spec = RunSpec("transfer", stores["image"], init=f"audio:{run_dir}", freeze=policy)
+    train_run(config("transfer_epochs=1"), spec, tmp_path / "run")
+    after = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
+    for key, value in after.items():
+        module = key.split(".")[0]
+        if module in frozen:  # parameters and batch-norm statistics alike
+            assert torch.equal(value, before[key]), key
+    for module in trained:
+        keys = [k for k in after if k.startswith(module + ".") and after[k].is_floating_point()]
+        assert any(k not in before or not torch.equal(after[k], before[k]) for k in keys), module
+
+
+def test_init_loads_the_backbone_and_leaves_only_the_head(pretrained):
+    run_dir, _ = pretrained
+    model = build_model(10, seed=0)
+    head = model.fc.weight.clone()
+    initialise(model, f"audio:{run_dir}")
+    source = torch.load(run_dir / "best.pt", weights_only=True)["model"]
+    assert torch.equal(model.conv1.weight, source["conv1.weight"])
+    assert torch.equal(model.fc.weight, head)  # new head: 10 classes, not the source's tags
+
+
+def test_bad_inits_are_clear_errors(tmp_path):
+    model = build_model(5, seed=0)
+    with pytest.raises(InitError, match="no weights"):
+        initialise(model, f"audio:{tmp_path}")
+    with pytest.raises(InitError, match="imagenet_weights=PATH"):
+        initialise(model, "imagenet", imagenet_weights=str(tmp_path / "missing.pth"))
+    state = {k: v for k, v in build_model(5, seed=0).state_dict().items() if not k.startswith("layer4")}
+    with pytest.raises(InitError, match="missing"):
+        load_backbone(model, state)
+
+
+def test_imagenet_init_from_a_given_file(tmp_path, stores):
+    weights = build_model(1000, seed=7).state_dict()
+    torch.save(weights, tmp_path / "resnet18.pth")
+    model = build_model(4, seed=0)
+    initialise(model, "imagenet", imagenet_weights=str(tmp_path / "resnet18.pth"))
+    assert torch.equal(model.layer3[0].conv1.weight, weights["layer3.0.conv1.weight"])
+
+
+def test_divergence_ends_the_run_with_a_status(stores, tmp_path):
+    result = train_run(config("transfer_lr=1e30", "transfer_warmup_epochs=0"),
+                       RunSpec("transfer", stores["image"]), tmp_path / "run")
+    assert result["status"] == "diverged"
+    assert "non-finite" in result["message"]
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "diverged"
+
+
+def test_finished_run_is_read_not_rerun(stores, tmp_path, monkeypatch):
+    first = train_run(config("transfer_epochs=1"), RunSpec("transfer", stores["image"]), tmp_path / "run")
+    monkeypatch.setattr("audio2image.training.run.train_one_epoch", None)  # would fail if called
+    assert train_run(config("transfer_epochs=1"), RunSpec("transfer", stores["image"]), tmp_path / "run") == first
