@@ -264,12 +264,14 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(result, indent=2, default=str))
 
 
-def _is_user_error(error: Exception) -> bool:
-    """Problems with the user's input get one line; anything else is a bug and keeps its traceback."""
-    from audio2image.config import ConfigError
-    from audio2image.training.model import InitError
+USER_ERRORS = {"ConfigError", "InitError", "DownloadError", "AnnotationError", "FileNotFoundError",
+               "NotADirectoryError", "StoreMismatchError"}
 
-    user_errors = (ConfigError, InitError, FileNotFoundError, NotADirectoryError)
-    names = {"DownloadError", "AnnotationError"}
-    return isinstance(error, user_errors) or type(error).__name__ in names or (
+
+def _is_user_error(error: Exception) -> bool:
+    """Problems with the user's input get one line; anything else is a bug and keeps its traceback.
+
+    Matched by class name so that reporting an error does not import torch.
+    """
+    return type(error).__name__ in USER_ERRORS or (
         isinstance(error, (ValueError, RuntimeError)) and str(error).startswith("config key"))

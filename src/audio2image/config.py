@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -164,11 +165,11 @@ def validate(config: Config) -> None:
         if getattr(config, key) not in allowed:
             _fail(key, getattr(config, key), "choose one of " + ", ".join(allowed))
     for key in POSITIVE:
-        if not getattr(config, key) > 0:
-            _fail(key, getattr(config, key), "it must be greater than 0")
+        if not (math.isfinite(getattr(config, key)) and getattr(config, key) > 0):
+            _fail(key, getattr(config, key), "it must be a finite number greater than 0")
     for key in NON_NEGATIVE:
-        if getattr(config, key) < 0:
-            _fail(key, getattr(config, key), "it must be 0 or more")
+        if not (math.isfinite(getattr(config, key)) and getattr(config, key) >= 0):
+            _fail(key, getattr(config, key), "it must be a finite number, 0 or more")
     if config.source == config.target:
         _fail("target", config.target, "it must differ from source")
     if not 0 < config.fraction <= 1:
@@ -216,6 +217,8 @@ def _coerce_scalar(key: str, value, kind):
     if kind is bool:
         if isinstance(value, bool):
             return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
         _fail(key, value, "it must be true or false")
@@ -250,6 +253,13 @@ def _check_known(key: str) -> None:
         raise ConfigError(f"unknown config key '{key}'{hint}")
 
 
+def _yaml_scalar(key: str, raw: str):
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        _fail(key, raw, "it is not a readable value")
+
+
 def parse_overrides(overrides: list[str]) -> dict:
     values = {}
     for item in overrides:
@@ -258,7 +268,9 @@ def parse_overrides(overrides: list[str]) -> dict:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         key = key.strip().lstrip("-").replace("-", "_")
         _check_known(key)
-        values[key] = raw if typing.get_origin(_TYPES[key]) is list else yaml.safe_load(raw)
+        # Text keys keep the literal text (name=1.10 stays "1.10"); other keys are read as YAML scalars.
+        literal = typing.get_origin(_TYPES[key]) is list or _TYPES[key] is str
+        values[key] = raw if literal else _yaml_scalar(key, raw)
     return values
 
 
@@ -276,7 +288,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
-        values = yaml.safe_load(path.read_text()) or {}
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {' '.join(str(error).split())}")
         if not isinstance(values, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of key: value")
     values.update(parse_overrides(overrides or []))

@@ -93,8 +93,8 @@ def _run_jobs(task, jobs: list, workers: int, show: bool, desc: str) -> list:
                 results.append(task(job))
                 bar.update()
         else:
-            # spawn, not fork: the caller may hold torch/OpenMP threads, which a forked child can deadlock on.
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            # Not fork: the caller may hold torch/OpenMP threads, which a forked child can deadlock on.
+            with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
                 for result in pool.map(task, jobs, chunksize=max(1, len(jobs) // (workers * 8))):
                     results.append(result)
                     bar.update()
@@ -285,7 +285,8 @@ def _clip_names(seed: int, i: int) -> dict:
     album_rng = _rng(seed, _STREAM_NAMES, album_no * len(FOLDERS) + FOLDERS.index(folder))
     # The folder and album number in the album name keep every path unique, whatever the words drawn.
     artist, album = _artist(album_rng), f"{_words(album_rng, 1, 3)}_{folder}{album_no}"
-    title = _words(_rng(seed, _STREAM_NAMES, 10**6 + i - segment), 1, 3)  # same title for a track's segments
+    titles = [_words(album_rng, 1, 3) for _ in range(_TRACKS_PER_ALBUM)]  # a track's segments share its title
+    title = titles[track]
     start = 30 + 29 * segment
     return {"folder": folder, "artist": artist, "album": album, "track": track + 1, "title": title,
             "start": start, "end": start + 29}
@@ -350,9 +351,10 @@ class Instrument:
     drive: float = 0.0  # tanh distortion (electric guitars)
     breath: float = 0.0  # noise relative to the tone (flute)
     formants: float = 0.0  # 0: none; else vowel formants scaled by this (1 male, 1.17 female)
-    legato: float = 1.0  # sounding fraction of each note slot
+    legato: float = 1.0  # sounding fraction of the time to the next note
     rests: float = 0.0  # probability that a note is silent (phrasing)
     seconds_per_note: float = 0.0  # fixed syllable rate (speech), independent of tempo
+    fricatives: float = 0.0  # level of hiss bursts (s, sh, f) starting half the syllables (speech)
     gain: float = 0.6
 
 
@@ -380,30 +382,33 @@ INSTRUMENTS: dict[str, Instrument] = {
 
 # Voices: a pulse train through vowel formants; sung (held notes, vibrato) or spoken (gliding contour,
 # syllables); male low f0, female high; opera with a wide vibrato; a choir of four parts.
+# Sung voices carry the "singer's formant" (a resonance near 3 kHz that lets a voice cut through a band).
+_SUNG = dict(tilt=1.0, boost=(2900, 450, 5))
 VOICES: dict[str, Instrument] = {
-    "male_sung": Instrument((45, 60), 1, dict(tilt=1.0), (.04, 1, 1), vibrato=(5.5, .012), formants=1.0,
-                            legato=.9, rests=.2, gain=1.0),
-    "female_sung": Instrument((60, 77), 1, dict(tilt=1.0), (.04, 1, 1), vibrato=(5.5, .012), formants=1.17,
-                              legato=.9, rests=.2, gain=1.0),
+    "male_sung": Instrument((45, 60), 1, _SUNG, (.04, 1, 1), vibrato=(5.5, .012), formants=1.0, legato=.9, rests=.2,
+                            gain=1.5),
+    "female_sung": Instrument((60, 77), 1, _SUNG, (.04, 1, 1), vibrato=(5.5, .012), formants=1.17, legato=.9,
+                              rests=.2, gain=1.5),
     "male_spoken": Instrument((43, 50), 1, dict(tilt=1.0), (.02, .15, .2), glide=.22, formants=1.0, legato=.8,
-                              rests=.25, seconds_per_note=.22, gain=1.0),
+                              rests=.25, seconds_per_note=.22, fricatives=2.0, gain=1.5),
     "female_spoken": Instrument((53, 60), 1, dict(tilt=1.0), (.02, .15, .2), glide=.22, formants=1.17, legato=.8,
-                                rests=.25, seconds_per_note=.22, gain=1.0),
-    "opera_male": Instrument((48, 65), 2, dict(tilt=.8), (.08, 1, 1), vibrato=(6, .03), formants=1.0, legato=.95,
-                             rests=.1, gain=1.0),
-    "opera_female": Instrument((67, 84), 2, dict(tilt=.8), (.08, 1, 1), vibrato=(6, .03), formants=1.17,
-                               legato=.95, rests=.1, gain=1.0),
-    "choir": Instrument((67, 76), 2, dict(tilt=1.0), (.3, 1, 1), (0, -2, -4, -11), vibrato=(5, .006), detune=.004,
-                        formants=1.1, legato=.95, gain=1.0),
+                                rests=.25, seconds_per_note=.22, fricatives=2.0, gain=1.5),
+    "opera_male": Instrument((48, 65), 2, dict(_SUNG, tilt=.8), (.08, 1, 1), vibrato=(6, .03), formants=1.0,
+                             legato=.95, rests=.1, gain=1.5),
+    "opera_female": Instrument((67, 84), 2, dict(_SUNG, tilt=.8), (.08, 1, 1), vibrato=(6, .03), formants=1.17,
+                               legato=.95, rests=.1, gain=1.5),
+    "choir": Instrument((67, 76), 2, _SUNG, (.3, 1, 1), (0, -2, -4, -11), vibrato=(5, .006), detune=.004,
+                        formants=1.1, legato=.95, gain=1.5),
 }
 
 # F1, F2, F3 (Hz) of a male voice; a female voice scales them up.
 VOWELS = np.array([[730, 1090, 2440], [530, 1840, 2480], [270, 2290, 3010], [570, 840, 2410], [300, 870, 2240]],
                   dtype=np.float32)
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10), "raga": (0, 1, 4, 5, 7, 8, 11)}
-TEMPO_BPM = {"slow": (55, 75), "mid": (90, 125), "fast": (145, 180)}
+TEMPO_BPM = {"slow": (50, 68), "mid": (92, 118), "fast": (150, 180)}
 PEAK = {"quiet": 0.1, "soft": 0.25, "mid": 0.5, "loud": 0.9}
-TABLE = 2048  # wavetable length: room for every harmonic below 8 kHz down to f0 = 16 Hz
+TABLE = 2048  # wavetable length (a power of two): room for every harmonic below 8 kHz down to f0 = 16 Hz
+BLOCK = 16  # samples per control step: pitch and envelopes change every 1 ms at 16 kHz
 
 
 def harmonic_amplitudes(freqs: np.ndarray, harmonic: np.ndarray, tilt: float = 1.0, odd: bool = False,
@@ -469,14 +474,14 @@ def _degrees(inst: Instrument, notes: int, grid: np.ndarray, rng: np.random.Gene
     return lo + np.where(folded > hi - lo, span - folded, folded)
 
 
-def _note_times(inst: Instrument, beat_s: float, n: int, sr: int, rng: np.random.Generator, human: bool):
-    """Onset sample of every note, and the note slot length in seconds."""
+def _note_times(inst: Instrument, beat_s: float, blocks: int, sr: int, rng: np.random.Generator, human: bool):
+    """Onset of every note, in control steps (BLOCK samples)."""
     slot = inst.seconds_per_note or inst.beats * beat_s
-    onsets = np.arange(0, n / sr, slot)
+    onsets = np.arange(0, blocks * BLOCK / sr, slot)
     if human:  # small timing jitter: players are not quantised
         onsets = onsets + rng.uniform(0, 0.15 * slot, size=len(onsets)) * (np.arange(len(onsets)) > 0)
-    onsets = np.round(onsets * sr).astype(np.int64)
-    return onsets[onsets < n], slot
+    onsets = np.round(onsets * sr / BLOCK).astype(np.int64)
+    return onsets[onsets < blocks]
 
 
 def _envelope(ts: np.ndarray, length: np.ndarray, attack: float, decay: float, sustain: float) -> np.ndarray:
@@ -486,44 +491,56 @@ def _envelope(ts: np.ndarray, length: np.ndarray, attack: float, decay: float, s
     return rise * fall * tail
 
 
-def _f0_per_sample(f0: np.ndarray, onsets: np.ndarray, note: np.ndarray, inst: Instrument, t: np.ndarray,
-                   rng: np.random.Generator, sr: int) -> np.ndarray:
+def _pitch_curve(f0: np.ndarray, starts: np.ndarray, note: np.ndarray, inst: Instrument, t: np.ndarray,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Pitch (Hz) at times `t` (s), notes starting at `starts` (s): glides and vibrato included."""
     if inst.glide:  # slide in log-frequency from the previous note over `glide` seconds
-        knots = np.stack([onsets / sr, onsets / sr + inst.glide], axis=1).ravel()
+        knots = np.stack([starts, starts + inst.glide], axis=1).ravel()
         values = np.stack([np.log(np.r_[f0[0], f0[:-1]]), np.log(f0)], axis=1).ravel()
         order = np.argsort(knots, kind="stable")
-        per_sample = np.exp(np.interp(t, knots[order], values[order]))
+        curve = np.exp(np.interp(t, knots[order], values[order]))
     else:
-        per_sample = f0[note]
+        curve = f0[note]
     rate, depth = inst.vibrato
     if depth:
-        per_sample = per_sample * (1 + depth * np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi)))
-    return per_sample
+        curve = curve * (1 + depth * np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi)))
+    return curve
 
 
-def render_line(inst: Instrument, f0: np.ndarray, onsets: np.ndarray, slot: float, n: int, sr: int,
+def render_line(inst: Instrument, f0: np.ndarray, onsets: np.ndarray, n: int, sr: int,
                 rng: np.random.Generator, formants: np.ndarray | None = None) -> np.ndarray:
-    """One monophonic line: a wavetable per note, read at the per-sample pitch, times its envelope."""
-    t = np.arange(n) / sr
-    note = np.repeat(np.arange(len(onsets)), np.diff(np.r_[onsets, n]))
-    f0_s = _f0_per_sample(f0, onsets, note, inst, t, rng, sr)
-    phase = np.cumsum(f0_s / sr)  # float64: exact phase over a long clip
-    index = ((phase - np.floor(phase)) * TABLE).astype(np.int64) % TABLE
-    tables = note_tables(f0, sr, inst.spectrum, formants)
-    ts = t - onsets[note] / sr
-    env = _envelope(ts, slot * inst.legato, *inst.envelope)
+    """One monophonic line: a wavetable per note, read at the pitch curve, times its envelope.
+
+    Pitch and envelope are computed once per control step of BLOCK samples (1 ms at 16 kHz) and
+    held; only the phase and the table lookup run per sample, which keeps a line to a few ms.
+    """
+    blocks = -(-n // BLOCK)
+    t = np.arange(blocks) * (BLOCK / sr)
+    note = np.repeat(np.arange(len(onsets)), np.diff(np.r_[onsets, blocks]))
+    starts = onsets * (BLOCK / sr)
+    pitch = _pitch_curve(f0, starts, note, inst, t, rng)
+    # A note sounds until the next one starts (a `legato` fraction of that), whatever the timing jitter.
+    length = np.diff(np.r_[onsets, blocks]) * (BLOCK / sr) * inst.legato
+    env = _envelope(t - starts[note], length[note], *inst.envelope).astype(np.float32)
     if inst.rests:
         env = env * (rng.random(len(onsets)) >= inst.rests)[note]
-    line = tables[note, index] * env
+    phase = np.cumsum(np.repeat(pitch / sr, BLOCK))  # float64: exact phase over a long clip
+    index = (phase * TABLE).astype(np.int64) & (TABLE - 1)
+    tables = note_tables(f0, sr, inst.spectrum, formants)
+    gain = np.repeat(env, BLOCK)
+    line = tables.ravel()[np.repeat(note * TABLE, BLOCK) + index] * gain
     if inst.breath:
-        line = line + inst.breath * rng.standard_normal(n) * env
-    return line
+        line += inst.breath * rng.standard_normal(len(line), dtype=np.float32) * gain
+    if inst.fricatives:
+        hiss = (t - starts[note] < 0.05) & (rng.random(len(onsets)) < 0.5)[note]
+        line += inst.fricatives * _band_noise(len(line), sr, 3000, 6000, rng).astype(np.float32) * np.repeat(hiss, BLOCK)
+    return line[:n]
 
 
 def render_part(inst: Instrument, key: dict, beat_s: float, n: int, sr: int, rng: np.random.Generator,
                 human: bool = True) -> np.ndarray:
     """An instrument or voice: one line per chord entry, at unit RMS."""
-    onsets, slot = _note_times(inst, beat_s, n, sr, rng, human)
+    onsets = _note_times(inst, beat_s, -(-n // BLOCK), sr, rng, human)
     grid = _pitch_grid(key, inst)
     degrees = _degrees(inst, len(onsets), grid, rng)
     vowels = VOWELS[rng.integers(0, len(VOWELS), len(onsets))] * inst.formants if inst.formants else None
@@ -533,7 +550,7 @@ def render_part(inst: Instrument, key: dict, beat_s: float, n: int, sr: int, rng
     for j, offset in enumerate(inst.chord):
         midi = grid[np.clip(degrees + offset, 0, len(grid) - 1)]
         f0 = 440.0 * 2 ** ((midi - 69) / 12) * (1 + inst.detune * (j - (len(inst.chord) - 1) / 2))
-        out += render_line(inst, f0, onsets, slot, n, sr, rng, vowels)
+        out += render_line(inst, f0, onsets, n, sr, rng, vowels)
     if inst.drive:
         out = np.tanh(inst.drive * out / (np.sqrt((out ** 2).mean()) + 1e-9))
     return out / (np.sqrt((out ** 2).mean()) + 1e-9)

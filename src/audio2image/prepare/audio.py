@@ -63,7 +63,6 @@ def prepare_mtat(root: Path, out: Path, *, features: str = "recipe", split: str 
 
 def features_of_clips(paths: list[str], settings: MelSettings, samples: int) -> list:
     """Decode a chunk of clips and return, per clip, its mel array [mels, frames] or the reason it was skipped."""
-    torch.set_num_threads(1)
     decoded = [decode_clip(Path(p), settings.sample_rate, samples) for p in paths]
     good = [d for d in decoded if not isinstance(d, str)]
     if not good:

@@ -165,7 +165,8 @@ def _truncate_npy(path: Path, rows: int) -> None:
     """Shrink a C-ordered .npy file to its first `rows` rows in place: rewrite the header, cut the tail."""
     with open(path, "r+b") as handle:
         version = np.lib.format.read_magic(handle)
-        shape, fortran, dtype = np.lib.format._read_array_header(handle, version)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        shape, fortran, dtype = read_header[version](handle)
         data_start = handle.tell()
         if shape[0] == rows:
             return

@@ -24,6 +24,7 @@ DPI = 120
 COLORS = {"random": "#555555", "audio": "#d95f02", "imagenet": "#1b9e77", "image": "#7570b3"}
 EXTRA_COLORS = ["#e7298a", "#66a61e", "#e6ab02", "#a6761d"]
 LINESTYLES = ["-", "--", ":", "-."]
+HATCHES = ["", "//", "..", "xx"]  # bars tell freezes apart as lines do by style
 
 
 def metric_label(metric: str) -> str:
@@ -147,48 +148,60 @@ def seed_style_bars(rows: list[dict], path: Path, metric: str = "test_top1") -> 
     cells = [c for c in cell_table(rows, metric) if c["n"] > 0]
     fractions = sorted({c["fraction"] for c in cells})
     keys = list(_series(cells))
+    most = max((c["n"] for c in cells), default=0)
     width = 0.8 / max(1, len(keys))
     bars = len(fractions) * max(1, len(keys))
     fig = Figure(figsize=(min(14.0, max(6.5, 0.5 * bars + 2)), 4.8))
     ax = fig.add_subplot()
     for k, (init, freeze) in enumerate(keys):
-        color, _ = _style(init, freeze, cells)
+        color, style = _style(init, freeze, cells)
+        hatch = HATCHES[LINESTYLES.index(style)]
         for j, fraction in enumerate(fractions):
             cell = next((c for c in cells if (c["fraction"], c["init"], c["freeze"]) == (fraction, init, freeze)),
                         None)
             if cell is None:
                 continue
             x = j + (k - (len(keys) - 1) / 2) * width
-            std = 100 * cell["std"] if math.isfinite(cell["std"]) else 0.0
-            ax.bar(x, 100 * cell["mean"], width * 0.92, yerr=std, color=color, alpha=0.85, capsize=3,
-                   label=_label(init, freeze, cells))
-            ax.scatter([x] * cell["n"], 100 * np.array(cell["values"]), s=12, color="black", zorder=3, alpha=0.6)
-            ax.annotate(f"{100 * cell['mean']:.1f}", (x, 100 * cell["mean"] + std), textcoords="offset points",
-                        xytext=(0, 3), ha="center", va="bottom", fontsize=8)
+            _bar(ax, cell, x, width, color, hatch, _label(init, freeze, cells), note=cell["n"] < most)
     ax.set_xticks(range(len(fractions)), [f"{100 * f:g}%" for f in fractions])
     ax.set_xlabel("fraction of the training split")
     ax.set_ylabel(metric_label(metric))
     ax.set_title(f"{metric_name(metric).capitalize()} per fraction and init (mean ± 1 sd over seeds)")
     ax.margins(y=0.12)
     ax.grid(axis="y", alpha=0.3)
-    _legend(ax, [Line2D([], [], color="black", marker="o", ls="", alpha=0.6, ms=4, label="single seed")],
+    _legend(ax, [Line2D([], [], marker="o", mfc="white", mec="black", ls="", ms=5, label="single seed")],
             dedupe=True)
     return _save(fig, path)
+
+
+def _bar(ax, cell: dict, x: float, width: float, color: str, hatch: str, label: str, note: bool) -> None:
+    """One bar: mean ± 1 sd, its seeds as hollow dots beside the error bar, the value (and n if short) on top."""
+    mean = 100 * cell["mean"]
+    std = 100 * cell["std"] if math.isfinite(cell["std"]) else 0.0
+    ax.bar(x, mean, width * 0.92, yerr=std, color=color, alpha=0.85, hatch=hatch, edgecolor="white", label=label,
+           error_kw={"ecolor": "#333333", "lw": 1, "capsize": 3})
+    ax.scatter([x + width * 0.2] * cell["n"], 100 * np.array(cell["values"]), s=18, facecolor="white",
+               edgecolor="black", lw=0.8, zorder=3)
+    text = f"{mean:.1f}" + (f"\nn={cell['n']}" if note else "")  # a bar from fewer seeds says so
+    ax.annotate(text, (x, mean + std), textcoords="offset points", xytext=(0, 3), ha="center", va="bottom",
+                fontsize=8)
 
 
 # --- pretraining and filters ---------------------------------------------------------------------------------------
 
 def pretrain_curves(metrics: list[dict], path: Path, best_epoch: int | None = None) -> Path:
-    """Pretraining loss (train, validation) and validation ROC-AUC / PR-AUC per epoch."""
+    """Pretraining loss (train, validation) and the validation metrics the lines hold (ROC-AUC / PR-AUC, top-1)."""
     fig = Figure(figsize=(10, 4), layout="constrained")
     left, right = fig.subplots(1, 2)
     epochs = [m["epoch"] for m in metrics]
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
         left.plot(epochs, _column(metrics, key), marker="o", ms=3, label=label)
-    for key, label in (("val_roc_auc", "validation macro ROC-AUC"), ("val_pr_auc", "validation macro PR-AUC")):
-        right.plot(epochs, _column(metrics, key), marker="o", ms=3, label=label)
-    left.set_ylabel("binary cross-entropy (per tag, nats)")
-    right.set_ylabel("macro-averaged area under curve (0-1)")
+    shown = [k for k in ("val_roc_auc", "val_pr_auc", "val_top1", "val_top5") if any(k in m for m in metrics)]
+    for key in shown:
+        right.plot(epochs, _column(metrics, key), marker="o", ms=3, label=metric_name(key))
+    tagging = "val_roc_auc" in shown
+    left.set_ylabel("binary cross-entropy (per tag, nats)" if tagging else "cross-entropy (nats)")
+    right.set_ylabel("area under curve, macro (0-1)" if tagging else "accuracy (0-1)")
     left.set_title("Pretraining loss")
     right.set_title("Pretraining validation metrics")
     for ax in (left, right):

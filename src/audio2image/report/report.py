@@ -30,8 +30,10 @@ MODALITY_OF = {"mtat": "audio", "caltech256": "image"}
 BASELINE = "random"
 
 # published MTAT tagging results (Won et al. 2020, clean standard split, 16 crops per clip): test ROC-AUC, PR-AUC
-ANCHORS = [("short-chunk ResNet (Won et al. 2020)", 0.9129, 0.4614), ("Harmonic CNN (Won et al. 2020)", 0.9127, 0.4611),
-           ("musicnn (Won et al. 2020)", 0.9106, 0.4493), ("FCN (Won et al. 2020)", 0.9005, 0.4295)]
+ANCHORS = [("short-chunk ResNet (Won et al. 2020)", 0.9129, 0.4614),
+           ("Harmonic CNN (Won et al. 2020)", 0.9127, 0.4611),
+           ("musicnn (Won et al. 2020)", 0.9106, 0.4493),
+           ("FCN (Won et al. 2020)", 0.9005, 0.4295)]
 SEED_VAL_ROC_AUC = 0.824  # the seed experiment's best validation ROC-AUC (its own split; no test number given)
 IMAGENET_HUB_FILE = "checkpoints/resnet18-f37072fd.pth"
 
@@ -54,7 +56,8 @@ def build_report(experiment_dir: Path) -> dict:
     inits = stats.grid_of(rows, grid)["inits"]
     pretrained = [i for i in inits if i != BASELINE]
     efficiency = [e for init in pretrained for e in stats.data_efficiency(rows, init, metric, BASELINE)]
-    missing = missing_runs(cells)
+    order = {init: k for k, init in enumerate(inits)}
+    missing = sorted(missing_runs(cells), key=lambda m: (m[0], m[3], order.get(m[1], len(order)), m[2]))
 
     fig_dir = exp / "figures"
     made = {}
@@ -65,7 +68,7 @@ def build_report(experiment_dir: Path) -> dict:
         _pretraining(exp, config, fig_dir, made),
         _transfer(cells, metric, fig_dir, made),
         _gains(gains, fig_dir, made),
-        _efficiency(efficiency, pretrained),
+        _efficiency(efficiency, gains, pretrained),
         _validation(exp, rows, inits, task, fig_dir, made),
         _seed_chart(rows, metric, fig_dir, made),
         _filters(exp, config, fig_dir, made),
@@ -255,7 +258,8 @@ def _pretraining(exp: Path, config: dict, fig_dir: Path, made: dict) -> str:
         parts.append("No pretraining result (pretrain/result.json) yet.")
     else:
         parts.append(_pretrain_text(result, metrics, config))
-        parts.append(_anchor_table(result, metrics, config))
+        if config.get("source", "mtat") == "mtat":  # the published anchors are MTAT tagging numbers
+            parts.append(_anchor_table(result, metrics, config))
     if metrics:
         best = (result or {}).get("best_epoch")
         made["pretrain_curves"] = figures.pretrain_curves(metrics, fig_dir / "pretrain_curves.png", best)
@@ -268,10 +272,10 @@ def _pretrain_text(result: dict, metrics: list[dict], config: dict) -> str:
         return (f"Pretraining did not complete (status {result.get('status')}): {result.get('message', '')} "
                 f"It ran {result.get('epochs_run')} epochs.")
     test, val = result.get("test") or {}, result.get("val") or {}
-    text = (f"Pretraining ran {result.get('epochs_run')} epochs; the best epoch by validation "
-            f"{str(result.get('selection_metric', 'val_roc_auc')).removeprefix('val_')} was {result.get('best_epoch')} "
-            f"(validation ROC-AUC {_num(val.get('roc_auc'))}). On the test split: macro ROC-AUC "
-            f"{_num(test.get('roc_auc'))}, macro PR-AUC {_num(test.get('pr_auc'))}.")
+    selected_by = stats.metric_name(result.get("selection_metric", "val_roc_auc"))
+    text = (f"Pretraining ran {result.get('epochs_run')} epochs; the best epoch by {selected_by} was "
+            f"{result.get('best_epoch')} (validation ROC-AUC {_num(val.get('roc_auc'))}). On the test split: "
+            f"macro ROC-AUC {_num(test.get('roc_auc'))}, macro PR-AUC {_num(test.get('pr_auc'))}.")
     if _truthy(config.get("synthetic")):
         text += (" This experiment ran on synthetic data (config `synthetic: true`): its numbers check the "
                  "pipeline and are not comparable with the published ones below.")
@@ -323,12 +327,13 @@ def _gains(gains: list[dict], fig_dir: Path, made: dict) -> str:
     return "\n\n".join(parts)
 
 
-def _efficiency(efficiency: list[dict], pretrained: list[str]) -> str:
+def _efficiency(efficiency: list[dict], gains: list[dict], pretrained: list[str]) -> str:
     parts = ["## Data efficiency",
              "For each fraction f, the fraction f* at which the random init's mean curve (linear in log fraction "
              "between the grid's points) reaches the pretrained init's mean at f; the ratio f*/f says how many "
              "times the data random init needs. Interval: bootstrap over seeds (2000 resamples, 2.5/97.5 "
-             "percentiles)."]
+             "percentiles); with few seeds it has few distinct resamples and is too narrow, so the sentence "
+             "below claims a gain only where the paired accuracy gain is also significant."]
     if not efficiency:
         return "\n\n".join(parts + ["Not enough results to compute it yet."])
     rows = [[e["init"], e["freeze"], _pct(e["fraction"]), _percent(e["value"]), _fraction_needed(e),
@@ -338,7 +343,9 @@ def _efficiency(efficiency: list[dict], pretrained: list[str]) -> str:
     for init in pretrained:
         for freeze in dict.fromkeys(e["freeze"] for e in efficiency if e["init"] == init):
             subset = [e for e in efficiency if e["init"] == init and e["freeze"] == freeze]
-            parts.append(stats.efficiency_sentence(init, BASELINE, subset))
+            significant = {g["fraction"] for g in gains if (g["init"], g["freeze"]) == (init, freeze)
+                           and g["significant"]}
+            parts.append(stats.efficiency_sentence(init, BASELINE, subset, significant))
     return "\n\n".join(parts)
 
 

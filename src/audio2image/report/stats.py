@@ -26,7 +26,9 @@ METRICS = {
     "test_mean_class_acc": ("test mean per-class accuracy", "%"),
     "test_roc_auc": ("test macro ROC-AUC", "x 100"),
     "val_top1": ("validation top-1 accuracy", "%"),
+    "val_top5": ("validation top-5 accuracy", "%"),
     "val_roc_auc": ("validation macro ROC-AUC", "x 100"),
+    "val_pr_auc": ("validation macro PR-AUC", "x 100"),
 }
 # a std this small relative to the mean is rounding noise in a constant difference, not spread
 _ZERO_SPREAD = 1e-12
@@ -187,7 +189,9 @@ def data_efficiency(rows, init: str, metric: str = "test_top1", baseline: str = 
         boot = _bootstrap(ours, base, seeds, n_boot, seed)
         for i, fraction in enumerate(grid["fractions"]):
             ratio, status, target, f_star = point[i]
-            low, high = _interval(boot[:, i]) if status != "missing" else (math.nan, math.nan)
+            # one seed of `init` at f gives no spread to resample: no interval, so no "measurable" claim either
+            enough = status != "missing" and len(ours[fraction]) >= 2
+            low, high = _interval(boot[:, i]) if enough else (math.nan, math.nan)
             out.append({"init": init, "baseline": baseline, "freeze": freeze, "fraction": fraction,
                         "metric": metric, "value": target, "fraction_needed": f_star, "ratio": ratio,
                         "ratio_bound": max(grid["fractions"]) / fraction, "ci_low": low, "ci_high": high,
@@ -263,10 +267,10 @@ def conclusion(gains: list[dict], efficiency: list[dict]) -> str:
         return ("No conclusion yet: no fraction has at least two seeds completed for both a pretrained init and "
                 "the random init, so no paired comparison can be made.")
     parts = []
-    for (init, freeze, baseline), group in _groups(tested, ("init", "freeze", "baseline")).items():
+    for (init, freeze, baseline), group in _groups(gains, ("init", "freeze", "baseline")).items():
         parts.append(_gain_sentence(init, freeze, baseline, group))
         eff = [e for e in efficiency if e["init"] == init and e["freeze"] == freeze]
-        parts.append(efficiency_sentence(init, baseline, eff))
+        parts.append(efficiency_sentence(init, baseline, eff, {g["fraction"] for g in group if g["significant"]}))
     n_min = min(g["n"] for g in tested)
     if n_min < 3:
         parts.append(f"With only {n_min} seeds in some cells the 95% intervals are wide and the tests have little "
@@ -275,13 +279,15 @@ def conclusion(gains: list[dict], efficiency: list[dict]) -> str:
 
 
 def _gain_sentence(init, freeze, baseline, group) -> str:
+    tested = [g for g in group if g["n"] >= 2]
     metric = metric_name(group[0]["metric"])
     head = (f"The {init} init against the {baseline} init ({metric}, paired by seed, Holm-corrected across "
-            f"{len(group)} fraction{'s' if len(group) > 1 else ''}" + (f", freeze {freeze}" if freeze != "none" else "")
-            + "):")
-    better = [g for g in group if g["significant"] and g["mean"] > 0]
-    worse = [g for g in group if g["significant"] and g["mean"] < 0]
-    same = [g for g in group if not g["significant"]]
+            f"{len(tested)} fraction{'s' if len(tested) != 1 else ''}"
+            + (f", freeze {freeze}" if freeze != "none" else "") + "):")
+    better = [g for g in tested if g["significant"] and g["mean"] > 0]
+    worse = [g for g in tested if g["significant"] and g["mean"] < 0]
+    same = [g for g in tested if not g["significant"]]
+    untested = [g for g in group if g["n"] < 2]
     clauses = []
     if better:
         clauses.append("significantly better at " + ", ".join(_gain_words(g) for g in better))
@@ -291,26 +297,38 @@ def _gain_sentence(init, freeze, baseline, group) -> str:
         diffs = [100 * g["mean"] for g in same]
         clauses.append(f"indistinguishable at {_fractions_words(same)} (differences {min(diffs):+.1f} to "
                        f"{max(diffs):+.1f} points)")
+    if untested:
+        clauses.append(f"not testable at {_fractions_words(untested)} (fewer than 2 seeds paired)")
     return head + " " + "; ".join(clauses) + "."
 
 
-def efficiency_sentence(init, baseline, eff) -> str:
-    """One sentence: at which fractions the baseline needs clearly more data (interval above 1x), or 'no gain'."""
-    measurable = [e for e in eff if e["status"] in ("gain", "beyond grid") and _finite(e["ci_low"])
-                  and e["ci_low"] > 1]
-    if not measurable:
-        return (f"Data efficiency: no measurable gain; at no fraction does the {baseline} init need clearly more "
-                f"data (bootstrap interval above 1x) to match the {init} init.")
-    words = []
-    for e in measurable:
-        if e["status"] == "beyond grid":
-            more = "more data than the grid has" if e["ratio_bound"] <= 1 else f"more than {e['ratio_bound']:.1f}x"
-            words.append(f"{more} at {_pct(e['fraction'])} (it never reaches that level on the grid)")
-        else:
-            words.append(f"about {e['ratio']:.1f}x at {_pct(e['fraction'])} (95% CI {e['ci_low']:.1f}x to "
-                         f"{_times(e['ci_high'])})")
-    return (f"Data efficiency: to match the {init} init, the {baseline} init needs " + "; ".join(words)
-            + " the training data.")
+def efficiency_sentence(init, baseline, eff, significant=None) -> str:
+    """One sentence: where the baseline needs clearly more data to match `init`, or 'no measurable gain'.
+
+    A fraction counts when its bootstrap interval lies above 1x and, if `significant` (fractions whose paired
+    gain survived Holm) is given, its gain is significant too: with few seeds a percentile bootstrap has only a
+    handful of distinct resamples and is too narrow to carry a claim on its own.
+    """
+    clear = [e for e in eff if not math.isnan(e["ci_low"]) and e["ci_low"] > 1
+             and (significant is None or e["fraction"] in significant)]
+    within = [e for e in clear if e["status"] == "gain"]
+    beyond = [e for e in clear if e["status"] == "beyond grid"]
+    if not clear:
+        hint = [e["ratio"] for e in eff if e["status"] == "gain"]
+        more = (f" (point estimates up to {max(hint):.1f}x, not backed by a significant accuracy gain)"
+                if hint and significant is not None else "")
+        return (f"Data efficiency: no measurable gain; at no fraction does the {baseline} init clearly need more "
+                f"data to match the {init} init{more}.")
+    parts = []
+    if within:
+        parts.append(f"to match the {init} init, the {baseline} init needs " + "; ".join(
+            f"about {e['ratio']:.1f}x at {_pct(e['fraction'])} (95% CI {e['ci_low']:.1f}x to "
+            f"{_times(e['ci_high'])})" for e in within) + " the training data")
+    if beyond:
+        parts.append(f"at {_fractions_words(beyond)} the {baseline} init never reaches the {init} init's level "
+                     "anywhere on the grid (it would need more data than the grid has)")
+    text = "Data efficiency: " + "; ".join(parts)
+    return text + "."
 
 
 def _gain_words(g) -> str:

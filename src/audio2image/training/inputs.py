@@ -25,8 +25,13 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """The random stream `stream` of a run's epoch: 0 for reading (order, crops), 1 for augmentation.
+
+    Separate streams matter: the reader draws in its read-ahead thread, the augmentation in the training
+    thread, and sharing one generator would make the draws depend on thread timing.
+    """
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 2 + stream)
 
 
 # --- reading raw batches -----------------------------------------------------------------------------------------
@@ -137,7 +142,8 @@ class ImageInputs:
         grid = F.affine_grid(theta, (len(x), 3, self.size, self.size), align_corners=False)
         if x.shape[-1] > 2 * self.size:  # shrink first so that sampling does not alias
             x = resize(x, 2 * self.size)
-        return self._normalise(F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
+        # "border": a crop reaching the outermost half pixel repeats the edge instead of blending in black.
+        return self._normalise(F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False))
 
     def eval(self, raw: RawBatch, device) -> torch.Tensor:
         return self._normalise(resize(self._float(raw, device), self.size))

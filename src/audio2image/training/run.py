@@ -105,10 +105,10 @@ def train_run(config: Config, spec: RunSpec, run_dir: Path) -> dict:
 
     for epoch in range(state["epoch"] + 1, settings["epochs"] + 1):
         tic = time.perf_counter()
-        generator = epoch_generator(spec.seed, epoch)
-        loader = _train_loader(task, rows, settings, config, spec, device, epoch, generator)
+        loader = _train_loader(task, rows, settings, config, spec, device, epoch)
         step = schedule.step if schedule.per_step else None
-        train = train_one_epoch(compiled, task, loader, optimizer, device, generator=generator,
+        train = train_one_epoch(compiled, task, loader, optimizer, device,
+                                generator=epoch_generator(spec.seed, epoch, stream=1),
                                 step_scheduler=step, amp=amp, channels_last=channels_last)
         if not math.isfinite(train["train_loss"]):
             return _finish_diverged(run_dir, spec, store, epoch, started, is_main)
@@ -158,16 +158,16 @@ def train_run(config: Config, spec: RunSpec, run_dir: Path) -> dict:
     return result
 
 
-def _train_loader(task, rows, settings, config, spec, device, epoch, generator=None) -> Loader:
+def _train_loader(task, rows, settings, config, spec, device, epoch) -> Loader:
     rank, world = distributed.rank_and_world()
     return Loader(task.store.split("train"), rows, settings["batch_size"], shuffle=True,
-                  crop_frames=task.crop_frames, generator=generator or epoch_generator(spec.seed, epoch),
+                  crop_frames=task.crop_frames, generator=epoch_generator(spec.seed, epoch),
                   pin_memory=device.type == "cuda", shard=(rank, world))
 
 
 def _bn_loader(task, rows, settings, config, spec, epoch) -> Loader:
     """Training rows, in a seeded order, as whole items (the evaluation transform crops them itself)."""
-    generator = epoch_generator(spec.seed, -epoch)
+    generator = epoch_generator(spec.seed, epoch, stream=2)
     order = rows[torch.randperm(len(rows), generator=generator).numpy()]
     order = order[:config.precise_bn_batches * settings["batch_size"]]
     return Loader(task.store.split("train"), order, settings["batch_size"], shuffle=False)

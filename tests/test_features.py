@@ -1,0 +1,136 @@
+"""The torch mel front end against librosa (the reference the seed and the published recipe both used)."""
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import pytest
+import torch
+
+from audio2image.prepare.features import FEATURE_PRESETS, MelFrontEnd, mel_filterbank
+
+PRESETS = sorted(FEATURE_PRESETS)
+SILENCE = (1.2, 1.7)  # seconds of digital silence inside the test signal
+
+
+def music(rate: int, seconds: float = 3.0, seed: int = 0, gain: float = 1.0) -> np.ndarray:
+    """A music-like float32 signal: two harmonic tones with vibrato and decaying notes, noise, a silent gap."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * rate)) / rate
+    y = np.zeros_like(t)
+    for base in rng.uniform(110, 440, size=2):
+        phase = 2 * np.pi * base * (t + 0.002 * np.sin(2 * np.pi * 5 * t))
+        for k in range(1, 8):
+            y += 0.3 / k * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
+    y *= 0.55 + 0.45 * np.exp(-3 * (t % 0.5))  # note onsets every 0.5 s
+    y += 0.02 * rng.standard_normal(len(t))
+    y[round(SILENCE[0] * rate):round(SILENCE[1] * rate)] = 0.0
+    return (gain * y / np.abs(y).max() * 0.8).astype(np.float32)
+
+
+def librosa_mel(y: np.ndarray, settings) -> np.ndarray:
+    return librosa.feature.melspectrogram(y=y, sr=settings.sample_rate, n_fft=settings.n_fft,
+                                          hop_length=settings.hop, n_mels=settings.n_mels, fmin=settings.f_min,
+                                          fmax=settings.f_max)
+
+
+def frames_away_from_silence(settings, frames: int) -> np.ndarray:
+    """Frames whose (centred) window does not reach into the silent gap."""
+    centres = np.arange(frames) * settings.hop
+    half = settings.n_fft // 2
+    start, end = (round(s * settings.sample_rate) for s in SILENCE)
+    return (centres + half < start) | (centres - half >= end)
+
+
+def test_presets_are_the_documented_ones():
+    recipe, seed = FEATURE_PRESETS["recipe"], FEATURE_PRESETS["seed"]
+    assert (recipe.sample_rate, recipe.n_fft, recipe.hop, recipe.n_mels, recipe.f_max, recipe.log) == \
+        (16000, 512, 256, 128, 8000.0, True)
+    assert (seed.sample_rate, seed.n_fft, seed.hop, seed.n_mels, seed.f_max, seed.log) == \
+        (22050, 2048, 512, 128, 11025.0, False)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_filterbank_equals_librosa(preset):
+    s = FEATURE_PRESETS[preset]
+    ours = mel_filterbank(s)
+    reference = librosa.filters.mel(sr=s.sample_rate, n_fft=s.n_fft, n_mels=s.n_mels, fmin=s.f_min, fmax=s.f_max)
+    assert ours.shape == reference.shape == (s.n_mels, 1 + s.n_fft // 2)
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-6)
+    assert (ours.sum(axis=1) > 0).all()  # no empty filter
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_filterbank_with_other_limits(preset):
+    s = FEATURE_PRESETS[preset]
+    other = type(s)(**{**s.to_dict(), "f_min": 30.0, "f_max": s.sample_rate / 4, "n_mels": 64})
+    reference = librosa.filters.mel(sr=s.sample_rate, n_fft=s.n_fft, n_mels=64, fmin=30.0, fmax=s.sample_rate / 4)
+    np.testing.assert_allclose(mel_filterbank(other), reference, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_front_end_matches_librosa(preset):
+    s = FEATURE_PRESETS[preset]
+    y = music(s.sample_rate)
+    ours = MelFrontEnd(s)(torch.from_numpy(y)[None])[0].numpy()
+    power = librosa_mel(y, s)
+    assert ours.shape == power.shape == (s.n_mels, s.frames(len(y)))
+    keep = frames_away_from_silence(s, ours.shape[1])
+    assert keep.sum() > 0.6 * len(keep)
+    if s.log:
+        reference = librosa.power_to_db(power)  # ref 1, amin 1e-10, top_db 80
+        np.testing.assert_allclose(ours[:, keep], reference[:, keep], rtol=0, atol=0.01)
+        # in the silence both are floored at 80 dB below the clip's peak
+        assert ours.max() - ours.min() == pytest.approx(80.0, abs=0.01)
+        np.testing.assert_allclose(ours.min(), reference.min(), atol=0.01)
+    else:
+        assert (ours >= 0).all()
+        np.testing.assert_allclose(10 * np.log10(ours[:, keep]), 10 * np.log10(power[:, keep]), rtol=0, atol=0.01)
+        np.testing.assert_allclose(ours[:, keep], power[:, keep], rtol=1e-3, atol=0)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_batch_equals_each_alone(preset):
+    """A batch of clips of very different loudness: the dB floor is per clip, not per batch."""
+    s = FEATURE_PRESETS[preset]
+    signals = [music(s.sample_rate, seed=1), music(s.sample_rate, seed=2, gain=1e-3),
+               music(s.sample_rate, seed=3, gain=0.3)]
+    front = MelFrontEnd(s)
+    batch = front(torch.from_numpy(np.stack(signals))).numpy()
+    assert batch.shape == (3, s.n_mels, s.frames(len(signals[0])))
+    assert batch.dtype == np.float32
+    for i, y in enumerate(signals):
+        alone = front(torch.from_numpy(y)[None])[0].numpy()
+        if s.log:
+            np.testing.assert_allclose(batch[i], alone, rtol=0, atol=1e-3)
+        else:
+            np.testing.assert_allclose(batch[i], alone, rtol=1e-4, atol=1e-12)
+    if s.log:  # the quiet clip is 60 dB below its full-scale self, and keeps its own 80 dB of range
+        loud = front(torch.from_numpy(music(s.sample_rate, seed=2))[None])[0].numpy()
+        assert loud.max() - batch[1].max() == pytest.approx(60.0, abs=0.01)
+        reference = librosa.power_to_db(librosa_mel(signals[1], s))
+        assert batch[1].min() == pytest.approx(reference.min(), abs=0.01)  # amin's -100 dB here, above peak - 80
+        assert batch[0].max() - batch[0].min() == pytest.approx(80.0, abs=0.01)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("extra", [0, 1, -1, 7 * 512, 7 * 512 - 1])
+def test_output_shape(preset, extra):
+    s = FEATURE_PRESETS[preset]
+    samples = s.n_fft + extra if extra >= 0 else s.sample_rate * 2 + extra
+    y = np.random.default_rng(samples).standard_normal((2, samples)).astype(np.float32)
+    out = MelFrontEnd(s)(torch.from_numpy(y))
+    assert tuple(out.shape) == (2, s.n_mels, s.frames(samples)) == (2, s.n_mels, 1 + samples // s.hop)
+    assert librosa_mel(y[0], s).shape == (s.n_mels, s.frames(samples))
+    assert torch.isfinite(out).all()
+
+
+def test_silence_is_finite():
+    for preset in PRESETS:
+        s = FEATURE_PRESETS[preset]
+        out = MelFrontEnd(s)(torch.zeros(2, s.sample_rate))
+        assert torch.isfinite(out).all()
+        if s.log:
+            assert (out == -100.0).all()  # 10 log10(amin): the same as librosa.power_to_db of zeros
+            assert np.allclose(librosa.power_to_db(np.zeros((4, 4))), -100.0)
+        else:
+            assert (out == 0).all()

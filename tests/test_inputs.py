@@ -1,0 +1,323 @@
+"""Model inputs: deterministic evaluation transforms, seeded training augmentation, masks, and the Loader."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from audio2image.prepare.store import Split
+from audio2image.training.inputs import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    AudioInputs,
+    ImageInputs,
+    Loader,
+    RawBatch,
+    epoch_generator,
+    mask,
+)
+
+MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+
+def images(n: int = 6, side: int = 40, seed: int = 0) -> RawBatch:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n, side, side, 3), dtype=np.uint8)
+    return RawBatch(torch.from_numpy(x), torch.arange(n))
+
+
+def mels(n: int = 4, n_mels: int = 16, frames: int = 50, seed: int = 0) -> RawBatch:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(-30, 10, (n, n_mels, frames)).astype(np.float16)
+    return RawBatch(torch.from_numpy(x), torch.zeros(n, 5))
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# --- images --------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("augment", ["crop-flip", "seed", "none"])
+def test_image_eval_is_deterministic_and_unaugmented(augment):
+    raw = images()
+    inputs = ImageInputs(32, augment)
+    torch.manual_seed(1)
+    first = inputs.eval(raw, "cpu")
+    torch.manual_seed(2)
+    second = inputs.eval(raw, "cpu")
+    assert torch.equal(first, second)
+    assert first.shape == (6, 3, 32, 32) and first.dtype == torch.float32
+    # exactly a resize and ImageNet normalisation, whatever the training augmentation
+    plain = F.interpolate(raw.x.permute(0, 3, 1, 2).float() / 255, size=(32, 32), mode="bilinear", antialias=True,
+                          align_corners=False)
+    torch.testing.assert_close(first, (plain - MEAN) / STD, rtol=0, atol=1e-5)
+    assert torch.equal(first, ImageInputs(32, "none").eval(raw, "cpu"))
+
+
+def test_image_eval_keeps_orientation():
+    x = torch.zeros(1, 32, 32, 3, dtype=torch.uint8)
+    x[:, :, :16] = 255  # left half white
+    x[:, :8, :] = 128  # top rows grey
+    out = ImageInputs(32, "seed").eval(RawBatch(x, torch.zeros(1)), "cpu")
+    unnormalised = out * STD + MEAN
+    torch.testing.assert_close(unnormalised, x.permute(0, 3, 1, 2).float() / 255, rtol=0, atol=1e-5)
+
+
+def test_image_normalisation_of_mid_grey():
+    x = torch.full((2, 48, 48, 3), 128, dtype=torch.uint8)
+    out = ImageInputs(32, "crop-flip").eval(RawBatch(x, torch.zeros(2)), "cpu")
+    expected = (128 / 255 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    torch.testing.assert_close(out, expected.view(1, 3, 1, 1).expand(2, 3, 32, 32), rtol=0, atol=1e-5)
+    assert out[0, 0, 0, 0].item() == pytest.approx((0.50196 - 0.485) / 0.229, abs=1e-3)
+
+
+@pytest.mark.parametrize("augment", ["crop-flip", "seed"])
+@pytest.mark.parametrize("side", [40, 72])  # 72 > 2 * 32: shrunk before sampling
+def test_image_train_is_seeded(augment, side):
+    raw = images(8, side)
+    inputs = ImageInputs(32, augment)
+    a = inputs.train(raw, "cpu", gen(5))
+    torch.manual_seed(123)  # the global seed plays no part
+    b = inputs.train(raw, "cpu", gen(5))
+    c = inputs.train(raw, "cpu", gen(6))
+    assert a.shape == (8, 3, 32, 32) and a.dtype == torch.float32
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+    assert not torch.allclose(a, inputs.eval(raw, "cpu"))  # training is augmented
+    assert torch.isfinite(a).all()
+
+
+def test_image_train_without_augmentation_is_the_eval_transform():
+    raw = images(3, 40)
+    inputs = ImageInputs(32, "none")
+    torch.testing.assert_close(inputs.train(raw, "cpu", gen(0)), inputs.eval(raw, "cpu"), rtol=0, atol=0)
+
+
+def test_image_train_flips_half_the_time():
+    x = torch.zeros(400, 32, 32, 3, dtype=torch.uint8)
+    x[:, :, :16] = 255  # left half white
+    out = ImageInputs(32, "crop-flip").train(RawBatch(x, torch.zeros(400)), "cpu", gen(0))
+    left_brighter = (out[:, 0, :, :8].mean(dim=(1, 2)) > out[:, 0, :, -8:].mean(dim=(1, 2))).float().mean()
+    assert 0.4 < left_brighter.item() < 0.6
+
+
+def test_crop_flip_never_samples_outside_the_image():
+    x = torch.full((600, 40, 40, 3), 128, dtype=torch.uint8)
+    out = ImageInputs(32, "crop-flip").train(RawBatch(x, torch.zeros(600)), "cpu", gen(0))
+    expected = ((128 / 255 - MEAN) / STD).expand(600, 3, 32, 32)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-4)
+
+
+# --- audio ---------------------------------------------------------------------------------------------------------
+NORM = {"mean": [-30.0 + i for i in range(16)], "std": [10.0 + 0.5 * i for i in range(16)]}
+
+
+@pytest.mark.parametrize("seed_channels", [False, True])
+@pytest.mark.parametrize("crop_frames", [0, 12])
+def test_audio_eval_is_deterministic(seed_channels, crop_frames):
+    raw = mels()
+    inputs = AudioInputs(crop_frames, 4, None if seed_channels else NORM, specaugment=True,
+                         seed_channels=seed_channels)
+    torch.manual_seed(1)
+    first = inputs.eval(raw, "cpu")
+    torch.manual_seed(2)
+    second = inputs.eval(raw, "cpu")
+    assert torch.equal(first, second)
+    assert first.dtype == torch.float32
+
+
+def test_audio_eval_has_no_augmentation():
+    raw = mels()
+    out = AudioInputs(0, 4, NORM, specaugment=True, seed_channels=False).eval(raw, "cpu")
+    assert out.shape == (4, 3, 16, 50)
+    normalised = (raw.x.float() - torch.tensor(NORM["mean"]).view(1, -1, 1)) / torch.tensor(NORM["std"]).view(1, -1, 1)
+    for channel in range(3):  # the same normalised map on every channel, nothing masked
+        torch.testing.assert_close(out[:, channel], normalised, rtol=0, atol=1e-6)
+
+
+def test_audio_eval_crops_are_evenly_spaced():
+    frames, crop, crops = 50, 12, 5
+    x = torch.arange(frames, dtype=torch.float16).view(1, 1, -1).expand(2, 8, -1).clone()
+    x[1] += 100  # a second clip, to check rows stay apart
+    out = AudioInputs(crop, crops, None, specaugment=True, seed_channels=False).eval(RawBatch(x, torch.zeros(2)),
+                                                                                   "cpu")
+    assert out.shape == (2, crops, 3, 8, crop)
+    starts = out[0, :, 0, 0, 0].tolist()
+    assert starts[0] == 0 and starts[-1] + crop == frames  # first at the start, last ends at the clip end
+    gaps = np.diff(starts)
+    assert gaps.max() - gaps.min() <= 1 and gaps.min() > 0
+    for k, start in enumerate(starts):
+        expected = torch.arange(start, start + crop, dtype=torch.float32)
+        assert torch.equal(out[0, k, 2, 5], expected) and torch.equal(out[1, k, 1, 3], expected + 100)
+
+
+def test_audio_eval_whole_clip_when_crop_covers_it():
+    raw = mels(2, 8, 20)
+    out = AudioInputs(20, 16, None, specaugment=False, seed_channels=False).eval(raw, "cpu")
+    assert out.shape == (2, 3, 8, 20)
+
+
+def test_audio_seed_channels():
+    raw = mels(3, 128, 200)
+    inputs = AudioInputs(0, 1, None, specaugment=False, seed_channels=True)
+    out = inputs.eval(raw, "cpu")
+    assert out.shape == (3, 3, 128, 200)
+    assert torch.equal(out[:, 0], raw.x.float())  # unnormalised mel first
+    freq_masked = (out[:, 1] == 0).all(dim=2)  # whole mel rows zeroed
+    time_masked = (out[:, 2] == 0).all(dim=1)  # whole frames zeroed
+    assert freq_masked.sum(dim=1).max() <= 40 and time_masked.sum(dim=1).max() <= 80
+    train = inputs.train(raw, "cpu", gen(0))
+    assert train.shape == (3, 3, 128, 200) and torch.equal(train[:, 0], raw.x.float())
+
+
+def test_audio_train_is_seeded_and_masked():
+    raw = mels(8, 64, 120)
+    inputs = AudioInputs(0, 1, NORM | {"mean": [0.0] * 64, "std": [1.0] * 64}, specaugment=True,
+                         seed_channels=False)
+    a, b, c = (inputs.train(raw, "cpu", gen(s)) for s in (3, 3, 4))
+    assert a.shape == (8, 3, 64, 120)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    zero_rows = (a[:, 0] == 0).all(dim=2).sum(dim=1)
+    zero_frames = (a[:, 0] == 0).all(dim=1).sum(dim=1)
+    assert zero_rows.max() <= 64 // 8 and zero_frames.max() <= 120 // 8
+    assert zero_rows.sum() > 0 and zero_frames.sum() > 0
+
+
+def contiguous_band(flags: torch.Tensor) -> tuple[int, int]:
+    """(start, width) of the True run in a 1-D bool tensor; fails unless the Trues are one contiguous run."""
+    where = torch.nonzero(flags).flatten().tolist()
+    if not where:
+        return 0, 0
+    assert where == list(range(where[0], where[-1] + 1)), where
+    return where[0], len(where)
+
+
+@pytest.mark.parametrize("axis, max_width", [(1, 5), (2, 9), (1, 40), (2, 0)])
+def test_mask_zeroes_one_band_of_at_most_max_width(axis, max_width):
+    x = torch.rand(300, 20, 30) + 1.0
+    before = x.clone()
+    out = mask(x, axis, max_width, gen(7))
+    assert torch.equal(x, before)  # not in place
+    length = x.shape[axis]
+    widths = []
+    for i in range(len(x)):
+        zero = out[i] == 0
+        band = zero.all(dim=1) if axis == 1 else zero.all(dim=0)
+        assert torch.equal(zero.any(dim=1) if axis == 1 else zero.any(dim=0), band)  # whole rows or columns only
+        start, width = contiguous_band(band)
+        assert width <= min(max_width, length) and start + width <= length
+        widths.append(width)
+        assert torch.equal(out[i][~zero], x[i][~zero])
+    if max_width:
+        assert min(widths) == 0 and max(widths) == min(max_width, length)  # the full range of widths occurs
+    assert torch.equal(mask(x, axis, max_width, gen(7)), out)
+
+
+# --- Loader --------------------------------------------------------------------------------------------------------
+def fake_split(n: int = 23, mels_: int = 4, frames: int = 30) -> Split:
+    x = np.arange(n, dtype=np.float16)[:, None, None] + np.zeros((1, mels_, frames), np.float16)
+    x = x + (np.arange(frames, dtype=np.float16) / 100)[None, None, :]  # frame index in the hundredths
+    return Split(x=x, y=np.arange(n, dtype=np.int64) * 10, ids=[f"c{i}" for i in range(n)])
+
+
+def rows_seen(batches) -> list[int]:
+    return [int(r) for b in batches for r in b.x[:, 0, 0].float().round().tolist()]
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_eval_loader_yields_every_row_once_in_order(prefetch):
+    split = fake_split()
+    rows = np.array([5, 2, 9, 0, 22, 7, 13])
+    loader = Loader(split, rows, 3, shuffle=False, prefetch=prefetch)
+    batches = list(loader)
+    assert len(batches) == len(loader) == 3
+    assert [len(b.y) for b in batches] == [3, 3, 1]  # the last, short batch is kept in evaluation
+    assert rows_seen(batches) == rows.tolist()
+    assert torch.cat([b.y for b in batches]).tolist() == (rows * 10).tolist()
+    assert all(b.x.dtype == torch.float16 and b.x.shape[1:] == (4, 30) for b in batches)
+    assert rows_seen(loader) == rows.tolist()  # a second epoch reads the same
+
+
+def test_shuffled_loader_is_reproducible():
+    split = fake_split(40)
+    rows = np.arange(40)
+
+    def epoch(seed):
+        return rows_seen(Loader(split, rows, 8, shuffle=True, generator=gen(seed), prefetch=0))
+
+    a, b, c = epoch(1), epoch(1), epoch(2)
+    assert a == b and a != c
+    assert sorted(a) == list(range(40)) and a != list(range(40))  # a permutation, each row once
+    assert epoch_generator(1, 2).initial_seed() != epoch_generator(1, 3).initial_seed()
+
+
+def test_shuffled_loader_drops_a_final_batch_of_one():
+    split = fake_split(17)
+    seen = rows_seen(Loader(split, np.arange(17), 4, shuffle=True, generator=gen(0), prefetch=0))
+    assert len(seen) == 16 and len(set(seen)) == 16
+
+
+@pytest.mark.parametrize("crop_frames", [0, 10])
+@pytest.mark.parametrize("prefetch", [1, 2, 5])
+def test_prefetch_gives_the_same_batches(crop_frames, prefetch):
+    split = fake_split(37)
+    rows = np.arange(37)
+
+    def epoch(p):
+        loader = Loader(split, rows, 4, shuffle=True, crop_frames=crop_frames, generator=gen(9), prefetch=p)
+        return [(b.x.clone(), b.y.clone(), None if b.offsets is None else b.offsets.clone()) for b in loader]
+
+    plain, ahead = epoch(0), epoch(prefetch)
+    assert len(plain) == len(ahead) == 9
+    for (x0, y0, o0), (x1, y1, o1) in zip(plain, ahead):
+        assert torch.equal(x0, x1) and torch.equal(y0, y1)
+        assert (o0 is None and o1 is None) or torch.equal(o0, o1)
+    if crop_frames:
+        x, _, offsets = plain[0]
+        assert x.shape == (4, 4, crop_frames)
+        starts = (x[:, 0, 0].float() * 100).round() % 100  # hundredths of the first frame = its index
+        assert starts.tolist() == offsets.tolist()
+        assert (offsets >= 0).all() and (offsets <= 30 - crop_frames).all()
+
+
+def test_prefetch_gives_the_same_training_batches_as_training_uses_them():
+    split = fake_split(37)
+    inputs = AudioInputs(10, 1, None, specaugment=True, seed_channels=False)
+
+    def epoch(prefetch):
+        # as run.py: one stream for the reader (order, crops), another for the augmentation
+        loader = Loader(split, np.arange(37), 4, shuffle=True, crop_frames=10, generator=epoch_generator(0, 1),
+                        prefetch=prefetch)
+        augment = epoch_generator(0, 1, stream=1)
+        out = []
+        for raw in loader:
+            time.sleep(0.005)  # the model's compute, during which the reader thread reads ahead
+            out.append(inputs.train(raw, "cpu", augment))
+        return out
+
+    for a, b in zip(epoch(0), epoch(2)):
+        assert torch.equal(a, b)
+
+
+def test_loader_shards_every_batch():
+    split = fake_split(24)
+    rows = np.arange(24)
+    whole = [b.y.tolist() for b in Loader(split, rows, 6, shuffle=True, generator=gen(3), prefetch=0)]
+    parts = [[b.y.tolist() for b in Loader(split, rows, 6, shuffle=True, generator=gen(3), prefetch=0,
+                                           shard=(rank, 2))] for rank in range(2)]
+    for batch, first, second in zip(whole, *parts):
+        assert sorted(first + second) == sorted(batch) and not set(first) & set(second)
+
+
+def test_loader_surfaces_reader_errors():
+    class Broken(Split):
+        pass
+
+    split = fake_split(8)
+    bad = Broken(x=split.x, y=np.arange(3), ids=split.ids)  # too few labels: reading row 5 fails
+    with pytest.raises(IndexError):
+        list(Loader(bad, np.arange(8), 4, shuffle=False, prefetch=2))

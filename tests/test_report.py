@@ -1,0 +1,199 @@
+"""build_report on fake but well-formed experiment folders: full, partial, and with no results."""
+import csv
+import json
+import math
+import re
+
+import pytest
+import torch
+import torchvision
+import yaml
+from PIL import Image
+
+from audio2image.report import build_report
+from audio2image.report.report import read_results, render_html
+
+HEADER = ["run_id", "stage", "dataset", "fraction", "init", "seed", "freeze", "status", "best_epoch", "epochs_run",
+          "val_loss", "val_top1", "val_top5", "val_mean_class_acc", "test_loss", "test_top1", "test_top5",
+          "test_mean_class_acc", "wall_seconds"]
+SECTIONS = ["## Conclusion", "## Configuration summary", "## Pretraining", "## Transfer results",
+            "## Gain over random init", "## Data efficiency", "## Validation curves", "## Seed-style chart",
+            "## First-layer filters", "## Runs"]
+EPOCHS = 4
+
+
+def resnet_state(outputs: int, seed: int) -> dict:
+    torch.manual_seed(seed)
+    model = torchvision.models.resnet18(weights=None)
+    model.fc = torch.nn.Linear(512, outputs)
+    return model.state_dict()
+
+
+def accuracy(fraction, init, seed) -> float:
+    """Accuracy rising linearly in log fraction, an init's gain, and a fixed pseudo-random seed effect."""
+    gain = {"random": 0.0, "audio": 0.03, "imagenet": 0.25}[init]
+    noise = 0.015 * math.sin(1000 * fraction + 7 * seed + len(init))  # run-to-run noise, the same on every call
+    return 0.2 + 0.1 * math.log2(fraction * 8) + gain + 0.01 * seed + noise
+
+
+def make_experiment(root, fractions=(0.25, 1.0), inits=("random", "audio"), seeds=(0, 1), skip=(), extra=None):
+    """An experiment folder as the sweep writes it; `skip` holds (fraction, init, seed) runs left out."""
+    exp = root / "exp"
+    (exp / "pretrain").mkdir(parents=True)
+    config = {"name": "fixture", "source": "mtat", "target": "caltech256", "fractions": list(fractions),
+              "inits": list(inits), "seeds": list(seeds), "freezes": ["none"], "pretrain_epochs": EPOCHS,
+              "transfer_epochs": EPOCHS, "pretrain_optimizer": "sgd", "pretrain_lr": 0.05,
+              "transfer_optimizer": "sgd", "transfer_lr": 0.05, "audio_features": "recipe", "image_size": 64,
+              "audio_split": "standard", "image_split": "stratified", "synthetic": True, "imagenet_weights": "",
+              **(extra or {})}
+    (exp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    write_pretrain(exp / "pretrain")
+    rows = []
+    for fraction in fractions:
+        for init in inits:
+            for seed in seeds:
+                if (fraction, init, seed) not in skip:
+                    rows.append(write_transfer_run(exp, fraction, init, seed))
+    with open(exp / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HEADER)
+        writer.writeheader()
+        writer.writerows(rows)
+    return exp
+
+
+def write_pretrain(folder):
+    lines = [{"epoch": e, "lr": 0.05, "train_loss": 0.3 - 0.03 * e, "val_loss": 0.28 - 0.02 * e,
+              "val_roc_auc": 0.7 + 0.04 * e, "val_pr_auc": 0.2 + 0.03 * e, "seconds": 1.0} for e in range(1, 5)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
+    result = {"status": "completed", "message": "", "task": "tagging", "selection_metric": "val_roc_auc",
+              "best_epoch": 4, "epochs_run": 4, "val": {"loss": 0.2, "roc_auc": 0.86, "pr_auc": 0.32},
+              "test": {"loss": 0.21, "roc_auc": 0.85, "pr_auc": 0.31}, "wall_seconds": 10.0,
+              "run": {"stage": "pretrain", "dataset": "mtat", "modality": "audio", "seed": 0, "run_id": "pretrain"}}
+    (folder / "result.json").write_text(json.dumps(result))
+    torch.save({"model": resnet_state(50, 1), "epoch": 4}, folder / "best.pt")
+
+
+def write_transfer_run(exp, fraction, init, seed) -> dict:
+    run_id = f"f{fraction}-{init}-s{seed}-none"
+    folder = exp / "transfer" / run_id
+    folder.mkdir(parents=True)
+    final = accuracy(fraction, init, seed)
+    lines = [{"epoch": e, "lr": 0.05, "train_loss": 3.0 / e, "train_top1": final * e / EPOCHS, "val_loss": 3.2 / e,
+              "val_top1": final * e / EPOCHS, "val_top5": min(1.0, 2 * final * e / EPOCHS),
+              "val_mean_class_acc": final * e / EPOCHS, "seconds": 1.0} for e in range(1, EPOCHS + 1)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
+    ident = {"stage": "transfer", "dataset": "caltech256", "modality": "image", "fraction": fraction, "init": init,
+             "seed": seed, "freeze": "none", "run_id": run_id}
+    val = {"loss": 1.0, "top1": final, "top5": min(1.0, 2 * final), "mean_class_acc": final}
+    test = {"loss": 1.1, "top1": final - 0.005, "top5": min(1.0, 2 * final), "mean_class_acc": final - 0.01}
+    result = {"status": "completed", "message": "", "task": "classification", "selection_metric": "val_top1",
+              "best_epoch": EPOCHS, "epochs_run": EPOCHS, "val": val, "test": test, "wall_seconds": 4.0,
+              "run": ident}
+    (folder / "result.json").write_text(json.dumps(result))
+    return {"run_id": run_id, "stage": "transfer", "dataset": "caltech256", "fraction": fraction, "init": init,
+            "seed": seed, "freeze": "none", "status": "completed", "best_epoch": EPOCHS, "epochs_run": EPOCHS,
+            **{f"val_{k}": v for k, v in val.items()}, **{f"test_{k}": v for k, v in test.items()},
+            "wall_seconds": 4.0}
+
+
+def assert_pngs_ok(paths):
+    for path in paths:
+        assert path.stat().st_size > 8_000, path
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            assert image.width > 300 and image.height > 200
+            assert len(image.convert("L").getcolors(1 << 16) or range(1000)) > 20  # not a blank canvas
+
+
+def assert_self_contained(text: str):
+    assert "data:image/png;base64," in text
+    assert not re.search(r"https?://|<script|<link|@import|url\(", text)
+    for src in re.findall(r'src="([^"]*)"', text):
+        assert src.startswith("data:image/png;base64,")
+
+
+def test_full_report(tmp_path):
+    exp = make_experiment(tmp_path)
+    out = build_report(exp)
+    assert out["markdown"].is_file() and out["html"].is_file()
+    assert out["missing_cells"] == 0
+    names = {p.name for p in out["figures"]}
+    assert names == {"pretrain_curves.png", "accuracy_vs_fraction.png", "gain_vs_fraction.png",
+                     "validation_curves.png", "seed_style_bars.png", "conv1_filters.png"}
+    assert_pngs_ok(out["figures"])
+    md = out["markdown"].read_text()
+    positions = [md.index(s) for s in SECTIONS]
+    assert positions == sorted(positions), "sections out of order"
+    assert md.startswith("# fixture")
+    assert "0.9129" in md and "0.824" in md and "synthetic" in md
+    assert "only 2 seeds" in md
+    html = out["html"].read_text()
+    assert html.count("data:image/png;base64,") == len(out["figures"])
+    assert_self_contained(html)
+    for heading in ("Conclusion", "Data efficiency", "Runs"):
+        assert f"<h2>{heading}</h2>" in html
+    assert "<table>" in html
+
+
+def test_partial_sweep_marks_missing(tmp_path):
+    imagenet = tmp_path / "imagenet.pth"
+    torch.save(resnet_state(1000, 2), imagenet)
+    skip = {(1.0, "audio", 1), (0.25, "imagenet", 0), (0.25, "imagenet", 1)}
+    exp = make_experiment(tmp_path, inits=("random", "audio", "imagenet"), skip=skip,
+                          extra={"imagenet_weights": str(imagenet)})
+    # a diverged run with empty metric cells, as the sweep writes it
+    with open(exp / "results.csv", "a", newline="") as handle:
+        csv.writer(handle).writerow(["x", "transfer", "caltech256", 1.0, "audio", 1, "none", "diverged"]
+                                    + [""] * (len(HEADER) - 8))
+    out = build_report(exp)
+    assert out["missing_cells"] == 2  # the diverged run has a row: failed, not missing
+    md = out["markdown"].read_text()
+    assert "| 25% | imagenet | none | missing |" in md
+    assert "1 (failed)" in md
+    assert "- fraction 25%, init imagenet, seed 0, freeze none" in md
+    assert "imagenet init against the random init" in md
+    assert "diverged" in md
+    assert "no ImageNet weights" not in md
+    assert_pngs_ok(out["figures"])
+    assert_self_contained(out["html"].read_text())
+
+
+def test_empty_results_still_report(tmp_path):
+    exp = make_experiment(tmp_path, fractions=(), inits=(), seeds=())
+    (exp / "results.csv").write_text(",".join(HEADER) + "\n")
+    out = build_report(exp)
+    md = out["markdown"].read_text()
+    assert "No transfer results yet" in md
+    assert all(s in md for s in SECTIONS)
+    assert {p.name for p in out["figures"]} == {"pretrain_curves.png", "conv1_filters.png"}
+    assert_self_contained(out["html"].read_text())
+
+
+def test_bare_folder_still_reports(tmp_path):
+    out = build_report(tmp_path)
+    assert "No transfer results yet" in out["markdown"].read_text()
+    assert out["missing_cells"] == 0
+
+
+def test_read_results_types(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_text(",".join(HEADER) + "\nr1,transfer,caltech256,0.5,audio,2,none,diverged,,,,,,,,,,,\n")
+    (row,) = read_results(path)
+    assert row["fraction"] == 0.5 and row["seed"] == 2 and row["best_epoch"] is None
+    assert math.isnan(row["test_top1"]) and row["status"] == "diverged"
+
+
+def test_render_html_subset(tmp_path):
+    md = "# T <x>\n\nA **b** `c`.\n\n| a | b |\n| --- | --- |\n| 1 | 2 |\n\n- one\n- two\n\n![gone](nope.png)"
+    html = render_html(md, tmp_path)
+    assert "<h1>T &lt;x&gt;</h1>" in html
+    assert "<strong>b</strong>" in html and "<code>c</code>" in html
+    assert "<th>a</th>" in html and "<td>2</td>" in html and "---" not in html
+    assert "<li>two</li>" in html and "figure missing" in html
+
+
+@pytest.fixture(autouse=True)
+def _no_hub(monkeypatch, tmp_path):
+    # the ImageNet panel must come only from what a test provides, never from this machine's hub cache
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))

@@ -1,0 +1,224 @@
+"""The report's statistics against scipy and against cases whose answer is known by construction."""
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from audio2image.report import stats
+
+
+def rows_for(curves: dict, seeds_offsets: dict, metric="test_top1", freeze="none"):
+    """Rows for {init: {fraction: mean}}, each seed shifted by its offset (the same shift for every init)."""
+    return [{"fraction": f, "init": init, "seed": s, "freeze": freeze, "status": "completed", metric: m + off}
+            for init, curve in curves.items() for f, m in curve.items() for s, off in seeds_offsets.items()]
+
+
+# --- summarize / paired_difference / holm --------------------------------------------------------------------------
+
+def test_summarize_matches_scipy_t_interval():
+    x = [0.31, 0.35, 0.29, 0.40, 0.33]
+    out = stats.summarize(x)
+    low, high = sps.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=sps.sem(x))
+    assert out["n"] == 5
+    assert out["mean"] == pytest.approx(np.mean(x))
+    assert out["std"] == pytest.approx(np.std(x, ddof=1))
+    assert (out["ci_low"], out["ci_high"]) == pytest.approx((low, high))
+
+
+@pytest.mark.parametrize("values", [[0.4], []])
+def test_summarize_small_n_has_no_spread(values):
+    out = stats.summarize(values)
+    assert out["n"] == len(values)
+    assert all(math.isnan(out[k]) for k in ("std", "ci_low", "ci_high"))
+
+
+def test_summarize_ignores_nan():
+    assert stats.summarize([0.1, math.nan, 0.3])["n"] == 2
+
+
+def test_paired_difference_matches_ttest_rel():
+    a = np.array([0.42, 0.45, 0.39, 0.47])
+    b = np.array([0.40, 0.41, 0.40, 0.43])
+    out = stats.paired_difference(a, b)
+    d = a - b
+    low, high = sps.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=sps.sem(d))
+    assert out["p"] == pytest.approx(sps.ttest_rel(a, b).pvalue)
+    assert out["mean"] == pytest.approx(d.mean())
+    assert out["std"] == pytest.approx(d.std(ddof=1))
+    assert (out["ci_low"], out["ci_high"]) == pytest.approx((low, high))
+    assert out["n"] == 4
+
+
+def test_paired_difference_single_pair_has_no_p():
+    out = stats.paired_difference([0.5], [0.4])
+    assert out["n"] == 1 and math.isnan(out["p"]) and out["mean"] == pytest.approx(0.1)
+
+
+def test_paired_difference_constant_difference():
+    assert stats.paired_difference([0.5, 0.6], [0.4, 0.5])["p"] == 0.0
+    assert stats.paired_difference([0.5, 0.6], [0.5, 0.6])["p"] == 1.0
+
+
+def test_paired_difference_needs_pairs():
+    with pytest.raises(ValueError):
+        stats.paired_difference([0.1, 0.2], [0.1])
+
+
+def test_holm_hand_computed():
+    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> raised to 0.06 (monotone)
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_nan_passes_through_and_caps_at_one():
+    out = stats.holm([0.01, math.nan, 0.04])
+    assert out[0] == pytest.approx(0.02) and math.isnan(out[1]) and out[2] == pytest.approx(0.04)
+    assert stats.holm([0.5, 0.6]) == [1.0, 1.0]
+    assert stats.holm([]) == []
+
+
+# --- tables --------------------------------------------------------------------------------------------------------
+
+def test_cell_table_counts_completed_and_marks_missing():
+    rows = rows_for({"random": {0.1: 0.2, 1.0: 0.5}}, {0: 0.0, 1: 0.02})
+    rows.append({"fraction": 0.1, "init": "audio", "seed": 0, "freeze": "none", "status": "diverged",
+                 "test_top1": ""})
+    grid = {"fractions": [0.1, 1.0], "inits": ["random", "audio"], "seeds": [0, 1, 2], "freezes": ["none"]}
+    cells = {(c["fraction"], c["init"]): c for c in stats.cell_table(rows, grid=grid)}
+    assert len(cells) == 4
+    assert cells[(0.1, "random")]["n"] == 2 and cells[(0.1, "random")]["mean"] == pytest.approx(0.21)
+    assert cells[(0.1, "random")]["seeds_missing"] == [2]
+    assert cells[(0.1, "audio")]["n"] == 0
+    assert cells[(0.1, "audio")]["seeds_failed"] == [0] and cells[(0.1, "audio")]["seeds_missing"] == [1, 2]
+    assert cells[(1.0, "audio")]["seeds_missing"] == [0, 1, 2]
+
+
+def test_gain_table_pairs_by_seed_and_adjusts_per_init():
+    offsets = {0: 0.0, 1: 0.03, 2: -0.02}
+    rows = rows_for({"random": {0.1: 0.20, 0.5: 0.40}, "audio": {0.1: 0.25, 0.5: 0.40},
+                     "imagenet": {0.1: 0.50, 0.5: 0.60}}, offsets)
+    rows[-1]["imagenet_noise"] = 0  # extra columns are ignored
+    for row in rows:  # break the exact pairing so the t-test has variance
+        if row["init"] != "random":
+            row["test_top1"] += 0.004 * row["seed"]
+    gains = stats.gain_table(rows)
+    assert {g["init"] for g in gains} == {"audio", "imagenet"}
+    audio = [g for g in gains if g["init"] == "audio"]
+    a = [r["test_top1"] for r in rows if (r["init"], r["fraction"]) == ("audio", 0.1)]
+    b = [r["test_top1"] for r in rows if (r["init"], r["fraction"]) == ("random", 0.1)]
+    assert audio[0]["p"] == pytest.approx(sps.ttest_rel(a, b).pvalue)
+    assert [g["p_holm"] for g in audio] == pytest.approx(stats.holm([g["p"] for g in audio]))
+    assert audio[0]["mean"] == pytest.approx(0.05 + 0.004)
+    assert audio[0]["significant"] and not audio[1]["significant"]
+
+
+def test_gain_table_uses_only_seeds_both_completed():
+    rows = rows_for({"random": {0.1: 0.2}, "audio": {0.1: 0.3}}, {0: 0.0, 1: 0.01, 2: 0.02})
+    rows = [r for r in rows if not (r["init"] == "audio" and r["seed"] == 2)]
+    (gain,) = stats.gain_table(rows)
+    assert gain["seeds"] == [0, 1] and gain["n"] == 2
+
+
+# --- data efficiency -----------------------------------------------------------------------------------------------
+
+FRACTIONS = [0.125, 0.25, 0.5, 1.0]
+
+
+def baseline_curve(f):
+    return 0.5 + 0.1 * math.log2(f)  # linear in log fraction: 0.2, 0.3, 0.4, 0.5
+
+
+def test_data_efficiency_exact_multiple():
+    # audio at f equals random at 2f: random needs exactly 2x the data (until it runs off the grid)
+    curves = {"random": {f: baseline_curve(f) for f in FRACTIONS},
+              "audio": {f: baseline_curve(2 * f) for f in FRACTIONS}}
+    rows = rows_for(curves, {0: 0.0, 1: 0.02, 2: -0.01})
+    out = stats.data_efficiency(rows, "audio", n_boot=200)
+    assert [e["status"] for e in out] == ["gain", "gain", "gain", "beyond grid"]
+    for e in out[:3]:
+        assert e["ratio"] == pytest.approx(2.0)
+        # every seed moves both curves equally, so every resample gives 2x too
+        assert (e["ci_low"], e["ci_high"]) == pytest.approx((2.0, 2.0))
+    assert math.isinf(out[3]["ratio"]) and out[3]["ratio_bound"] == pytest.approx(1.0)
+
+
+def test_data_efficiency_fractional_multiple_and_no_gain():
+    shift = 0.1 * math.log2(1.5)  # = the baseline's gain from 1.5x the data
+    curves = {"random": {f: baseline_curve(f) for f in FRACTIONS},
+              "audio": {f: baseline_curve(f) + shift for f in FRACTIONS},
+              "worse": {f: baseline_curve(f) - 0.05 for f in FRACTIONS}}
+    rows = rows_for(curves, {0: 0.0, 1: 0.01})
+    audio = stats.data_efficiency(rows, "audio", n_boot=50)
+    assert [e["ratio"] for e in audio[:3]] == pytest.approx([1.5, 1.5, 1.5])
+    worse = stats.data_efficiency(rows, "worse", n_boot=50)
+    assert all(e["status"] == "no gain" for e in worse)
+    assert worse[1]["ratio"] == pytest.approx(2 ** -0.5)
+
+
+def test_data_efficiency_bootstrap_is_seeded_and_brackets():
+    rng = np.random.default_rng(3)
+    rows = [{"fraction": f, "init": init, "seed": s, "freeze": "none", "status": "completed",
+             "test_top1": baseline_curve(2 * f if init == "audio" else f) + rng.normal(0, 0.01)}
+            for f in FRACTIONS[:3] for init in ("random", "audio") for s in range(4)]
+    rows += [{"fraction": 1.0, "init": "random", "seed": s, "freeze": "none", "status": "completed",
+              "test_top1": 0.5} for s in range(4)]
+    first = stats.data_efficiency(rows, "audio", n_boot=300, seed=7)
+    again = stats.data_efficiency(rows, "audio", n_boot=300, seed=7)
+    assert first == again
+    for e in first[:3]:
+        assert e["ci_low"] <= e["ratio"] <= e["ci_high"]
+    assert first[3]["status"] == "missing"
+
+
+def test_baseline_reach_takes_first_crossing():
+    assert stats.baseline_reach([0.1, 0.2, 0.4], [0.3, 0.5, 0.4], 0.45) == pytest.approx(0.1 * 2 ** 0.75)
+    assert stats.baseline_reach([0.1, 0.2], [0.3, 0.5], 0.2) == 0.1
+    assert math.isinf(stats.baseline_reach([0.1, 0.2], [0.3, 0.5], 0.6))
+
+
+# --- conclusion ----------------------------------------------------------------------------------------------------
+
+def test_conclusion_words():
+    curves = {"random": {f: baseline_curve(f) for f in FRACTIONS},
+              "audio": {f: baseline_curve(2 * f) for f in FRACTIONS}}
+    rows = rows_for(curves, {0: 0.0, 1: 0.02})
+    for row in rows:
+        if row["init"] == "audio" and row["seed"] == 1:
+            row["test_top1"] += 0.002  # a little pair-to-pair variance
+    gains = stats.gain_table(rows)
+    text = stats.conclusion(gains, stats.data_efficiency(rows, "audio", n_boot=100))
+    assert "audio init" in text and "points" in text
+    assert "2.0x" in text
+    assert "only 2 seeds" in text
+
+
+def test_conclusion_without_pairs():
+    text = stats.conclusion([], [])
+    assert text.startswith("No conclusion yet")
+
+
+def test_conclusion_indistinguishable_and_no_gain():
+    rows = rows_for({"random": {0.1: 0.3, 1.0: 0.5}, "audio": {0.1: 0.3, 1.0: 0.5}}, {0: 0.0, 1: 0.01, 2: 0.03})
+    for row in rows:
+        if row["init"] == "audio":
+            row["test_top1"] += (-0.01, 0.012, -0.004)[row["seed"]]
+    text = stats.conclusion(stats.gain_table(rows), stats.data_efficiency(rows, "audio", n_boot=100))
+    assert "indistinguishable at 10%, 100%" in text
+    assert "no measurable gain" in text
+    assert "only" not in text  # three seeds: no small-n warning
+
+
+def test_efficiency_claims_need_a_significant_gain():
+    eff = [{"init": "audio", "freeze": "none", "fraction": 0.25, "status": "gain", "ratio": 1.4, "ci_low": 1.2,
+            "ci_high": 1.6, "ratio_bound": 4.0}]
+    assert "about 1.4x at 25%" in stats.efficiency_sentence("audio", "random", eff)
+    gated = stats.efficiency_sentence("audio", "random", eff, significant=set())
+    assert "no measurable gain" in gated and "up to 1.4x" in gated
+
+
+def test_freezes_are_separate_comparisons():
+    rows = rows_for({"random": {0.1: 0.2}, "audio": {0.1: 0.3}}, {0: 0.0, 1: 0.01})
+    rows += rows_for({"random": {0.1: 0.1}, "audio": {0.1: 0.15}}, {0: 0.0, 1: 0.01}, freeze="layer1")
+    gains = {g["freeze"]: g for g in stats.gain_table(rows)}
+    assert gains["none"]["mean"] == pytest.approx(0.1) and gains["layer1"]["mean"] == pytest.approx(0.05)
+    assert {e["freeze"] for e in stats.data_efficiency(rows, "audio", n_boot=10)} == {"none", "layer1"}
