@@ -1,0 +1,82 @@
+"""End to end through the command line, on the tiny config: data -> stores -> pretraining -> sweep -> report."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+
+def audio2image(*args, check=True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "audio2image", *map(str, args)], capture_output=True,
+                            text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"audio2image {' '.join(map(str, args))} failed:\n{result.stderr[-3000:]}")
+    return result
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path) as handle:
+        return [{k: v for k, v in row.items() if k != "wall_seconds"} for row in csv.DictReader(handle)]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    args = ["run", "tiny", f"out_dir={root / 'runs'}", f"data_dir={root / 'data'}"]
+    first = audio2image(*args)
+    return root, args, first
+
+
+def test_run_writes_the_whole_experiment(tiny_run):
+    root, _, result = tiny_run
+    experiment = root / "runs" / "tiny"
+    summary = json.loads(result.stdout)
+    assert summary["runs"] == summary["finished"] == 8  # 2 fractions x 2 inits x 2 seeds
+    table = rows(experiment / "results.csv")
+    assert len(table) == 8 and {r["status"] for r in table} == {"completed"}
+    assert {(r["fraction"], r["init"], r["seed"]) for r in table} == {
+        (f, i, s) for f in ("0.5", "1.0") for i in ("random", "audio") for s in ("0", "1")}
+    for row in table:
+        run = experiment / "transfer" / row["run_id"]
+        assert (run / "result.json").is_file() and (run / "metrics.jsonl").is_file()
+        assert (run / "config.yaml").is_file()
+        assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    assert json.loads((experiment / "pretrain" / "result.json").read_text())["status"] == "completed"
+    report = (experiment / "report.md").read_text()
+    assert "Conclusion" in report and "ROC-AUC" in report
+    assert (experiment / "report.html").read_text().count("data:image/png;base64") >= 5
+    figures = list((experiment / "figures").glob("*.png"))
+    assert len(figures) >= 5
+    for figure in figures:
+        with Image.open(figure) as image:
+            assert image.format == "PNG" and image.width > 300
+    assert "epoch 1/2" in result.stderr  # progress is visible while it runs
+
+
+def test_running_again_reuses_every_result(tiny_run):
+    root, args, _ = tiny_run
+    experiment = root / "runs" / "tiny"
+    before = rows(experiment / "results.csv")
+    again = audio2image(*args)
+    assert "8 already finished, 0 to run" in again.stderr
+    assert rows(experiment / "results.csv") == before
+
+
+def test_missing_data_folder_is_a_one_line_error(tmp_path):
+    result = audio2image("run", "tiny", "synthetic=false", f"mtat_root={tmp_path / 'nowhere'}",
+                         f"caltech256_root={tmp_path / 'nowhere'}", f"out_dir={tmp_path}", check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("audio2image: error:") and "nowhere" in lines[0]
+
+
+def test_help_explains_every_command():
+    top = audio2image("--help").stdout
+    for command in ("synth", "download", "inspect", "prepare", "pretrain", "transfer", "sweep", "report", "run"):
+        assert command in top
+        assert "usage: audio2image " + command in audio2image(command, "--help").stdout
