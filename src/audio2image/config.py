@@ -95,6 +95,7 @@ class Config:
     channels_last: bool = True
     compile: bool = False
     workers: int = 2  # processes for preparation; loader threads for training
+    threads: int = 0  # torch CPU threads per run; 0: torch's default (fix it to compare runs across executors)
     executor: str = "local"  # local | ray | slurm
     parallel: int = 1  # local executor: runs at once (one per GPU where there are GPUs)
     ray_address: str = ""  # empty: start a local Ray
@@ -137,7 +138,7 @@ POSITIVE = {"synth_clips", "synth_seconds", "synth_classes", "synth_per_class", 
             "audio_eval_crops", "image_store_size", "image_size", "pretrain_epochs", "pretrain_batch_size",
             "pretrain_lr", "transfer_epochs", "transfer_batch_size", "transfer_lr", "workers", "parallel",
             "slurm_time_min"}
-NON_NEGATIVE = {"precise_bn_batches", "audio_crop_seconds", "pretrain_weight_decay", "transfer_weight_decay",
+NON_NEGATIVE = {"threads", "precise_bn_batches", "audio_crop_seconds", "pretrain_weight_decay", "transfer_weight_decay",
                 "pretrain_warmup_epochs", "transfer_warmup_epochs", "transfer_label_smoothing"}
 FREEZE_PATTERN = re.compile(r"^(none|seed|linear|stages:[0-5])$")
 

@@ -18,8 +18,13 @@ from audio2image.util import log
 
 def execute_run(config_values: dict, spec_values: dict, run_dir: str) -> dict:
     """Run one planned run from plain data (what crosses process and machine boundaries)."""
+    import torch
+
+    config = from_dict(config_values)
+    if config.threads:
+        torch.set_num_threads(config.threads)  # CPU results depend on the thread count (summation order)
     spec_values = dict(spec_values, store=Path(spec_values["store"]))
-    return train_run(from_dict(config_values), RunSpec(**spec_values), Path(run_dir))
+    return train_run(config, RunSpec(**spec_values), Path(run_dir))
 
 
 def _payload(run) -> tuple[dict, dict, str]:

@@ -1,0 +1,77 @@
+"""The sweep: stable run identities, a growing grid, and executors that all give the same results table."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+
+import pytest
+
+from audio2image.config import load_config
+from audio2image.sweep.executors import execute, run_slurm
+from audio2image.sweep.grid import transfer_plan
+from audio2image.sweep.results import write_results
+from stores import make_image_store
+
+
+def plan(tmp_path, store, **overrides):
+    values = [f"out_dir={tmp_path}", "name=exp", "transfer_epochs=1", "inits=random", "seeds=0,1",
+              "fractions=0.5,1.0", "progress=false"] + [f"{k}={v}" for k, v in overrides.items()]
+    config = load_config("configs/tiny.yaml", values)
+    return config, transfer_plan(config, store, pretrain=None)
+
+
+def table(runs, path) -> list[dict]:
+    write_results([r.run_dir for r in runs], path)
+    with open(path) as handle:
+        return [{k: v for k, v in row.items() if k != "wall_seconds"} for row in csv.DictReader(handle)]
+
+
+def assert_same_table(actual: list[dict], expected: list[dict]) -> None:
+    assert actual == expected
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_image_store(tmp_path_factory.mktemp("store") / "image")
+
+
+def test_run_ids_are_stable_and_a_grown_grid_keeps_finished_runs(tmp_path, store):
+    config, runs = plan(tmp_path, store, fractions="1.0")
+    execute(runs, config)
+    finished = {r.run_dir: (r.run_dir / "result.json").stat().st_mtime_ns for r in runs}
+    grown_config, grown = plan(tmp_path, store, fractions="0.5,1.0")
+    assert set(finished) <= {r.run_dir for r in grown} and len(grown) == 2 * len(runs)
+    execute(grown, grown_config)
+    for run_dir, mtime in finished.items():
+        assert (run_dir / "result.json").stat().st_mtime_ns == mtime  # not rerun
+    _, other = plan(tmp_path, store, transfer_lr=0.001)
+    assert not {r.run_dir for r in other} & {r.run_dir for r in grown}  # another setting, other runs
+
+
+def test_same_seed_same_subset_across_inits(tmp_path, store):
+    from audio2image.prepare.store import Store
+    from audio2image.training.tasks import build_task, fraction_rows
+
+    config, _ = plan(tmp_path, store)
+    task = build_task(Store(store), config, "transfer")
+    assert (fraction_rows(task, 0.5, 0) == fraction_rows(task, 0.5, 0)).all()
+    assert set(fraction_rows(task, 0.5, 0)) <= set(fraction_rows(task, 1.0, 0))
+
+
+@pytest.mark.slow
+def test_ray_and_submitit_give_the_local_table(tmp_path, store):
+    # One thread everywhere: CPU results depend on the thread count, and Ray gives each task one core.
+    local_config, local_runs = plan(tmp_path / "local", store, threads=1)
+    execute(local_runs, local_config)
+    expected = table(local_runs, tmp_path / "local.csv")
+
+    ray_config, ray_runs = plan(tmp_path / "ray", store, executor="ray", parallel=2, threads=1)
+    execute(ray_runs, ray_config)
+    assert_same_table(table(ray_runs, tmp_path / "ray.csv"), expected)
+
+    submitit = pytest.importorskip("submitit")
+    slurm_config, slurm_runs = plan(tmp_path / "slurm", store, executor="slurm", threads=1)
+    executor = submitit.LocalExecutor(folder=tmp_path / "submitit")
+    executor.update_parameters(timeout_min=10)
+    run_slurm(slurm_runs, dataclasses.replace(slurm_config), executor=executor)
+    assert_same_table(table(slurm_runs, tmp_path / "slurm.csv"), expected)
