@@ -134,7 +134,9 @@ def test_tagging_large_is_fast_and_exact():
         start = time.perf_counter()
         tagging_metrics(s, y)
         elapsed.append(time.perf_counter() - start)
-    assert min(elapsed) < 0.2, f"tagging_metrics took {min(elapsed):.3f} s"
+    # ~0.05 s on an idle 2-core machine; the bound leaves room for a loaded CI machine and still catches a
+    # per-tag Python loop or a quadratic algorithm.
+    assert min(elapsed) < 1.0, f"tagging_metrics took {min(elapsed):.3f} s"
     _check_tagging(s, y)
 
 

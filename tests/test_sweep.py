@@ -75,3 +75,40 @@ def test_ray_and_submitit_give_the_local_table(tmp_path, store):
     executor.update_parameters(timeout_min=10)
     run_slurm(slurm_runs, dataclasses.replace(slurm_config), executor=executor)
     assert_same_table(table(slurm_runs, tmp_path / "slurm.csv"), expected)
+
+
+def _sweep(out, data, **kwargs):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "audio2image", "sweep", "tiny", f"out_dir={out}", f"data_dir={data}"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
+
+
+def _rows_without_ids(path) -> list[dict]:
+    """Rows without run ids and timing: the two sweeps keep their stores in different folders."""
+    with open(path) as handle:
+        return [{k: v for k, v in row.items() if k not in ("run_id", "wall_seconds")}
+                for row in csv.DictReader(handle)]
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_three_times_gives_the_uninterrupted_results(tmp_path):
+    import random
+    import signal
+    import time
+
+    assert _sweep(tmp_path / "whole", tmp_path / "data-whole").wait(timeout=600) == 0
+    moments = random.Random(7).sample([x / 2 for x in range(4, 30)], 3)  # seconds into each attempt
+    for moment in moments:  # kills land in synthesis, preparation, pretraining or transfer runs
+        process = _sweep(tmp_path / "killed", tmp_path / "data-killed", start_new_session=True)
+        time.sleep(moment)
+        if process.poll() is None:
+            import os
+
+            os.killpg(process.pid, signal.SIGKILL)  # the whole group: preparation workers too
+        process.wait()
+    assert _sweep(tmp_path / "killed", tmp_path / "data-killed").wait(timeout=600) == 0
+    expected = _rows_without_ids(tmp_path / "whole" / "tiny" / "results.csv")
+    assert len(expected) == 8
+    assert _rows_without_ids(tmp_path / "killed" / "tiny" / "results.csv") == expected
