@@ -16,7 +16,7 @@ from scipy.signal import resample_poly
 from audio2image.datasets import mtat
 from audio2image.datasets.tags import TOP50
 from audio2image.prepare.features import FEATURE_PRESETS, MelFrontEnd, MelSettings
-from audio2image.prepare.store import SPLITS, Store, is_complete, write_manifest, write_split
+from audio2image.prepare.store import SPLITS, Store, is_complete, worker_pool, write_manifest, write_split
 from audio2image.util import log
 
 FP16_MAX = float(np.finfo(np.float16).max)
@@ -41,11 +41,12 @@ def prepare_mtat(root: Path, out: Path, *, features: str = "recipe", split: str 
     work = functools.partial(features_of_clips, settings=settings, samples=samples)
     shape = (settings.n_mels, settings.frames(samples))
     summaries = {}
-    for name, clips in mtat.split_clips(annotations.clips, split).items():
-        paths = [str(root / "mp3" / clip.mp3_path) for clip in clips]
-        summaries[name] = write_split(out, name, paths, [c.mp3_path for c in clips],
-                                      mtat.label_matrix(clips, TOP50), work, shape, np.float16,
-                                      workers=workers, show_progress=progress)
+    with worker_pool(workers, __name__) as pool:
+        for name, clips in mtat.split_clips(annotations.clips, split).items():
+            paths = [str(root / "mp3" / clip.mp3_path) for clip in clips]
+            summaries[name] = write_split(out, name, paths, [c.mp3_path for c in clips],
+                                          mtat.label_matrix(clips, TOP50), work, shape, np.float16,
+                                          pool=pool, show_progress=progress)
     manifest = {
         "modality": "audio", "task": "tagging", "dataset": "mtat", "labels": list(TOP50),
         "source_root": str(root.resolve()), "split_protocol": split, "features": features,

@@ -16,6 +16,8 @@ from __future__ import annotations
 import concurrent.futures as futures
 import multiprocessing
 import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -80,12 +82,12 @@ Work = Callable[[list], list]  # a chunk of items -> per item: an array (kept) o
 
 
 def write_split(out: Path, split: str, items: list, ids: list[str], labels: np.ndarray, work: Work,
-                item_shape: tuple[int, ...], dtype, *, workers: int = 1, chunk: int = 16,
+                item_shape: tuple[int, ...], dtype, *, pool: futures.Executor | None = None, chunk: int = 16,
                 show_progress: bool = True) -> dict:
     """Process `items` with `work` into `out/<split>.x.npy` (+ y, ids), resuming an interrupted run.
 
-    Returns {"count": kept rows, "skipped": [{"item": id, "reason": ...}]}. `work` must be picklable
-    (a module-level function or a functools.partial of one) when workers > 1.
+    Returns {"count": kept rows, "skipped": [{"item": id, "reason": ...}]}. With a `pool` (see `worker_pool`),
+    `work` must be picklable: a module-level function or a functools.partial of one.
     """
     final = out / f"{split}.x.npy"
     state_path = out / f".{split}.progress.json"
@@ -100,7 +102,7 @@ def write_split(out: Path, split: str, items: list, ids: list[str], labels: np.n
     array = np.load(partial, mmap_mode="r+")
     bar = progress(total=len(items), initial=state["done"], desc=f"prepare {split}", unit="item",
                    enabled=show_progress)
-    for start, results in _run_chunks(work, items, state["done"], chunk, workers):
+    for start, results in _run_chunks(work, items, state["done"], chunk, pool):
         for offset, result in enumerate(results):
             if isinstance(result, str):
                 state["skipped"].append({"item": ids[start + offset], "reason": result})
@@ -131,34 +133,50 @@ def _finish_split(out: Path, split: str, partial: Path, state: dict, ids: list[s
     return summary
 
 
-def _run_chunks(work: Work, items: list, start: int, chunk: int, workers: int):
-    """Yield (start index, results) for consecutive chunks from `start`, in order, at most 2*workers in flight."""
-    starts = range(start, len(items), chunk)
+@contextmanager
+def worker_pool(workers: int, preload: str):
+    """A process pool for a whole preparation (all splits), or None for in-process work when workers <= 1.
+
+    Workers start from a forkserver that has already imported `preload` (a module name), so each worker
+    starts in milliseconds instead of re-importing torch; forking the torch-threaded parent itself could deadlock.
+    """
     if workers <= 1:
+        yield None
+        return
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([preload])
+    with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
+        yield pool
+
+
+def _run_chunks(work: Work, items: list, start: int, chunk: int, pool: futures.Executor | None):
+    """Yield (start index, results) for consecutive chunks from `start`, in order, a bounded number in flight."""
+    starts = range(start, len(items), chunk)
+    if pool is None:
         for s in starts:
             yield s, work(items[s:s + chunk])
         return
-    context = multiprocessing.get_context("forkserver")
-    with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
-        pending: dict[int, futures.Future] = {}
-        queue = iter(starts)
-        for s in queue:
-            pending[s] = pool.submit(work, items[s:s + chunk])
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            first = min(pending)
-            results = pending.pop(first).result()
-            nxt = next(queue, None)
-            if nxt is not None:
-                pending[nxt] = pool.submit(work, items[nxt:nxt + chunk])
-            yield first, results
+    in_flight = 2 * pool._max_workers
+    pending: dict[int, futures.Future] = {}
+    queue = iter(starts)
+    for s in queue:
+        pending[s] = pool.submit(work, items[s:s + chunk])
+        if len(pending) >= in_flight:
+            break
+    while pending:
+        first = min(pending)
+        results = pending.pop(first).result()
+        nxt = next(queue, None)
+        if nxt is not None:
+            pending[nxt] = pool.submit(work, items[nxt:nxt + chunk])
+        yield first, results
 
 
 def _worker_init() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one process per core: intra-op threads would only contend
+    """One process per core: intra-op threads would only contend. Image workers never load torch."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 def _truncate_npy(path: Path, rows: int) -> None:
