@@ -80,3 +80,16 @@ def test_help_explains_every_command():
     for command in ("synth", "download", "inspect", "prepare", "pretrain", "transfer", "sweep", "report", "run"):
         assert command in top
         assert "usage: audio2image " + command in audio2image(command, "--help").stdout
+
+
+@pytest.mark.slow
+def test_one_run_on_two_processes_with_torchrun(tmp_path):
+    """DDP on the CPU: two gloo processes share every batch; process 0 writes the run's files."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "audio2image",
+               "transfer", "--config", "tiny", f"out_dir={tmp_path}", f"data_dir={tmp_path / 'data'}",
+               "transfer_epochs=2", "--run-dir", str(tmp_path / "run")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert outcome["status"] == "completed" and outcome["test"]["top1"] > 0.25  # 4 classes
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2  # one writer, no duplicates
