@@ -24,13 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def baselines_dir() -> Path:
-    path = Path(__file__).resolve().parents[2] / "shared/baselines"
-    if not (path / "seed_images.py").is_file():
-        sys.exit(f"seed baseline not found: expected {path / 'seed_images.py'} (the shared/baselines folder "
-                 "beside the repository checkout)")
-    return path
+import baselines
 
 
 def main() -> None:
@@ -41,7 +35,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="model input side")
     parser.add_argument("--workers", type=int, default=2, help="worker processes for synthesis and preparation")
     args = parser.parse_args()
-    seed_script = baselines_dir() / "seed_images.py"
+    seed_script = baselines.seed_script("seed_images.py")
 
     from audio2image.datasets.synth import synth_caltech256
     from audio2image.prepare.images import prepare_caltech256

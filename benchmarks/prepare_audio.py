@@ -20,13 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def baselines_dir() -> Path:
-    path = Path(__file__).resolve().parents[2] / "shared/baselines"
-    if not (path / "seed_mel.py").is_file():
-        sys.exit(f"seed baseline not found: expected {path / 'seed_mel.py'} (the shared/baselines folder "
-                 "beside the repository checkout)")
-    return path
+import baselines
 
 
 def main() -> None:
@@ -35,7 +29,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=29.1, help="length of each clip")
     parser.add_argument("--workers", type=int, default=2, help="worker processes for synthesis and preparation")
     args = parser.parse_args()
-    seed_script = baselines_dir() / "seed_mel.py"
+    seed_script = baselines.seed_script("seed_mel.py")
 
     import soundfile
 
