@@ -90,22 +90,19 @@ def cmd_pretrain(args) -> dict:
 def cmd_transfer(args) -> dict:
     import dataclasses
 
-    from audio2image.config import validate_init
     from audio2image.prepare.stores import ensure_store
+    from audio2image.sweep.grid import transfer_run_id
     from audio2image.training import distributed
     from audio2image.training.run import RunSpec, train_run
-    from audio2image.config import config_hash
 
     config = load(args)
     if args.init:
-        validate_init("init", args.init)
-        config = dataclasses.replace(config, init=args.init)
+        config = dataclasses.replace(config, init=args.init)  # validated like any config value
     distributed.setup()
     store = ensure_store(config, config.target) if distributed.is_main() else None
-    store_path = distributed.broadcast_object(str(store.path) if store else None)
-    identity = {k: v for k, v in config.to_dict().items() if k not in ("fractions", "inits", "seeds", "freezes")}
-    run_id = config_hash(identity)
-    spec = RunSpec("transfer", Path(store_path), config.fraction, config.init, config.seed, config.freeze, run_id)
+    store_path = Path(distributed.broadcast_object(str(store.path) if store else None))
+    run_id = transfer_run_id(config, store_path, config.fraction, config.init, config.seed, config.freeze)
+    spec = RunSpec("transfer", store_path, config.fraction, config.init, config.seed, config.freeze, run_id)
     run_dir = args.run_dir or config.experiment_dir / "transfer" / run_id
     return _summary(train_run(config, spec, run_dir))
 

@@ -48,10 +48,17 @@ def resolve_init(init: str, config: Config, pretrain: PlannedRun | None) -> tupl
     return init, init
 
 
+def transfer_run_id(config: Config, store: Path, fraction: float, init: str, seed: int, freeze: str) -> str:
+    """The hash naming a transfer run's folder: the target modality's keys, the transfer keys, the target store,
+    and the run's own values (`init` as loaded, or the pretraining run's id for this experiment's pretraining)."""
+    identity = {k: getattr(config, k) for k in keys_for(MODALITY[config.target], "transfer")}
+    identity.update(target=config.target, store=Path(store).name, fraction=fraction, init=init, seed=seed,
+                    freeze=freeze)
+    return config_hash(identity)
+
+
 def transfer_plan(config: Config, store: Path, pretrain: PlannedRun | None) -> list[PlannedRun]:
     """fractions x inits x seeds x freezes, in that nesting order."""
-    base = {k: getattr(config, k) for k in keys_for(MODALITY[config.target], "transfer")}
-    base.update(target=config.target, store=Path(store).name)
     planned = []
     for fraction in config.fractions:
         for init in config.inits:
@@ -59,8 +66,7 @@ def transfer_plan(config: Config, store: Path, pretrain: PlannedRun | None) -> l
             pretrained_from = pretrain.spec.run_id if load != label else load
             for seed in config.seeds:
                 for policy in config.freezes:
-                    identity = dict(base, fraction=fraction, init=pretrained_from, seed=seed, freeze=policy)
-                    run_id = config_hash(identity)
+                    run_id = transfer_run_id(config, store, fraction, pretrained_from, seed, policy)
                     run_config = dataclasses.replace(config, fraction=fraction, init=load, seed=seed, freeze=policy)
                     spec = RunSpec("transfer", Path(store), fraction, load, seed, policy, run_id,
                                    extra={"init_name": label})
