@@ -8,7 +8,7 @@ Synthesises MTAT-format clips into a temporary folder, then measures, on the SAM
       interpreter and import start-up included; nothing subtracted). Its own printed rate is shown too.
 The last line is `prepare_audio speedup: X.Xx` = project clips/s / seed clips/s (both wall time around the call).
 
-Run: .venv/bin/python benchmarks/prepare_audio.py [--clips 60] [--seconds 29.1] [--workers 2]
+Run: .venv/bin/python benchmarks/prepare_audio.py [--clips 300] [--seconds 29.1] [--workers 2]
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import baselines
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=60, help="synthetic clips to make and prepare")
+    parser.add_argument("--clips", type=int, default=300, help="synthetic clips to make and prepare")
     parser.add_argument("--seconds", type=float, default=29.1, help="length of each clip")
     parser.add_argument("--workers", type=int, default=2, help="worker processes for synthesis and preparation")
     args = parser.parse_args()

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-import torch
-from scipy.signal import resample_poly
 
 from audio2image.datasets import mtat
 from audio2image.datasets.tags import TOP50
 from audio2image.prepare.features import FEATURE_PRESETS, MelFrontEnd, MelSettings
-from audio2image.prepare.store import SPLITS, Store, is_complete, worker_pool, write_manifest, write_split
+from audio2image.prepare.store import (SPLITS, SplitItems, Store, is_complete, worker_pool, write_manifest,
+                                       write_splits)
 from audio2image.util import log
 
 FP16_MAX = float(np.finfo(np.float16).max)
@@ -40,13 +39,11 @@ def prepare_mtat(root: Path, out: Path, *, features: str = "recipe", split: str 
     out.mkdir(parents=True, exist_ok=True)
     work = functools.partial(features_of_clips, settings=settings, samples=samples)
     shape = (settings.n_mels, settings.frames(samples))
-    summaries = {}
+    splits = {name: SplitItems([str(root / "mp3" / c.mp3_path) for c in clips], [c.mp3_path for c in clips],
+                               mtat.label_matrix(clips, TOP50))
+              for name, clips in mtat.split_clips(annotations.clips, split).items()}
     with worker_pool(workers, __name__) as pool:
-        for name, clips in mtat.split_clips(annotations.clips, split).items():
-            paths = [str(root / "mp3" / clip.mp3_path) for clip in clips]
-            summaries[name] = write_split(out, name, paths, [c.mp3_path for c in clips],
-                                          mtat.label_matrix(clips, TOP50), work, shape, np.float16,
-                                          pool=pool, show_progress=progress)
+        summaries = write_splits(out, splits, work, shape, np.float16, pool=pool, show_progress=progress)
     manifest = {
         "modality": "audio", "task": "tagging", "dataset": "mtat", "labels": list(TOP50),
         "source_root": str(root.resolve()), "split_protocol": split, "features": features,
@@ -56,6 +53,8 @@ def prepare_mtat(root: Path, out: Path, *, features: str = "recipe", split: str 
         "annotation_problems": annotations.problems,
         "normalization": _mel_statistics(out, settings),
     }
+    if not settings.log:
+        manifest["fp16_saturated_values"] = {name: _saturated_values(out / f"{name}.x.npy") for name in summaries}
     write_manifest(out, manifest)
     log(f"audio store {out}: " + ", ".join(f"{k} {v['count']}" for k, v in manifest["splits"].items())
         + f"; {len(manifest['skipped'])} clips skipped")
@@ -63,16 +62,18 @@ def prepare_mtat(root: Path, out: Path, *, features: str = "recipe", split: str 
 
 
 def features_of_clips(paths: list[str], settings: MelSettings, samples: int) -> list:
-    """Decode a chunk of clips and return, per clip, its mel array [mels, frames] or the reason it was skipped."""
-    decoded = [decode_clip(Path(p), settings.sample_rate, samples) for p in paths]
-    good = [d for d in decoded if not isinstance(d, str)]
-    if not good:
-        return decoded
-    mels = MelFrontEnd(settings)(torch.from_numpy(np.stack(good)))
-    if not settings.log:  # power can exceed fp16's range; saturate rather than store infinities
-        mels = mels.clamp_max(FP16_MAX)
-    mels = iter(mels.to(torch.float16).numpy())
-    return [d if isinstance(d, str) else next(mels) for d in decoded]
+    """Decode a chunk of clips and return, per clip, its fp16 mel array [mels, frames] or why it was skipped."""
+    front_end = MelFrontEnd(settings)
+    results = []
+    for path in paths:
+        audio = decode_clip(Path(path), settings.sample_rate, samples)
+        results.append(audio if isinstance(audio, str) else to_fp16(front_end(audio)))
+    return results
+
+
+def to_fp16(mel: np.ndarray) -> np.ndarray:
+    """Power features can exceed fp16's range: saturate them (counted in the manifest) rather than store inf."""
+    return np.minimum(mel, FP16_MAX).astype(np.float16)
 
 
 def decode_clip(path: Path, rate: int, samples: int) -> np.ndarray | str:
@@ -82,11 +83,16 @@ def decode_clip(path: Path, rate: int, samples: int) -> np.ndarray | str:
     if path.stat().st_size == 0:
         return "empty file (0 bytes)"
     try:
-        audio, native = soundfile.read(path, dtype="float32", always_2d=True)
+        with soundfile.SoundFile(path) as clip:
+            native = clip.samplerate
+            needed = math.ceil(samples * native / rate) + 1  # decoding stops there: the rest would be cropped
+            audio = clip.read(needed, dtype="float32", always_2d=True)
     except Exception as error:  # libsndfile reports bad data with several exception types
         return f"cannot decode: {error}".strip()
-    audio = audio.mean(axis=1)
+    audio = audio[:, 0] if audio.shape[1] == 1 else audio.mean(axis=1)
     if native != rate:
+        from scipy.signal import resample_poly  # imported here: scipy.signal adds ~0.7 s to every worker's start
+
         gcd = math.gcd(native, rate)
         audio = resample_poly(audio, rate // gcd, native // gcd).astype(np.float32)
     if len(audio) < MIN_LENGTH_SHARE * samples:
@@ -99,22 +105,32 @@ def decode_clip(path: Path, rate: int, samples: int) -> np.ndarray | str:
 
 
 def _mel_statistics(out: Path, settings: MelSettings, chunk: int = 64) -> dict:
-    """Per-mel-band mean and std of the stored features over the training split, streamed (bounded memory)."""
+    """Per-mel-band mean and std of the stored features over the training split, streamed (bounded memory).
+
+    Per clip, band sums are taken in float32 (a few thousand frames: ample precision; the ufuncs cast fp16 in
+    their buffered loops, several times faster than astype) and accumulated in float64.
+    """
     x = np.load(out / "train.x.npy", mmap_mode="r")
     if len(x) == 0:
         return {"mean": [0.0] * settings.n_mels, "std": [1.0] * settings.n_mels}
     total = np.zeros(settings.n_mels)
     squares = np.zeros(settings.n_mels)
     for start in range(0, len(x), chunk):
-        block = np.asarray(x[start:start + chunk], dtype=np.float64)
-        if not settings.log:
-            block = np.log10(block + 1e-10)  # power features are normalised on a log scale (see inputs)
-        total += block.sum(axis=(0, 2))
-        squares += (block ** 2).sum(axis=(0, 2))
+        block = x[start:start + chunk]
+        if not settings.log:  # power features are normalised on a log scale (see inputs)
+            block = np.log10(np.add(block, 1e-10, dtype=np.float32))
+        total += block.sum(axis=2, dtype=np.float32).sum(axis=0, dtype=np.float64)
+        squares += np.square(block, dtype=np.float32).sum(axis=2).sum(axis=0, dtype=np.float64)
     count = len(x) * x.shape[2]
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - mean ** 2, 1e-12))
     return {"mean": mean.round(6).tolist(), "std": std.round(6).tolist()}
+
+
+def _saturated_values(path: Path, chunk: int = 64) -> int:
+    """How many stored values sit at fp16's maximum (power features saturated by `to_fp16`), streamed."""
+    x = np.load(path, mmap_mode="r")
+    return int(sum((x[i:i + chunk] == np.float16(FP16_MAX)).sum() for i in range(0, len(x), chunk)))
 
 
 __all__ = ["prepare_mtat", "decode_clip", "features_of_clips", "SPLITS"]

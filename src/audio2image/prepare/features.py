@@ -1,15 +1,14 @@
-"""Log-mel front end in torch, matching librosa's melspectrogram (+ power_to_db) on the same signal.
+"""Log-mel front end, matching librosa's melspectrogram (+ power_to_db) on the same signal.
 
 librosa's defaults are reproduced exactly: periodic Hann window, centred frames with zero padding, |STFT|^2,
-Slaney-scale and Slaney-normalised triangular filters. Computing it in torch lets a whole chunk of clips go
-through one batched STFT.
+Slaney-scale and Slaney-normalised triangular filters.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
+import scipy.fft
 
 
 @dataclass(frozen=True)
@@ -67,26 +66,36 @@ def mel_filterbank(settings: MelSettings) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-class MelFrontEnd(torch.nn.Module):
-    """Waveforms [batch, samples] -> mel features [batch, n_mels, frames] (dB or power, per settings)."""
+def hann_window(n_fft: int) -> np.ndarray:
+    """The periodic Hann window (scipy.signal.get_window("hann", n, fftbins=True), librosa's default)."""
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+
+
+class MelFrontEnd:
+    """One waveform [samples] -> mel features [n_mels, frames], float32 (dB or power, per settings).
+
+    numpy + scipy.fft, one clip at a time: on one core this is ~5x faster than torch.stft here (measured
+    4.3 vs 24.6 ms per 29 s clip at 16 kHz), and preparation workers that never import torch start in
+    milliseconds and stay small (see prepare.audio).
+    """
 
     def __init__(self, settings: MelSettings):
-        super().__init__()
         self.settings = settings
-        self.register_buffer("window", torch.hann_window(settings.n_fft, periodic=True), persistent=False)
-        self.register_buffer("filters", torch.from_numpy(mel_filterbank(settings)), persistent=False)
+        self.window = hann_window(settings.n_fft)
+        self.filters_t = np.ascontiguousarray(mel_filterbank(settings).T)  # [bins, mels]: frames @ filters_t
 
-    @torch.no_grad()
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+    def __call__(self, waveform: np.ndarray) -> np.ndarray:
         s = self.settings
-        spectrum = torch.stft(waveforms, s.n_fft, s.hop, window=self.window, center=True, pad_mode="constant",
-                              return_complex=True)
-        mel = self.filters @ spectrum.abs().pow(2)
-        return power_to_db(mel) if s.log else mel
+        padded = np.pad(np.asarray(waveform, dtype=np.float32), s.n_fft // 2)  # centred frames, zero padding
+        frames = np.lib.stride_tricks.sliding_window_view(padded, s.n_fft)[::s.hop] * self.window
+        spectrum = scipy.fft.rfft(frames, axis=1)
+        power = np.square(spectrum.real) + np.square(spectrum.imag)
+        mel = (power @ self.filters_t).T
+        return power_to_db(mel) if s.log else np.ascontiguousarray(mel)
 
 
-def power_to_db(power: torch.Tensor) -> torch.Tensor:
-    """librosa.power_to_db(ref=1.0, amin=1e-10, top_db=80), with the floor taken per clip (the leading axis)."""
-    db = 10.0 * torch.log10(power.clamp_min(AMIN))
-    peak = db.flatten(1).amax(dim=1).view(-1, *([1] * (db.dim() - 1)))
-    return torch.maximum(db, peak - TOP_DB)
+def power_to_db(power: np.ndarray) -> np.ndarray:
+    """librosa.power_to_db(ref=1.0, amin=1e-10, top_db=80) of one clip."""
+    db = np.log10(np.maximum(power, AMIN))
+    db *= 10.0
+    return np.maximum(db, db.max() - TOP_DB)

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from audio2image.datasets import caltech256
-from audio2image.prepare.store import Store, is_complete, worker_pool, write_manifest, write_split
+from audio2image.prepare.store import SplitItems, Store, is_complete, worker_pool, write_manifest, write_splits
 from audio2image.util import log
 
 RESIZE_MODES = ("center", "squash")
@@ -30,13 +30,12 @@ def prepare_caltech256(root: Path, out: Path, *, size: int = 256, resize: str = 
     scan = caltech256.scan_caltech256(root, include_clutter=include_clutter)
     out.mkdir(parents=True, exist_ok=True)
     work = functools.partial(pixels_of_images, size=size, resize=resize)
-    summaries = {}
+    splits = {name: SplitItems([str(root / scan.paths[i]) for i in positions], [scan.paths[i] for i in positions],
+                               scan.labels[positions])
+              for name, positions in caltech256.split_images(scan.labels, split, split_seed).items()}
     with worker_pool(workers, __name__) as pool:
-        for name, positions in caltech256.split_images(scan.labels, split, split_seed).items():
-            paths = [scan.paths[i] for i in positions]
-            summaries[name] = write_split(out, name, [str(root / p) for p in paths], paths,
-                                          scan.labels[positions], work, (size, size, 3), np.uint8, pool=pool,
-                                          chunk=32, show_progress=progress)
+        summaries = write_splits(out, splits, work, (size, size, 3), np.uint8, pool=pool, chunk=32,
+                                 show_progress=progress)
     manifest = {
         "modality": "image", "task": "classification", "dataset": "caltech256", "labels": scan.classes,
         "source_root": str(root.resolve()), "split_protocol": split, "split_seed": split_seed,

@@ -13,6 +13,7 @@ chunk, and the final arrays only get their names once complete. Memory stays bou
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures as futures
 import multiprocessing
 import os
@@ -20,9 +21,10 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
+import threadpoolctl
 
 from audio2image.util import atomic_path, progress, read_json, write_json
 
@@ -81,42 +83,80 @@ def is_complete(path: Path) -> bool:
 Work = Callable[[list], list]  # a chunk of items -> per item: an array (kept) or a str (the reason it was skipped)
 
 
-def write_split(out: Path, split: str, items: list, ids: list[str], labels: np.ndarray, work: Work,
-                item_shape: tuple[int, ...], dtype, *, pool: futures.Executor | None = None, chunk: int = 16,
-                show_progress: bool = True) -> dict:
-    """Process `items` with `work` into `out/<split>.x.npy` (+ y, ids), resuming an interrupted run.
+@dataclass
+class SplitItems:
+    items: list  # what `work` receives (paths)
+    ids: list[str]  # the names stored in <split>.ids.json
+    labels: np.ndarray  # one row per item
 
-    Returns {"count": kept rows, "skipped": [{"item": id, "reason": ...}]}. With a `pool` (see `worker_pool`),
-    `work` must be picklable: a module-level function or a functools.partial of one.
+
+def write_splits(out: Path, splits: dict[str, SplitItems], work: Work, item_shape: tuple[int, ...], dtype, *,
+                 pool: WorkerPool | None = None, chunk: int = 16, show_progress: bool = True) -> dict:
+    """Process every split's items with `work` into `out/<split>.x.npy` (+ y, ids), resuming an interrupted run.
+
+    One pipeline runs over the chunks of all splits in turn, so workers do not idle while a small split drains.
+    Returns {split: {"count": kept rows, "skipped": [{"item": id, "reason": ...}]}}. With a `pool` (see
+    `worker_pool`), `work` must be picklable: a module-level function or a functools.partial of one.
     """
-    final = out / f"{split}.x.npy"
-    state_path = out / f".{split}.progress.json"
-    if final.exists() and not state_path.exists():
-        return read_json(out / f".{split}.done.json")
-    partial = out / f"{split}.x.npy.partial"
-    state = read_json(state_path) if state_path.exists() and partial.exists() else None
-    if state is None:
-        state = {"done": 0, "rows": 0, "kept": [], "skipped": []}
-        np.lib.format.open_memmap(partial, mode="w+", dtype=dtype, shape=(len(items), *item_shape)).flush()
-        write_json(state_path, state)
-    array = np.load(partial, mmap_mode="r+")
-    bar = progress(total=len(items), initial=state["done"], desc=f"prepare {split}", unit="item",
+    summaries, partials = {}, {}
+    for name, split in splits.items():
+        if (out / f"{name}.x.npy").exists() and not (out / f".{name}.progress.json").exists():
+            summaries[name] = read_json(out / f".{name}.done.json")
+        else:
+            partials[name] = _PartialSplit(out, name, split, item_shape, dtype)
+    chunks = [(name, start) for name, partial in partials.items()
+              for start in range(partial.state["done"], len(partial.split.items), chunk)]
+    bar = progress(total=sum(len(p.split.items) for p in partials.values()),
+                   initial=sum(p.state["done"] for p in partials.values()), desc="prepare", unit="item",
                    enabled=show_progress)
-    for start, results in _run_chunks(work, items, state["done"], chunk, pool):
-        for offset, result in enumerate(results):
-            if isinstance(result, str):
-                state["skipped"].append({"item": ids[start + offset], "reason": result})
-                continue
-            array[state["rows"]] = result
-            state["rows"] += 1
-            state["kept"].append(start + offset)
-        array.flush()  # rows reach the file before the progress that counts them
-        state["done"] = start + len(results)
-        write_json(state_path, state)
+    inputs = (partials[name].split.items[start:start + chunk] for name, start in chunks)
+    for (name, start), results in zip(chunks, _in_order(work, inputs, pool)):
+        partials[name].add(start, results)
         bar.update(len(results))
     bar.close()
-    del array
-    return _finish_split(out, split, partial, state, ids, labels)
+    summaries.update({name: partial.finish() for name, partial in partials.items()})
+    return {name: summaries[name] for name in splits}
+
+
+def write_split(out: Path, split: str, items: list, ids: list[str], labels: np.ndarray, work: Work,
+                item_shape: tuple[int, ...], dtype, **options) -> dict:
+    """`write_splits` for one split; returns its summary."""
+    return write_splits(out, {split: SplitItems(items, ids, labels)}, work, item_shape, dtype, **options)[split]
+
+
+class _PartialSplit:
+    """A split being written: `<split>.x.npy.partial` plus `.<split>.progress.json`, which counts only rows that
+    reached the file, so a killed run resumes after the last recorded chunk."""
+
+    def __init__(self, out: Path, name: str, split: SplitItems, item_shape: tuple[int, ...], dtype):
+        self.out, self.name, self.split = out, name, split
+        self.path = out / f"{name}.x.npy.partial"
+        self.state_path = out / f".{name}.progress.json"
+        state = read_json(self.state_path) if self.state_path.exists() and self.path.exists() else None
+        if state is None:
+            state = {"done": 0, "rows": 0, "kept": [], "skipped": []}
+            shape = (len(split.items), *item_shape)
+            np.lib.format.open_memmap(self.path, mode="w+", dtype=dtype, shape=shape).flush()
+            write_json(self.state_path, state)
+        self.state = state
+        self.array = np.load(self.path, mmap_mode="r+")
+
+    def add(self, start: int, results: list) -> None:
+        state = self.state
+        for offset, result in enumerate(results):
+            if isinstance(result, str):
+                state["skipped"].append({"item": self.split.ids[start + offset], "reason": result})
+                continue
+            self.array[state["rows"]] = result
+            state["rows"] += 1
+            state["kept"].append(start + offset)
+        self.array.flush()  # rows reach the file before the progress that counts them
+        state["done"] = start + len(results)
+        write_json(self.state_path, state)
+
+    def finish(self) -> dict:
+        del self.array
+        return _finish_split(self.out, self.name, self.path, self.state, self.split.ids, self.split.labels)
 
 
 def _finish_split(out: Path, split: str, partial: Path, state: dict, ids: list[str], labels: np.ndarray) -> dict:
@@ -133,48 +173,50 @@ def _finish_split(out: Path, split: str, partial: Path, state: dict, ids: list[s
     return summary
 
 
+@dataclass
+class WorkerPool:
+    executor: futures.ProcessPoolExecutor
+    workers: int
+
+
 @contextmanager
 def worker_pool(workers: int, preload: str):
     """A process pool for a whole preparation (all splits), or None for in-process work when workers <= 1.
 
-    Workers start from a forkserver that has already imported `preload` (a module name), so each worker
-    starts in milliseconds instead of re-importing torch; forking the torch-threaded parent itself could deadlock.
+    Workers start from a forkserver that has already imported `preload` (a module name), so each worker starts
+    in milliseconds instead of re-importing it; forking the caller itself could deadlock if it runs threads
+    (torch's, a progress bar's).
     """
     if workers <= 1:
         yield None
         return
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([preload])
-    with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
-        yield pool
+    with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as executor:
+        yield WorkerPool(executor, workers)
 
 
-def _run_chunks(work: Work, items: list, start: int, chunk: int, pool: futures.Executor | None):
-    """Yield (start index, results) for consecutive chunks from `start`, in order, a bounded number in flight."""
-    starts = range(start, len(items), chunk)
+def _in_order(work: Work, inputs: Iterator[list], pool: WorkerPool | None) -> Iterator[list]:
+    """`work` of each input, in order; with a pool, at most two inputs per worker in flight (bounded memory)."""
     if pool is None:
-        for s in starts:
-            yield s, work(items[s:s + chunk])
+        yield from map(work, inputs)
         return
-    in_flight = 2 * pool._max_workers
-    pending: dict[int, futures.Future] = {}
-    queue = iter(starts)
-    for s in queue:
-        pending[s] = pool.submit(work, items[s:s + chunk])
-        if len(pending) >= in_flight:
-            break
+    pending: collections.deque[futures.Future] = collections.deque()
+    for item in inputs:
+        pending.append(pool.executor.submit(work, item))
+        if len(pending) >= 2 * pool.workers:
+            yield pending.popleft().result()
     while pending:
-        first = min(pending)
-        results = pending.pop(first).result()
-        nxt = next(queue, None)
-        if nxt is not None:
-            pending[nxt] = pool.submit(work, items[nxt:nxt + chunk])
-        yield first, results
+        yield pending.popleft().result()
 
 
 def _worker_init() -> None:
-    """One process per core: intra-op threads would only contend. Image workers never load torch."""
-    torch = sys.modules.get("torch")
+    """One process per core: intra-op threads (OpenBLAS's spin-waiting ones above all) would only contend.
+
+    Measured on 2 cores, 2 audio workers with OpenBLAS's default threads prepared no faster than one process.
+    """
+    threadpoolctl.threadpool_limits(1)
+    torch = sys.modules.get("torch")  # preparation itself never imports torch; a caller's preload may
     if torch is not None:
         torch.set_num_threads(1)
 
