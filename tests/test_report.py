@@ -11,7 +11,7 @@ import yaml
 from PIL import Image
 
 from audio2image.report import build_report
-from audio2image.report.report import read_results, render_html
+from audio2image.report.report import read_results, render_html, transfer_curves
 
 HEADER = ["run_id", "stage", "dataset", "fraction", "init", "seed", "freeze", "status", "best_epoch", "epochs_run",
           "val_loss", "val_top1", "val_top5", "val_mean_class_acc", "test_loss", "test_top1", "test_top5",
@@ -82,8 +82,9 @@ def write_transfer_run(exp, fraction, init, seed) -> dict:
               "val_top1": final * e / EPOCHS, "val_top5": min(1.0, 2 * final * e / EPOCHS),
               "val_mean_class_acc": final * e / EPOCHS, "seconds": 1.0} for e in range(1, EPOCHS + 1)]
     (folder / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
-    ident = {"stage": "transfer", "dataset": "caltech256", "modality": "image", "fraction": fraction, "init": init,
-             "seed": seed, "freeze": "none", "run_id": run_id}
+    loaded = f"audio:{exp / 'pretrain'}" if init == "audio" else init  # as the sweep resolves it
+    ident = {"stage": "transfer", "dataset": "caltech256", "modality": "image", "fraction": fraction,
+             "init": loaded, "init_name": init, "seed": seed, "freeze": "none", "run_id": run_id}
     val = {"loss": 1.0, "top1": final, "top5": min(1.0, 2 * final), "mean_class_acc": final}
     test = {"loss": 1.1, "top1": final - 0.005, "top5": min(1.0, 2 * final), "mean_class_acc": final - 0.01}
     result = {"status": "completed", "message": "", "task": "classification", "selection_metric": "val_top1",
@@ -174,6 +175,16 @@ def test_bare_folder_still_reports(tmp_path):
     out = build_report(tmp_path)
     assert "No transfer results yet" in out["markdown"].read_text()
     assert out["missing_cells"] == 0
+
+
+def test_validation_curves_name_inits_as_the_results_do(tmp_path):
+    """Curves read run folders, whose identity holds the loaded init ("audio:RUN_DIR"); figures need "audio"."""
+    exp = make_experiment(tmp_path)
+    curves = transfer_curves(exp, read_results(exp / "results.csv"), "val_top1")
+    assert len(curves) == 8
+    assert {c["init"] for c in curves} == {"random", "audio"}
+    audio = next(c for c in curves if (c["init"], c["fraction"], c["seed"]) == ("audio", 1.0, 1))
+    assert audio["values"][-1] == pytest.approx(accuracy(1.0, "audio", 1))
 
 
 def test_read_results_types(tmp_path):

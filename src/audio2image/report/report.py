@@ -162,7 +162,8 @@ def transfer_curves(exp: Path, rows: list[dict], metric: str) -> list[dict]:
         lines = [m for m in read_jsonl(run_dir / "metrics.jsonl") if m.get(metric) is not None]
         if not ident or not lines or ident.get("fraction") is None:
             continue
-        curves.append({"fraction": float(ident["fraction"]), "init": str(ident.get("init", "?")),
+        init = ident.get("init_name", ident.get("init", "?"))  # "audio", as in results.csv, not "audio:RUN_DIR"
+        curves.append({"fraction": float(ident["fraction"]), "init": str(init),
                        "freeze": str(ident.get("freeze") or "none"), "seed": ident.get("seed"),
                        "epochs": [m["epoch"] for m in lines], "values": [float(m[metric]) for m in lines]})
     return curves
