@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -43,24 +44,18 @@ def accuracy_vs_fraction(cells: list[dict], path: Path) -> Path:
     """
     fig = Figure(figsize=(7.5, 4.8))
     ax = fig.add_subplot()
-    series = _series(cells)
     kinds = set()
-    for i, ((init, freeze), group) in enumerate(series.items()):
-        group = [c for c in group if c["n"] > 0]
-        if not group:
-            continue
-        color, style = _style(init, freeze, cells)
-        x = np.array([c["fraction"] for c in group]) * _dodge(i, len(series))
-        mean, low, high = (np.array([100 * c[k] for c in group]) for k in ("mean", "ci_low", "ci_high"))
-        ax.plot(x, mean, style, color=color, marker="o", lw=2, label=_label(init, freeze, cells), zorder=2)
-        if min(c["n"] for c in group) >= 3:
-            ax.fill_between(x, low, high, color=color, alpha=0.18, lw=0)
+    for p in _series_points(cells):
+        ax.plot(p.x, p.mean, p.style, color=p.color, marker="o", lw=2, label=p.label, zorder=2)
+        if min(c["n"] for c in p.group) >= 3:
+            ax.fill_between(p.x, p.low, p.high, color=p.color, alpha=0.18, lw=0)
             kinds.add("band")
         else:
-            ax.errorbar(x, mean, yerr=_yerr(mean, low, high), fmt="none", ecolor=color, capsize=4, lw=1.2)
+            ax.errorbar(p.x, p.mean, yerr=_yerr(p.mean, p.low, p.high), fmt="none", ecolor=p.color, capsize=4,
+                        lw=1.2)
             kinds.add("bars")
-        for xi, c in zip(x, group):  # seeds just right of their mean, so the mean marker does not hide them
-            ax.scatter([xi * 1.06] * c["n"], 100 * np.array(c["values"]), s=16, color=color, alpha=0.6, lw=0,
+        for xi, c in zip(p.x, p.group):  # seeds just right of their mean, so the mean marker does not hide them
+            ax.scatter([xi * 1.06] * c["n"], 100 * np.array(c["values"]), s=16, color=p.color, alpha=0.6, lw=0,
                        zorder=3)
     metric = cells[0]["metric"] if cells else "test_top1"
     _fraction_axis(ax, [c["fraction"] for c in cells])
@@ -82,19 +77,12 @@ def gain_vs_fraction(gains: list[dict], path: Path) -> Path:
     fig = Figure(figsize=(7.5, 4.8))
     ax = fig.add_subplot()
     ax.axhline(0, color="black", lw=0.8)
-    series = _series(gains)
-    for i, ((init, freeze), group) in enumerate(series.items()):
-        group = [g for g in group if g["n"] > 0]
-        if not group:
-            continue
-        color, style = _style(init, freeze, gains)
-        x = np.array([g["fraction"] for g in group]) * _dodge(i, len(series))
-        mean, low, high = (np.array([100 * g[k] for g in group]) for k in ("mean", "ci_low", "ci_high"))
-        ax.errorbar(x, mean, yerr=_yerr(mean, low, high), fmt=style, color=color, capsize=4, lw=1.5,
-                    label=f"{_label(init, freeze, gains)} - {group[0]['baseline']}")
-        sig = np.array([g["significant"] for g in group])
-        ax.scatter(x[~sig], mean[~sig], s=40, facecolor="white", edgecolor=color, zorder=3, lw=1.5)
-        ax.scatter(x[sig], mean[sig], s=70, color=color, edgecolor="black", zorder=3, marker="D")
+    for p in _series_points(gains):
+        ax.errorbar(p.x, p.mean, yerr=_yerr(p.mean, p.low, p.high), fmt=p.style, color=p.color, capsize=4, lw=1.5,
+                    label=f"{p.label} - {p.group[0]['baseline']}")
+        sig = np.array([g["significant"] for g in p.group])
+        ax.scatter(p.x[~sig], p.mean[~sig], s=40, facecolor="white", edgecolor=p.color, zorder=3, lw=1.5)
+        ax.scatter(p.x[sig], p.mean[sig], s=70, color=p.color, edgecolor="black", zorder=3, marker="D")
     baseline = gains[0]["baseline"] if gains else "random"
     metric = gains[0]["metric"] if gains else "test_top1"
     _fraction_axis(ax, [g["fraction"] for g in gains])
@@ -258,6 +246,30 @@ def _series(items) -> dict:
     for item in items:
         out[(item["init"], item.get("freeze", "none"))].append(item)
     return dict(out)
+
+
+class SeriesPoints(NamedTuple):
+    """One init's (and freeze's) points on a per-fraction figure, in percentage points."""
+    group: list[dict]  # its cells (or gains) that have at least one seed
+    label: str
+    color: str
+    style: str
+    x: np.ndarray  # fractions, dodged so that series do not overlap
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+def _series_points(items: list[dict]):
+    """SeriesPoints for each series of `items` (cells or gains: fraction, n, mean, ci_low, ci_high) with data."""
+    series = _series(items)
+    for i, ((init, freeze), group) in enumerate(series.items()):
+        group = [item for item in group if item["n"] > 0]
+        if not group:
+            continue
+        x = np.array([item["fraction"] for item in group]) * _dodge(i, len(series))
+        mean, low, high = (np.array([100 * item[k] for item in group]) for k in ("mean", "ci_low", "ci_high"))
+        yield SeriesPoints(group, _label(init, freeze, items), *_style(init, freeze, items), x, mean, low, high)
 
 
 def _style(init: str, freeze: str, items) -> tuple[str, str]:
