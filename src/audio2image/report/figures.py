@@ -139,7 +139,7 @@ def seed_style_bars(rows: list[dict], path: Path, metric: str = "test_top1") -> 
     most = max((c["n"] for c in cells), default=0)
     width = 0.8 / max(1, len(keys))
     bars = len(fractions) * max(1, len(keys))
-    fig = Figure(figsize=(min(14.0, max(6.5, 0.5 * bars + 2)), 4.8))
+    fig = Figure(figsize=(min(14.0, max(6.5, 0.5 * bars + 2)), 5.2), layout="constrained")
     ax = fig.add_subplot()
     for k, (init, freeze) in enumerate(keys):
         color, style = _style(init, freeze, cells)
@@ -157,8 +157,9 @@ def seed_style_bars(rows: list[dict], path: Path, metric: str = "test_top1") -> 
     ax.set_title(f"{metric_name(metric).capitalize()} per fraction and init (mean ± 1 sd over seeds)")
     ax.margins(y=0.12)
     ax.grid(axis="y", alpha=0.3)
+    # below the axes: inside, it would cover the value labels above the tallest bars
     _legend(ax, [Line2D([], [], marker="o", mfc="white", mec="black", ls="", ms=5, label="single seed")],
-            dedupe=True)
+            dedupe=True, below=True)
     return _save(fig, path)
 
 
@@ -313,13 +314,17 @@ def _clip_percent(ax) -> None:
     ax.set_ylim(max(low, 0.0), min(high, 100.0))
 
 
-def _legend(ax, extra, dedupe: bool = False) -> None:
+def _legend(ax, extra, dedupe: bool = False, below: bool = False) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if dedupe:
         unique = dict(zip(labels, handles))
         labels, handles = list(unique), list(unique.values())
-    ax.legend(handles + extra, labels + [h.get_label() for h in extra], frameon=False, fontsize=9,
-              loc="best")
+    handles, labels = handles + extra, labels + [h.get_label() for h in extra]
+    if below:  # needs a figure with layout="constrained"
+        ax.figure.legend(handles, labels, frameon=False, fontsize=9, loc="outside lower center",
+                         ncols=min(4, len(labels)))
+    else:
+        ax.legend(handles, labels, frameon=False, fontsize=9, loc="best")
 
 
 def _mean_curve(runs) -> tuple[np.ndarray, np.ndarray]:
