@@ -120,6 +120,17 @@ def test_empty_and_all_skipped_splits(tmp_path):
     assert split.x.shape == (0, *SHAPE) and split.y.shape == (0, 50)
 
 
+def wrong_shape_work(chunk: list) -> list:
+    return [np.zeros((3, 2)) for _ in chunk]
+
+
+def test_a_row_of_the_wrong_shape_is_refused(tmp_path):
+    """Rows are written as raw bytes: a [3, 2] row must not slip into a [2, 3] store unnoticed."""
+    with pytest.raises(ValueError, match=r"clip-0: got shape \(3, 2\), the store holds \(2, 3\)"):
+        write_split(tmp_path, "train", [0, 1], ["clip-0", "clip-1"], np.zeros(2), wrong_shape_work, SHAPE,
+                    np.float16, show_progress=False)
+
+
 def test_resumes_after_a_kill(tmp_path):
     n, chunk = 30, 4  # chunks start at 0, 4, 8, 12, ...; the kill comes inside the 4th chunk
     reference = write_numbered(tmp_path / "reference", n, chunk)

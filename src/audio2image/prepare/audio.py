@@ -14,8 +14,8 @@ import soundfile
 from audio2image.datasets import mtat
 from audio2image.datasets.tags import TOP50
 from audio2image.prepare.features import FEATURE_PRESETS, MelFrontEnd, MelSettings
-from audio2image.prepare.store import (SPLITS, SplitItems, Store, is_complete, worker_pool, write_manifest,
-                                       write_splits)
+from audio2image.prepare.store import (SPLITS, SplitItems, Store, is_complete, row_blocks, worker_pool,
+                                       write_manifest, write_splits)
 from audio2image.util import log
 
 FP16_MAX = float(np.finfo(np.float16).max)
@@ -104,33 +104,31 @@ def decode_clip(path: Path, rate: int, samples: int) -> np.ndarray | str:
     return fixed
 
 
-def _mel_statistics(out: Path, settings: MelSettings, chunk: int = 64) -> dict:
+def _mel_statistics(out: Path, settings: MelSettings) -> dict:
     """Per-mel-band mean and std of the stored features over the training split, streamed (bounded memory).
 
     Per clip, band sums are taken in float32 (a few thousand frames: ample precision; the ufuncs cast fp16 in
     their buffered loops, several times faster than astype) and accumulated in float64.
     """
-    x = np.load(out / "train.x.npy", mmap_mode="r")
-    if len(x) == 0:
-        return {"mean": [0.0] * settings.n_mels, "std": [1.0] * settings.n_mels}
     total = np.zeros(settings.n_mels)
     squares = np.zeros(settings.n_mels)
-    for start in range(0, len(x), chunk):
-        block = x[start:start + chunk]
+    values = 0
+    for block in row_blocks(out / "train.x.npy"):
         if not settings.log:  # power features are normalised on a log scale (see inputs)
             block = np.log10(np.add(block, 1e-10, dtype=np.float32))
         total += block.sum(axis=2, dtype=np.float32).sum(axis=0, dtype=np.float64)
         squares += np.square(block, dtype=np.float32).sum(axis=2).sum(axis=0, dtype=np.float64)
-    count = len(x) * x.shape[2]
-    mean = total / count
-    std = np.sqrt(np.maximum(squares / count - mean ** 2, 1e-12))
+        values += block.shape[0] * block.shape[2]
+    if values == 0:
+        return {"mean": [0.0] * settings.n_mels, "std": [1.0] * settings.n_mels}
+    mean = total / values
+    std = np.sqrt(np.maximum(squares / values - mean ** 2, 1e-12))
     return {"mean": mean.round(6).tolist(), "std": std.round(6).tolist()}
 
 
-def _saturated_values(path: Path, chunk: int = 64) -> int:
+def _saturated_values(path: Path) -> int:
     """How many stored values sit at fp16's maximum (power features saturated by `to_fp16`), streamed."""
-    x = np.load(path, mmap_mode="r")
-    return int(sum((x[i:i + chunk] == np.float16(FP16_MAX)).sum() for i in range(0, len(x), chunk)))
+    return int(sum((block == np.float16(FP16_MAX)).sum() for block in row_blocks(path)))
 
 
 __all__ = ["prepare_mtat", "decode_clip", "features_of_clips", "SPLITS"]
