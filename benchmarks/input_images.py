@@ -6,7 +6,9 @@ Synthesises a Caltech-256-format tree in a temporary folder, then measures:
   - the project, one-off: prepare_caltech256(root, out, size=256) into a memory-mapped uint8 store (timed alone);
   - the project, steady state: E epochs over the train split with training.inputs.Loader (shuffled, batch 256,
     epoch_generator(0, epoch)) + ImageInputs(size, "crop-flip").train(raw, "cpu", epoch_generator(0, epoch,
-    stream=1)); images/s = images produced / seconds.
+    stream=1)), exactly what a CPU training epoch feeds its model (on the CPU that is training.inputs.resized_crops:
+    a uint8 crop + antialiased resize per image on one thread per core, normalised into float [B, 3, size, size]);
+    images/s = images produced / seconds.
 Also printed: the project rate with the one-off preparation amortised over the E epochs.
 The last line is `input_images speedup: X.Xx` = steady-state project images/s / seed images/s.
 Both run on the CPU (the seed pins memory when CUDA exists; the project here does not move data to a GPU).
@@ -36,6 +38,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker processes for synthesis and preparation")
     args = parser.parse_args()
     seed_script = baselines.seed_script("seed_images.py")
+
+    import numpy as np
 
     from audio2image.datasets.synth import synth_caltech256
     from audio2image.prepare.images import prepare_caltech256
@@ -74,7 +78,7 @@ def main() -> None:
 
         # the project: steady-state epochs over the train split
         train = Store(out).split("train")
-        rows = __import__("numpy").arange(len(train))
+        rows = np.arange(len(train))
         inputs = ImageInputs(args.size, "crop-flip")
         produced, start = 0, time.perf_counter()
         for epoch in range(args.epochs):

@@ -16,8 +16,11 @@ from audio2image.training.inputs import (
     ImageInputs,
     Loader,
     RawBatch,
+    crop_boxes,
     epoch_generator,
     mask,
+    random_crop_flip,
+    resized_crops,
 )
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -48,6 +51,7 @@ def test_image_eval_is_deterministic_and_unaugmented(augment):
     torch.manual_seed(1)
     first = inputs.eval(raw, "cpu")
     torch.manual_seed(2)
+    inputs.train(raw, "cpu", gen(3))  # training draws leave evaluation alone
     second = inputs.eval(raw, "cpu")
     assert torch.equal(first, second)
     assert first.shape == (6, 3, 32, 32) and first.dtype == torch.float32
@@ -110,6 +114,86 @@ def test_crop_flip_never_samples_outside_the_image():
     out = ImageInputs(32, "crop-flip").train(RawBatch(x, torch.zeros(600)), "cpu", gen(0))
     expected = ((128 / 255 - MEAN) / STD).expand(600, 3, 32, 32)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-4)
+
+
+def gradient_images(n: int, height: int = 256, width: int = 256) -> torch.Tensor:
+    """uint8 [n, height, width, 3]: red = column, green = row, so output pixels tell where they were sampled."""
+    x = torch.zeros(n, height, width, 3, dtype=torch.uint8)
+    x[..., 0] = torch.arange(width).view(1, 1, width)
+    x[..., 1] = torch.arange(height).view(1, height, 1)
+    return x
+
+
+def pixel_values(out: torch.Tensor) -> torch.Tensor:
+    """Normalised model input back to 0..255 pixel values."""
+    return (out * STD + MEAN) * 255
+
+
+@pytest.mark.parametrize("height, width", [(256, 256), (200, 300)])
+def test_crop_boxes_follow_random_resized_crop(height, width):
+    crops = random_crop_flip(20_000, gen(0))
+    top, left, box_height, box_width = crop_boxes(crops, height, width).T
+    assert (top >= 0).all() and (left >= 0).all()
+    assert (top + box_height <= height).all() and (left + box_width <= width).all()
+    area = box_height * box_width / (height * width)
+    assert area.min() > 0.25 - 0.01 and area.max() <= 1
+    assert area.min() < 0.26 and area.max() > 0.98  # the whole scale range (0.25, 1) occurs
+    aspect = (box_width / width) / (box_height / height)  # as a fraction of each side, like affine_grid
+    assert aspect.min() > 3 / 4 - 0.02 and aspect.max() < 4 / 3 + 0.02
+    assert aspect.min() < 0.77 and aspect.max() > 1.3  # the whole ratio range (3/4, 4/3) occurs
+    small = box_width < width // 2
+    assert left[small].min() == 0 and (left + box_width)[small].max() == width  # small crops reach both edges
+    assert 0.48 < crops.flip.float().mean() < 0.52
+
+
+def test_crop_flip_on_the_cpu_resizes_the_drawn_boxes():
+    n, side, size = 64, 64, 128  # crops of 32 to 64 pixels upscaled: plain bilinear, so the geometry is exact
+    out = pixel_values(ImageInputs(size, "crop-flip").train(RawBatch(gradient_images(n, side, side), torch.zeros(n)),
+                                                          "cpu", gen(4)))
+    crops = random_crop_flip(n, gen(4))  # the same draws
+    top, left, height, width = crop_boxes(crops, side, side).T.float()
+    columns, rows = out[:, 0, size // 2], out[:, 1, :, size // 2]  # source column / row of each output pixel
+    assert torch.equal(columns[:, 0] > columns[:, -1], crops.flip)  # flipped images run right to left
+    first, last = columns.min(dim=1).values, columns.max(dim=1).values
+    # upscaled, the outermost output pixels sample beyond the crop's edge pixels, so they repeat them exactly
+    torch.testing.assert_close(first, left, rtol=0, atol=0.01)
+    torch.testing.assert_close(last, left + width - 1, rtol=0, atol=0.01)
+    torch.testing.assert_close(rows[:, 0], top, rtol=0, atol=0.01)
+    torch.testing.assert_close(rows[:, -1], top + height - 1, rtol=0, atol=0.01)
+
+
+def test_cpu_crops_match_the_device_path():
+    """The CPU path and the grid_sample path (CUDA, MPS) sample the same crops from the same generator."""
+    raw = RawBatch(gradient_images(32), torch.zeros(32))
+    inputs = ImageInputs(48, "crop-flip")
+    on_cpu = pixel_values(inputs.train(raw, "cpu", gen(2)))
+    on_device = pixel_values(inputs._affine(raw, "cpu", gen(2)))  # the same code a GPU runs
+    torch.testing.assert_close(on_cpu, on_device, rtol=0, atol=2.0)  # integer boxes, uint8 rounding
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_full_image_crop_is_a_plain_resize(flip):
+    raw = images(5, 72)
+    boxes = torch.tensor([[0, 0, 72, 72]]).expand(5, 4)
+    out = resized_crops(raw.x, boxes, torch.full((5,), flip), 32)
+    plain = ImageInputs(32, "crop-flip").eval(raw, "cpu")
+    expected = plain.flip(-1) if flip else plain
+    assert out.shape == (5, 3, 32, 32) and out.dtype == torch.float32
+    torch.testing.assert_close(pixel_values(out), pixel_values(expected), rtol=0, atol=1.0)  # uint8 rounding
+
+
+def test_crop_flip_on_the_cpu_does_not_depend_on_the_thread_count():
+    raw = images(9, 40)
+    inputs = ImageInputs(32, "crop-flip")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = inputs.train(raw, "cpu", gen(8))
+        torch.set_num_threads(3)
+        three = inputs.train(raw, "cpu", gen(8))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, three)
 
 
 # --- audio ---------------------------------------------------------------------------------------------------------
