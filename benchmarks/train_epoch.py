@@ -1,0 +1,172 @@
+"""Time one training epoch through the project's real input pipeline against the same steps on ready tensors.
+
+Synthesises a Caltech-256-format tree (JPEGs, sides 200-500) in a temporary folder and prepares it with
+prepare_caltech256 at the default config's image_store_size (256). The training settings are the default Config's
+transfer stage (the stage that trains on Caltech-256), with --size as image_size and --batch-size as
+transfer_batch_size: build_model's ResNet-18, build_task (crop-flip ImageInputs, label smoothing 0.1),
+build_optimizer (SGD + Nesterov) and build_schedule (per-step warm-up + cosine). On CUDA, as train_run does:
+bf16 autocast, channels_last, pinned memory. Every timed pass is one call of engine.train_one_epoch
+(torch.cuda.synchronize before and after on CUDA), in one process with one torch thread count:
+  - warm-up (not timed): --warmup steps through the real pipeline, the last one of the epoch's last batch size;
+  - real: one epoch of the train split (capped at --steps batches): Loader (shuffled, read-ahead thread,
+    epoch_generator(0, 1), a new order each repeat) + the task's ImageInputs training augmentation on the device;
+  - floor: the same number of steps with the same batch sizes, whose inputs are 4 batches augmented and
+    normalised by the real pipeline before timing, kept on the device and cycled: the same model, optimiser,
+    loss and loop with only the input pipeline removed;
+  - with --seed-loader (--size 224 only): the same steps through the seed's loader (seed_images.py's dataset and
+    transforms, DataLoader with 1 worker, shuffled, pinned memory on CUDA) in plain fp32, NCHW, after 2 untimed
+    fp32 steps on ready batches; its worker start-up is timed, as it is paid in each of the seed's epochs; run once.
+Real and floor are timed --repeats times, alternated, and the fastest epoch of each is kept (the machine may be
+shared). Prints images/s for each; the last line is `train_epoch efficiency: 0.XX` = real images/s / floor images/s.
+
+Run: .venv/bin/python benchmarks/train_epoch.py [--classes 10] [--per-class 40] [--size 224] [--batch-size 64]
+     [--steps N] [--warmup 2] [--repeats 3] [--device cpu] [--threads 0] [--workers 2] [--seed-loader]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import baselines
+
+FLOOR_BATCHES = 4
+
+
+class Ready:
+    """Task inputs for batches that are model input already: only moved to the device."""
+
+    def train(self, raw, device, generator):
+        return raw.x.to(device, non_blocking=True)
+
+
+def seed_module():
+    """seed_images.py imported from shared/baselines (its Caltech256Files dataset and SEED_TRANSFORM)."""
+    path = baselines.seed_script("seed_images.py")
+    spec = importlib.util.spec_from_file_location("seed_images", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--per-class", type=int, default=40)
+    parser.add_argument("--size", type=int, default=224, help="model input side (image_size)")
+    parser.add_argument("--batch-size", type=int, default=64, help="transfer_batch_size")
+    parser.add_argument("--steps", type=int, default=0, help="at most this many training steps; 0: a whole epoch")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
+    parser.add_argument("--repeats", type=int, default=3, help="real and floor epochs, alternated; fastest kept")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads; 0: torch's default")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes for synthesis and preparation")
+    parser.add_argument("--seed-loader", action="store_true", help="also time the seed's loader in plain fp32")
+    args = parser.parse_args()
+    if args.seed_loader and args.size != 224:
+        parser.error("--seed-loader needs --size 224: the seed's transform resizes to 224 px")
+    seed = seed_module() if args.seed_loader else None
+
+    import numpy as np
+    import torch
+
+    from audio2image.config import Config
+    from audio2image.datasets.synth import synth_caltech256
+    from audio2image.prepare.images import prepare_caltech256
+    from audio2image.prepare.store import Store
+    from audio2image.training.engine import train_one_epoch
+    from audio2image.training.inputs import Loader, RawBatch, epoch_generator
+    from audio2image.training.model import build_model
+    from audio2image.training.optim import build_optimizer, build_schedule
+    from audio2image.training.run import resolve_device, stage_settings
+    from audio2image.training.tasks import build_task
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = Config(image_size=args.size, transfer_batch_size=args.batch_size, device=args.device)
+    device = resolve_device(config.device)
+    cuda = device.type == "cuda"
+    amp, channels_last = config.amp and cuda, config.channels_last and cuda
+
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        tmpdir = Path(tmp)
+        root = tmpdir / "caltech"
+        synth_caltech256(root, args.classes, args.per_class, seed=0, min_side=200, max_side=500,
+                         workers=args.workers, progress=False)
+        prepare_caltech256(root, tmpdir / "store", size=config.image_store_size, resize=config.image_resize,
+                           split=config.image_split, workers=args.workers, progress=False)
+        store = Store(tmpdir / "store")
+        train = store.split("train")
+        task = build_task(store, config, "transfer")
+        settings = stage_settings(config, "transfer")
+        rows = np.arange(len(train))
+        if args.steps:
+            rows = rows[:args.steps * args.batch_size]
+        loader = Loader(train, rows, args.batch_size, shuffle=True, generator=epoch_generator(0, 1),
+                        pin_memory=cuda)
+        sizes = [len(b) for b in loader.batches_of_rows()]
+        images = sum(sizes)
+
+        model = build_model(task.num_outputs, 0).to(device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        optimizer = build_optimizer(model, settings)
+        schedule = build_schedule(optimizer, settings, len(sizes), "transfer")
+
+        def epoch(loop_task, batches, *, amp=amp, channels_last=channels_last) -> float:
+            """Seconds for one train_one_epoch over `batches`."""
+            if cuda:
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            result = train_one_epoch(model, loop_task, batches, optimizer, device,
+                                     generator=epoch_generator(0, 1, stream=1), step_scheduler=schedule.step,
+                                     amp=amp, channels_last=channels_last)
+            if cuda:
+                torch.cuda.synchronize(device)
+            if not math.isfinite(result["train_loss"]):
+                sys.exit("the training loss became non-finite: the timing would be of a shorter loop")
+            return time.perf_counter() - start
+
+        def report(name: str, seconds: float) -> float:
+            print(f"{name}: {images} images in {len(sizes)} steps, {seconds:.2f} s = {images / seconds:.2f} images/s")
+            return images / seconds
+
+        print(f"ResNet-18, {args.size} px, batch {args.batch_size}, device {device}, "
+              f"{torch.get_num_threads()} torch threads, amp {amp}, channels_last {channels_last}, "
+              f"train split {len(train)} images")
+        # The warm-up's last batch has the epoch's last batch size: no timed step meets a new input shape.
+        warm_rows = rows[:(args.warmup - 1) * args.batch_size + sizes[-1]] if args.warmup else rows[:0]
+        warm = Loader(train, warm_rows, args.batch_size, shuffle=False, pin_memory=cuda)
+        epoch(task, warm)
+        augment = epoch_generator(0, 0, stream=1)
+        ready = [RawBatch(task.inputs.train(raw, device, augment), raw.y.to(device))
+                 for raw in Loader(train, rows[:FLOOR_BATCHES * args.batch_size], args.batch_size, shuffle=False)]
+        floor_batches = [RawBatch(ready[i % len(ready)].x[:n], ready[i % len(ready)].y[:n])
+                         for i, n in enumerate(sizes)]
+        ready_task = dataclasses.replace(task, inputs=Ready())
+
+        real, floor = [], []
+        for _ in range(args.repeats):  # alternated, so that a slow spell of a shared machine hits both alike
+            real.append(epoch(task, loader))
+            floor.append(epoch(ready_task, floor_batches))
+        real_rate = report("real (Loader + ImageInputs crop-flip)", min(real))
+        floor_rate = report("floor (ready batches on the device)", min(floor))
+        if args.seed_loader:
+            files = torch.utils.data.Subset(seed.Caltech256Files(root), range(images))  # same batches
+            seed_loader = torch.utils.data.DataLoader(files, batch_size=args.batch_size, shuffle=True,
+                                                      num_workers=1, pin_memory=cuda)
+            model.to(memory_format=torch.contiguous_format)
+            epoch(ready_task, [floor_batches[0], floor_batches[-1]], amp=False, channels_last=False)  # warm-up
+            seed_seconds = epoch(ready_task, (RawBatch(x, y) for x, y in seed_loader), amp=False,
+                                 channels_last=False)
+            report("seed loader (PIL + torchvision, 1 worker), fp32 NCHW", seed_seconds)
+        print(f"train_epoch efficiency: {real_rate / floor_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()
