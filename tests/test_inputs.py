@@ -397,6 +397,16 @@ def test_loader_shards_every_batch():
         assert sorted(first + second) == sorted(batch) and not set(first) & set(second)
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_loader_length_counts_batches_without_changing_the_order(shuffle):
+    for n in (1, 2, 5, 6, 7, 12, 13):
+        split, rows = fake_split(n), np.arange(n)
+        plain = [b.y.tolist() for b in Loader(split, rows, 6, shuffle=shuffle, generator=gen(3), prefetch=0)]
+        loader = Loader(split, rows, 6, shuffle=shuffle, generator=gen(3), prefetch=0)
+        assert len(loader) == len(plain), n
+        assert [b.y.tolist() for b in loader] == plain  # asking for the length drew nothing
+
+
 def test_loader_surfaces_reader_errors():
     class Broken(Split):
         pass

@@ -67,18 +67,20 @@ class Loader:
     def read(self, rows: np.ndarray) -> RawBatch:
         y = torch.from_numpy(gather_rows(self.split.y, rows))
         if not self.crop_frames:
-            return RawBatch(self._pin(torch.from_numpy(gather_rows(self.split.x, rows))), y)
+            return RawBatch(self._pin(torch.from_numpy(gather_rows(self.split.x, rows))), self._pin(y))
         frames = self.split.x.shape[2]
         offsets = torch.randint(0, frames - self.crop_frames + 1, (len(rows),), generator=self.generator)
         width = self.crop_frames
         x = np.stack([self.split.x[r, :, o:o + width] for r, o in zip(rows, offsets.tolist())])
-        return RawBatch(self._pin(torch.from_numpy(x)), y, offsets)
+        return RawBatch(self._pin(torch.from_numpy(x)), self._pin(y), offsets)
 
     def _pin(self, x: torch.Tensor) -> torch.Tensor:
         return x.pin_memory() if self.pin_memory else x
 
     def __len__(self) -> int:
-        return len(self.batches_of_rows())
+        """Batches per pass, counted without drawing the shuffle: asking must not change the order."""
+        full, rest = divmod(len(self.rows), self.batch_size)
+        return full + (rest > 1 or (rest == 1 and (not self.shuffle or full == 0)))
 
     def __iter__(self):
         # All random draws happen in this thread, in batch order, so results do not depend on thread timing.
@@ -125,6 +127,26 @@ def gather_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 # --- from raw batches to model input -----------------------------------------------------------------------------
+def upload(x: torch.Tensor, device) -> torch.Tensor:
+    """A CPU tensor on `device`. To a GPU through pinned memory, asynchronously: a plain copy would make the CPU
+    wait for every queued kernel, once per batch, and the GPU would idle while the next batch is prepared."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
+_CONSTANTS: dict = {}
+
+
+def on_device(constant: torch.Tensor, device) -> torch.Tensor:
+    """A constant (normalisation statistics) copied to `device` once, not at every batch."""
+    key = (id(constant), str(device))
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = (constant, constant.to(device))  # the CPU tensor kept alive: its id stays unique
+    return _CONSTANTS[key][1]
+
+
 class CropFlip(NamedTuple):
     """Random resized crops + horizontal flips, in affine_grid's normalised coordinates ([-1, 1] across the image):
     crop i spans centre_x ± width and centre_y ± height, so width and height are fractions of the image's sides."""
@@ -154,7 +176,7 @@ class ImageInputs:
         return x
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+        return (x - on_device(self.mean, x.device)) / on_device(self.std, x.device)
 
     def train(self, raw: RawBatch, device, generator: torch.Generator) -> torch.Tensor:
         if self.augment == "none":
@@ -167,7 +189,7 @@ class ImageInputs:
     def _affine(self, raw: RawBatch, device, generator: torch.Generator) -> torch.Tensor:
         """The augmentation as one grid_sample on `device`: fast on a GPU, slow on the CPU."""
         x = self._float(raw, device)
-        theta = random_affine(len(x), self.augment, generator).to(device)
+        theta = upload(random_affine(len(x), self.augment, generator), device)
         grid = F.affine_grid(theta, (len(x), 3, self.size, self.size), align_corners=False)
         if x.shape[-1] > 2 * self.size:  # shrink first so that sampling does not alias
             x = resize(x, 2 * self.size)
@@ -279,7 +301,7 @@ class AudioInputs:
     def _float(self, raw_x: torch.Tensor, device) -> torch.Tensor:
         x = raw_x.to(device, non_blocking=True).float()
         if self.mean is not None:
-            x = (x - self.mean.to(device)) / self.std.to(device)
+            x = (x - on_device(self.mean, x.device)) / on_device(self.std, x.device)
         return x
 
     def train(self, raw: RawBatch, device, generator: torch.Generator) -> torch.Tensor:
@@ -311,4 +333,4 @@ def mask(x: torch.Tensor, axis: int, max_width: int, generator: torch.Generator)
     band = (position >= start.view(-1, 1)) & (position < (start + width).view(-1, 1))
     shape = [n, 1, 1]
     shape[axis] = length
-    return x.masked_fill(band.view(shape).to(x.device), 0.0)
+    return x.masked_fill(upload(band.view(shape), x.device), 0.0)
