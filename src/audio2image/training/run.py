@@ -121,29 +121,15 @@ def train_run(config: Config, spec: RunSpec, run_dir: Path) -> dict:
             schedule.step_epoch(val["loss"])
         line = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **train,
                 **{f"val_{k}": v for k, v in val.items()}, "seconds": round(time.perf_counter() - tic, 3)}
-        score = val[task.selection_metric]
-        improved = state["best_epoch"] == 0 or (math.isfinite(score) and score > state["best_score"])
-        if improved:
-            state.update(best_epoch=epoch, best_score=score, best_val=val)
-        state["epoch"] = epoch
-        state["seconds"] = state.get("seconds", 0.0) + line["seconds"]
+        improved = _update_state(state, epoch, val, val[task.selection_metric], line["seconds"])
         if is_main:
-            _append_metrics(run_dir, line)
-            if improved:
-                _save(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch, "labels": store.labels,
-                                            "modality": store.modality, "config": config.to_dict()})
-            _save(run_dir / "checkpoint.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                              "schedule": schedule.state_dict(), "state": state})
-            if config.tensorboard:
-                _tensorboard(run_dir, line)
+            _record_epoch(run_dir, config, store, line, improved, model, optimizer, schedule, state)
         log(f"  epoch {epoch}/{settings['epochs']}: train loss {train['train_loss']:.4f}, val "
-            f"{task.selection_metric} {score:.4f}, {line['seconds']:.1f} s")
+            f"{task.selection_metric} {val[task.selection_metric]:.4f}, {line['seconds']:.1f} s")
 
     # Test once, with the weights chosen on validation.
     tic = time.perf_counter()
-    best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True) if is_main else None
-    best = distributed.broadcast_object(best)
-    model.load_state_dict(best["model"])
+    _load_best(run_dir, model, is_main)
     test = evaluate(compiled, task, _eval_loader(task, "test", settings, device), device, amp=amp,
                     channels_last=channels_last)
     result = {"status": "completed", "message": "", "task": task.kind,
@@ -156,6 +142,36 @@ def train_run(config: Config, spec: RunSpec, run_dir: Path) -> dict:
         write_json(run_dir / "result.json", result)
         (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # finished: best.pt and result.json are what stays
     return result
+
+
+def _update_state(state: dict, epoch: int, val: dict, score: float, seconds: float) -> bool:
+    """Count the epoch in the run's state; True when it is the best so far on validation."""
+    improved = state["best_epoch"] == 0 or (math.isfinite(score) and score > state["best_score"])
+    if improved:
+        state.update(best_epoch=epoch, best_score=score, best_val=val)
+    state["epoch"] = epoch
+    state["seconds"] = state.get("seconds", 0.0) + seconds
+    return improved
+
+
+def _record_epoch(run_dir: Path, config: Config, store: Store, line: dict, improved: bool, model, optimizer,
+                  schedule, state: dict) -> None:
+    """The epoch's metrics line, best.pt when it improved, and the checkpoint to resume from (in that order:
+    a checkpoint never counts an epoch whose metrics or best weights are not on disk)."""
+    _append_metrics(run_dir, line)
+    if improved:
+        _save(run_dir / "best.pt", {"model": model.state_dict(), "epoch": line["epoch"], "labels": store.labels,
+                                    "modality": store.modality, "config": config.to_dict()})
+    _save(run_dir / "checkpoint.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                      "schedule": schedule.state_dict(), "state": state})
+    if config.tensorboard:
+        _tensorboard(run_dir, line)
+
+
+def _load_best(run_dir: Path, model, is_main: bool) -> None:
+    """The weights chosen on validation, read by the main process and shared with the others (DDP)."""
+    best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True) if is_main else None
+    model.load_state_dict(distributed.broadcast_object(best)["model"])
 
 
 def _train_loader(task, rows, settings, config, spec, device, epoch) -> Loader:
