@@ -14,7 +14,7 @@ The last line is `input_images speedup: X.Xx` = steady-state project images/s / 
 With --device cuda the project's batches are pinned, copied asynchronously and augmented on the GPU (the seed pins
 memory when CUDA exists and augments on its CPU worker, as it did); the default runs both on the CPU.
 
-Run: .venv/bin/python benchmarks/input_images.py [--classes 10] [--per-class 40] [--epochs 2] [--size 224]
+Run: .venv/bin/python benchmarks/input_images.py [--classes 20] [--per-class 80] [--epochs 3] [--size 224]
      [--workers 2] [--device cpu|cuda]
 """
 from __future__ import annotations
@@ -32,9 +32,9 @@ import baselines
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--per-class", type=int, default=40)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--classes", type=int, default=20)
+    parser.add_argument("--per-class", type=int, default=80)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--size", type=int, default=224, help="model input side")
     parser.add_argument("--workers", type=int, default=2, help="worker processes for synthesis and preparation")
     parser.add_argument("--device", default="cpu", help="where the project's augmentation runs: cpu or cuda (as in "
