@@ -136,15 +136,19 @@ def upload(x: torch.Tensor, device) -> torch.Tensor:
     return x.to(device)
 
 
-_CONSTANTS: dict = {}
+class Standardise:
+    """x -> (x - mean) / std, with mean and std copied to each device once, not at every batch (a plain copy to
+    a GPU would make the CPU wait for the queued kernels)."""
 
+    def __init__(self, mean, std, shape: tuple[int, ...]):
+        self.mean, self.std = torch.tensor(mean).view(shape), torch.tensor(std).view(shape)
+        self.copies: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
-def on_device(constant: torch.Tensor, device) -> torch.Tensor:
-    """A constant (normalisation statistics) copied to `device` once, not at every batch."""
-    key = (id(constant), str(device))
-    if key not in _CONSTANTS:
-        _CONSTANTS[key] = (constant, constant.to(device))  # the CPU tensor kept alive: its id stays unique
-    return _CONSTANTS[key][1]
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device not in self.copies:
+            self.copies[x.device] = (self.mean.to(x.device), self.std.to(x.device))
+        mean, std = self.copies[x.device]
+        return (x - mean) / std
 
 
 class CropFlip(NamedTuple):
@@ -168,15 +172,11 @@ class ImageInputs:
 
     def __init__(self, size: int, augment: str):
         self.size, self.augment = size, augment
-        self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        self._normalise = Standardise(IMAGENET_MEAN, IMAGENET_STD, (1, 3, 1, 1))
 
     def _float(self, raw: RawBatch, device) -> torch.Tensor:
         x = raw.x.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
         return x
-
-    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - on_device(self.mean, x.device)) / on_device(self.std, x.device)
 
     def train(self, raw: RawBatch, device, generator: torch.Generator) -> torch.Tensor:
         if self.augment == "none":
@@ -293,15 +293,14 @@ class AudioInputs:
                  seed_channels: bool):
         self.crop_frames, self.eval_crops = crop_frames, eval_crops
         self.specaugment, self.seed_channels = specaugment, seed_channels
-        self.mean = self.std = None
+        self.standardise = None
         if normalization is not None:
-            self.mean = torch.tensor(normalization["mean"]).view(1, -1, 1)
-            self.std = torch.tensor(normalization["std"]).view(1, -1, 1)
+            self.standardise = Standardise(normalization["mean"], normalization["std"], (1, -1, 1))
 
     def _float(self, raw_x: torch.Tensor, device) -> torch.Tensor:
         x = raw_x.to(device, non_blocking=True).float()
-        if self.mean is not None:
-            x = (x - on_device(self.mean, x.device)) / on_device(self.std, x.device)
+        if self.standardise is not None:
+            x = self.standardise(x)
         return x
 
     def train(self, raw: RawBatch, device, generator: torch.Generator) -> torch.Tensor:
