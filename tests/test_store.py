@@ -20,7 +20,7 @@ from PIL import Image
 
 from audio2image.datasets.tags import ALL_TAGS, TOP50
 from audio2image.prepare.features import FEATURE_PRESETS
-from audio2image.prepare.store import Store, _truncate_npy, write_manifest, write_split
+from audio2image.prepare.store import SplitItems, Store, _truncate_npy, write_manifest, write_splits
 
 SHAPE = (2, 3)
 
@@ -68,7 +68,13 @@ def write_numbered(out: Path, n: int, chunk: int = 4, **work_args) -> dict:
     ids = [f"clip-{i}" for i in items]
     labels = np.arange(n, dtype=np.int64) * 10
     work = functools.partial(numbered_work, **work_args)
-    return write_split(out, "train", items, ids, labels, work, SHAPE, np.float16, chunk=chunk, show_progress=False)
+    return write_train(out, items, ids, labels, work, chunk=chunk)
+
+
+def write_train(out: Path, items: list, ids: list[str], labels: np.ndarray, work, **options) -> dict:
+    """Write one split, "train", and return its summary."""
+    splits = {"train": SplitItems(items, ids, labels)}
+    return write_splits(out, splits, work, SHAPE, np.float16, show_progress=False, **options)["train"]
 
 
 def open_split(out: Path):
@@ -76,7 +82,7 @@ def open_split(out: Path):
     return Store(out).split("train")
 
 
-# --- write_split -------------------------------------------------------------------------------------------------
+# --- write_splits ------------------------------------------------------------------------------------------------
 def test_skipped_items_are_listed_and_rows_line_up(tmp_path):
     summary = write_numbered(tmp_path, 23, chunk=4)
     kept = expected_rows(23)
@@ -113,8 +119,7 @@ def test_empty_and_all_skipped_splits(tmp_path):
 
     out = tmp_path / "bad"
     out.mkdir()
-    summary = write_split(out, "train", [3, 8], ["a", "b"], np.zeros((2, 50), np.uint8), numbered_work, SHAPE,
-                          np.float16, show_progress=False)
+    summary = write_train(out, [3, 8], ["a", "b"], np.zeros((2, 50), np.uint8), numbered_work)
     assert summary["count"] == 0 and [s["item"] for s in summary["skipped"]] == ["a", "b"]
     split = open_split(out)
     assert split.x.shape == (0, *SHAPE) and split.y.shape == (0, 50)
@@ -127,8 +132,7 @@ def wrong_shape_work(chunk: list) -> list:
 def test_a_row_of_the_wrong_shape_is_refused(tmp_path):
     """Rows are written as raw bytes: a [3, 2] row must not slip into a [2, 3] store unnoticed."""
     with pytest.raises(ValueError, match=r"clip-0: got shape \(3, 2\), the store holds \(2, 3\)"):
-        write_split(tmp_path, "train", [0, 1], ["clip-0", "clip-1"], np.zeros(2), wrong_shape_work, SHAPE,
-                    np.float16, show_progress=False)
+        write_train(tmp_path, [0, 1], ["clip-0", "clip-1"], np.zeros(2), wrong_shape_work)
 
 
 def test_resumes_after_a_kill(tmp_path):

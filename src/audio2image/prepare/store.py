@@ -118,12 +118,6 @@ def write_splits(out: Path, splits: dict[str, SplitItems], work: Work, item_shap
     return {name: summaries[name] for name in splits}
 
 
-def write_split(out: Path, split: str, items: list, ids: list[str], labels: np.ndarray, work: Work,
-                item_shape: tuple[int, ...], dtype, **options) -> dict:
-    """`write_splits` for one split; returns its summary."""
-    return write_splits(out, {split: SplitItems(items, ids, labels)}, work, item_shape, dtype, **options)[split]
-
-
 class _PartialSplit:
     """A split being written: `<split>.x.npy.partial` plus `.<split>.progress.json`, which counts only rows that
     reached the file, so a killed run resumes after the last recorded chunk.
