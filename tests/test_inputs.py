@@ -16,6 +16,7 @@ from audio2image.training.inputs import (
     ImageInputs,
     Loader,
     RawBatch,
+    RecycledMemory,
     crop_boxes,
     epoch_generator,
     mask,
@@ -194,6 +195,61 @@ def test_crop_flip_on_the_cpu_does_not_depend_on_the_thread_count():
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, three)
+
+
+def test_crop_flip_on_the_cpu_leaves_the_thread_count_as_it_was():
+    threads = torch.get_num_threads()
+    ImageInputs(32, "crop-flip").train(images(4, 40), "cpu", gen(1))
+    assert torch.get_num_threads() == threads
+
+
+# --- recycled batch memory ---------------------------------------------------------------------------------------
+def test_recycled_memory_is_reused_once_released():
+    memory = RecycledMemory()
+    first = memory.empty((4, 3, 8, 8))
+    address = first.data_ptr()
+    del first
+    again = memory.empty((4, 3, 8, 8))
+    assert again.data_ptr() == address
+    del again
+    shorter = memory.empty((2, 3, 8, 8))  # a short final batch takes the first rows
+    assert shorter.shape == (2, 3, 8, 8) and shorter.data_ptr() == address
+    del shorter
+    assert memory.empty((4, 3, 8, 9)).data_ptr() != address  # another shape, other memory
+    assert memory.empty((4, 3, 8, 8), torch.uint8).data_ptr() != address  # another dtype, too
+
+
+def test_recycled_memory_is_never_handed_out_while_held():
+    memory = RecycledMemory(keep=8)
+    held = memory.empty((4, 3, 8, 8))
+    assert memory.empty((4, 3, 8, 8)).data_ptr() != held.data_ptr()  # held by the caller
+    view = held[1:3]
+    address = held.data_ptr()
+    del held
+    assert memory.empty((4, 3, 8, 8)).data_ptr() != address  # a view of it is still alive
+    del view
+    assert memory.empty((4, 3, 8, 8)).data_ptr() == address
+
+
+def test_recycled_memory_waits_for_autograd():
+    memory = RecycledMemory()
+    x = memory.empty((2, 3, 8, 8)).normal_()
+    address = x.data_ptr()
+    loss = torch.nn.Conv2d(3, 2, 3)(x).square().sum()  # the convolution saves x for its weight gradient
+    del x
+    assert memory.empty((2, 3, 8, 8)).data_ptr() != address
+    loss.backward()  # frees the saved input
+    assert memory.empty((2, 3, 8, 8)).data_ptr() == address
+
+
+def test_image_train_batches_kept_by_the_caller_stay_intact():
+    raw = images(5, 40)
+    inputs = ImageInputs(32, "crop-flip")
+    first = inputs.train(raw, "cpu", gen(1))
+    kept = first.clone()
+    for seed in range(2, 5):
+        inputs.train(raw, "cpu", gen(seed))
+    assert torch.equal(first, kept)
 
 
 # --- audio ---------------------------------------------------------------------------------------------------------
