@@ -314,6 +314,20 @@ def test_audio_seed_channels():
     assert train.shape == (3, 3, 128, 200) and torch.equal(train[:, 0], raw.x.float())
 
 
+def test_audio_seed_channels_eval_does_not_depend_on_batching():
+    raw = mels(5, 128, 200)
+    rows = torch.tensor([7, 3, 12, 0, 5])
+    inputs = AudioInputs(0, 1, None, specaugment=False, seed_channels=True)
+    whole = inputs.eval(RawBatch(raw.x, raw.y, rows=rows), "cpu")
+    assert not torch.equal(whole[:, 1], whole[:, 0]) and not torch.equal(whole[:, 2], whole[:, 0])  # masked
+    order = [4, 2, 0, 3, 1]
+    shuffled = inputs.eval(RawBatch(raw.x[order], raw.y[order], rows=rows[order]), "cpu")
+    assert torch.equal(shuffled, whole[order])
+    for i in range(5):  # one clip per batch
+        alone = inputs.eval(RawBatch(raw.x[i:i + 1], raw.y[i:i + 1], rows=rows[i:i + 1]), "cpu")
+        assert torch.equal(alone[0], whole[i])
+
+
 def test_audio_train_is_seeded_and_masked():
     raw = mels(8, 64, 120)
     inputs = AudioInputs(0, 1, NORM | {"mean": [0.0] * 64, "std": [1.0] * 64}, specaugment=True,
@@ -379,6 +393,7 @@ def test_eval_loader_yields_every_row_once_in_order(prefetch):
     assert rows_seen(batches) == rows.tolist()
     assert torch.cat([b.y for b in batches]).tolist() == (rows * 10).tolist()
     assert all(b.x.dtype == torch.float16 and b.x.shape[1:] == (4, 30) for b in batches)
+    assert torch.cat([b.rows for b in batches]).tolist() == rows.tolist()  # each example knows its row
     assert rows_seen(loader) == rows.tolist()  # a second epoch reads the same
 
 

@@ -43,6 +43,7 @@ class RawBatch:
     x: torch.Tensor  # uint8 [B, H, W, 3] or fp16 [B, mels, frames]
     y: torch.Tensor
     offsets: torch.Tensor | None = None  # audio training crops: start frame per row
+    rows: torch.Tensor | None = None  # each example's row in its split
 
 
 class Loader:
@@ -71,12 +72,12 @@ class Loader:
         if not self.crop_frames:
             x = self.memory.empty((len(rows),) + self.split.x.shape[1:], _torch_dtype(self.split.x.dtype))
             gather_rows(self.split.x, rows, out=x.numpy())
-            return RawBatch(self._pin(x), self._pin(y))
+            return RawBatch(self._pin(x), self._pin(y), rows=torch.from_numpy(rows))
         frames = self.split.x.shape[2]
         offsets = torch.randint(0, frames - self.crop_frames + 1, (len(rows),), generator=self.generator)
         width = self.crop_frames
         x = np.stack([self.split.x[r, :, o:o + width] for r, o in zip(rows, offsets.tolist())])
-        return RawBatch(self._pin(torch.from_numpy(x)), self._pin(y), offsets)
+        return RawBatch(self._pin(torch.from_numpy(x)), self._pin(y), offsets, torch.from_numpy(rows))
 
     def _pin(self, x: torch.Tensor) -> torch.Tensor:
         return x.pin_memory() if self.pin_memory else x
@@ -378,9 +379,9 @@ class AudioInputs:
 
     def eval(self, raw: RawBatch, device) -> torch.Tensor:
         x = self._float(raw.x, device)
-        if self.seed_channels:
-            fixed = torch.Generator().manual_seed(0)  # deterministic masks: no randomness in evaluation
-            return torch.stack([x, mask(x, 1, 40, fixed), mask(x, 2, 80, fixed)], dim=1)
+        if self.seed_channels:  # fixed masks: no randomness in evaluation
+            rows = raw.rows if raw.rows is not None else torch.arange(len(x))
+            return torch.stack([x, fixed_mask(x, 1, 40, rows), fixed_mask(x, 2, 80, rows)], dim=1)
         if not self.crop_frames or self.crop_frames >= x.shape[2]:
             return x.unsqueeze(1).expand(-1, 3, -1, -1)
         starts = np.linspace(0, x.shape[2] - self.crop_frames, self.eval_crops).round().astype(int)
@@ -390,11 +391,26 @@ class AudioInputs:
 
 def mask(x: torch.Tensor, axis: int, max_width: int, generator: torch.Generator) -> torch.Tensor:
     """Zero one random band of up to `max_width` along `axis` (1: mel bins, 2: frames) in each example."""
-    n, length = x.shape[0], x.shape[axis]
-    width = (torch.rand(n, generator=generator) * (max_width + 1)).long().clamp(max=length)
-    start = (torch.rand(n, generator=generator) * (length - width + 1)).long()
+    n = x.shape[0]
+    return _zero_bands(x, axis, max_width, torch.rand(n, generator=generator), torch.rand(n, generator=generator))
+
+
+def fixed_mask(x: torch.Tensor, axis: int, max_width: int, rows: torch.Tensor) -> torch.Tensor:
+    """`mask` with each example's band drawn from its row in the split: a clip gets the same band however the
+    clips are batched (batch size, order, or processes sharing each batch), so evaluation does not depend on it."""
+    draws = torch.stack([torch.rand(2, generator=torch.Generator().manual_seed(3 * int(row) + axis))
+                         for row in rows.tolist()])
+    return _zero_bands(x, axis, max_width, draws[:, 0], draws[:, 1])
+
+
+def _zero_bands(x: torch.Tensor, axis: int, max_width: int, width_draw: torch.Tensor,
+                start_draw: torch.Tensor) -> torch.Tensor:
+    """Zero, in example i, the band whose width and start are set by uniform draws in [0, 1)."""
+    length = x.shape[axis]
+    width = (width_draw * (max_width + 1)).long().clamp(max=length)
+    start = (start_draw * (length - width + 1)).long()
     position = torch.arange(length).view(1, -1)
     band = (position >= start.view(-1, 1)) & (position < (start + width).view(-1, 1))
-    shape = [n, 1, 1]
+    shape = [x.shape[0], 1, 1]
     shape[axis] = length
     return x.masked_fill(upload(band.view(shape), x.device), 0.0)
