@@ -80,6 +80,8 @@ class Loader:
         return RawBatch(self._pin(torch.from_numpy(x)), self._pin(y), offsets, torch.from_numpy(rows))
 
     def _pin(self, x: torch.Tensor) -> torch.Tensor:
+        # A copy from torch's pinned-memory cache, which reuses a block only after the asynchronous copies to the
+        # GPU that read it have finished; RecycledMemory cannot see those copies, so it never hands out pinned memory.
         return x.pin_memory() if self.pin_memory else x
 
     def __len__(self) -> int:
