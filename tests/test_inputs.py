@@ -458,6 +458,25 @@ def test_prefetch_gives_the_same_training_batches_as_training_uses_them():
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_loaders_sharing_memory_reuse_it_and_read_every_row(prefetch):
+    split, rows = fake_split(40), np.arange(40)
+    memory = RecycledMemory(keep=prefetch + 2)
+
+    def epoch(seed):
+        addresses, seen = set(), []
+        for raw in Loader(split, rows, 6, shuffle=True, generator=gen(seed), prefetch=prefetch, memory=memory):
+            time.sleep(0.002)  # the model's step, while the reader reads ahead
+            addresses.add(raw.x.data_ptr())
+            seen += rows_seen([raw])
+        return addresses, seen
+
+    first, seen_first = epoch(1)
+    second, seen_second = epoch(2)
+    assert sorted(seen_first) == sorted(seen_second) == list(range(40)) and seen_first != seen_second
+    assert second <= first  # the second epoch read into the first one's memory
+
+
 def test_loader_shards_every_batch():
     split = fake_split(24)
     rows = np.arange(24)
