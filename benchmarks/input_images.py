@@ -5,9 +5,10 @@ Synthesises a Caltech-256-format tree in a temporary folder, prepares it once wi
   - the seed: /work/shared/baselines/seed_images.py ROOT --epochs 1 as a subprocess (PIL decode per image per
     epoch, torchvision transforms, DataLoader with 1 worker, batch 256), every image; its own timing is used;
   - the project: --project-epochs epochs over the train split with training.inputs.Loader (shuffled, batch 256,
-    epoch_generator(0, epoch)) + ImageInputs(size, "crop-flip").train(raw, device, epoch_generator(0, epoch,
-    stream=1)), exactly what a training epoch feeds its model (on the CPU that is training.inputs.resized_crops:
-    a uint8 crop + antialiased resize per image on one thread per core, normalised into float [B, 3, size, size]).
+    epoch_generator(0, epoch), one RecycledMemory across epochs as in train_run) + ImageInputs(size,
+    "crop-flip").train(raw, device, epoch_generator(0, epoch, stream=1)), exactly what a training epoch feeds its
+    model (on the CPU that is training.inputs.resized_crops: a uint8 crop + antialiased resize per image, in
+    chunks shared by one thread per core, normalised into float [B, 3, size, size]).
 Why rounds: this machine's speed drifts by up to ~1.8x within seconds (the same pure-Python loop took 56 to 100 ms
 from one second to the next), so timing one side after the other lets the drift decide the ratio. Each side's rate
 is its images over its seconds, summed over the rounds; the project's first epoch (cold buffers) is included.
@@ -49,7 +50,7 @@ def main() -> None:
     from audio2image.datasets.synth import synth_caltech256
     from audio2image.prepare.images import prepare_caltech256
     from audio2image.prepare.store import Store
-    from audio2image.training.inputs import ImageInputs
+    from audio2image.training.inputs import ImageInputs, RecycledMemory
 
     with tempfile.TemporaryDirectory(prefix="bench-images-") as tmp:
         tmpdir = Path(tmp)
@@ -68,12 +69,14 @@ def main() -> None:
 
         train = Store(tmpdir / "store").split("train")
         inputs = ImageInputs(args.size, "crop-flip")
+        memory = RecycledMemory(keep=4)  # one for the run's loaders, as train_run has
         seed_images = seed_s = project_images = project_s = 0
         for round_ in range(args.rounds):
             images, seconds = seed_epoch(seed_script, root)
             seed_images, seed_s = seed_images + images, seed_s + seconds
             first = round_ * args.project_epochs
-            images, seconds = project_epochs(train, inputs, args.device, range(first, first + args.project_epochs))
+            epochs = range(first, first + args.project_epochs)
+            images, seconds = project_epochs(train, inputs, memory, args.device, epochs)
             project_images, project_s = project_images + images, project_s + seconds
             print(f"round {round_ + 1}: seed {images_per_s(seed_images, seed_s)}, "
                   f"project {images_per_s(project_images, project_s)} (running totals)")
@@ -100,7 +103,7 @@ def seed_epoch(seed_script: Path, root: Path) -> tuple[int, float]:
     return int(match.group(1)), float(match.group(2))
 
 
-def project_epochs(train, inputs, device: str, epochs: range) -> tuple[int, float]:
+def project_epochs(train, inputs, memory, device: str, epochs: range) -> tuple[int, float]:
     """(images, seconds) of the project's training batches over `epochs` of the train split."""
     import numpy as np
     import torch
@@ -111,7 +114,8 @@ def project_epochs(train, inputs, device: str, epochs: range) -> tuple[int, floa
     rows = np.arange(len(train))
     produced, start = 0, time.perf_counter()
     for epoch in epochs:
-        loader = Loader(train, rows, 256, shuffle=True, generator=epoch_generator(0, epoch), pin_memory=cuda)
+        loader = Loader(train, rows, 256, shuffle=True, generator=epoch_generator(0, epoch), pin_memory=cuda,
+                        memory=memory)
         augment = epoch_generator(0, epoch, stream=1)
         for raw in loader:
             produced += len(inputs.train(raw, device, augment))

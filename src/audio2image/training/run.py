@@ -19,16 +19,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from audio2image.config import Config, save_config
 from audio2image.prepare.store import Store
 from audio2image.training import distributed
 from audio2image.training.engine import evaluate, recalibrate_batchnorm, train_one_epoch
-from audio2image.training.inputs import Loader, epoch_generator
+from audio2image.training.inputs import Loader, RecycledMemory, epoch_generator
 from audio2image.training.model import build_model, freeze, initialise
 from audio2image.training.optim import build_optimizer, build_schedule
-from audio2image.training.tasks import build_task, fraction_rows
+from audio2image.training.tasks import Task, build_task, fraction_rows
 from audio2image.util import atomic_path, atomic_write_text, log, read_json, write_json
 
 
@@ -92,7 +93,8 @@ def train_run(config: Config, spec: RunSpec, run_dir: Path) -> dict:
     if config.channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     rows = fraction_rows(task, spec.fraction, spec.seed)
-    steps_per_epoch = len(_train_loader(task, rows, settings, config, spec, device, 0))
+    loaders = RunLoaders(task, rows, settings, spec.seed, device, config.precise_bn_batches)
+    steps_per_epoch = len(loaders.train(0))
     optimizer = build_optimizer(model, settings)
     schedule = build_schedule(optimizer, settings, steps_per_epoch, spec.stage)
     state = _resume(run_dir, model, optimizer, schedule, device)
@@ -105,18 +107,16 @@ def train_run(config: Config, spec: RunSpec, run_dir: Path) -> dict:
 
     for epoch in range(state["epoch"] + 1, settings["epochs"] + 1):
         tic = time.perf_counter()
-        loader = _train_loader(task, rows, settings, config, spec, device, epoch)
         step = schedule.step if schedule.per_step else None
-        train = train_one_epoch(compiled, task, loader, optimizer, device,
+        train = train_one_epoch(compiled, task, loaders.train(epoch), optimizer, device,
                                 generator=epoch_generator(spec.seed, epoch, stream=1),
                                 step_scheduler=step, amp=amp, channels_last=channels_last)
         if not math.isfinite(train["train_loss"]):
             return _finish_diverged(run_dir, spec, store, epoch, started, is_main)
         if config.precise_bn_batches:
-            recalibrate_batchnorm(compiled, task, _bn_loader(task, rows, settings, config, spec, epoch), device,
-                                  amp=amp, channels_last=channels_last)
-        val = evaluate(compiled, task, _eval_loader(task, "valid", settings, device), device, amp=amp,
-                       channels_last=channels_last)
+            recalibrate_batchnorm(compiled, task, loaders.batchnorm(epoch), device, amp=amp,
+                                  channels_last=channels_last)
+        val = evaluate(compiled, task, loaders.eval("valid"), device, amp=amp, channels_last=channels_last)
         if not schedule.per_step:
             schedule.step_epoch(val["loss"])
         line = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **train,
@@ -130,8 +130,7 @@ def train_run(config: Config, spec: RunSpec, run_dir: Path) -> dict:
     # Test once, with the weights chosen on validation.
     tic = time.perf_counter()
     _load_best(run_dir, model, is_main)
-    test = evaluate(compiled, task, _eval_loader(task, "test", settings, device), device, amp=amp,
-                    channels_last=channels_last)
+    test = evaluate(compiled, task, loaders.eval("test"), device, amp=amp, channels_last=channels_last)
     result = {"status": "completed", "message": "", "task": task.kind,
               "selection_metric": f"val_{task.selection_metric}", "best_epoch": state["best_epoch"],
               "epochs_run": state["epoch"], "train_items": int(len(rows)), "val": state["best_val"],
@@ -174,25 +173,37 @@ def _load_best(run_dir: Path, model, is_main: bool) -> None:
     model.load_state_dict(distributed.broadcast_object(best)["model"])
 
 
-def _train_loader(task, rows, settings, config, spec, device, epoch) -> Loader:
-    rank, world = distributed.rank_and_world()
-    return Loader(task.store.split("train"), rows, settings["batch_size"], shuffle=True,
-                  crop_frames=task.crop_frames, generator=epoch_generator(spec.seed, epoch),
-                  pin_memory=device.type == "cuda", shard=(rank, world))
+@dataclass
+class RunLoaders:
+    """The loaders of one run. They share one RecycledMemory: each epoch gathers its batches into the memory of
+    the previous epochs' instead of new memory (which costs page faults on the CPU)."""
 
+    task: Task
+    rows: np.ndarray  # the training rows: the run's fraction of the train split
+    settings: dict
+    seed: int
+    device: torch.device
+    precise_bn_batches: int
+    memory: RecycledMemory = field(default_factory=lambda: RecycledMemory(keep=4))
 
-def _bn_loader(task, rows, settings, config, spec, epoch) -> Loader:
-    """Training rows, in a seeded order, as whole items (the evaluation transform crops them itself)."""
-    generator = epoch_generator(spec.seed, epoch, stream=2)
-    order = rows[torch.randperm(len(rows), generator=generator).numpy()]
-    order = order[:config.precise_bn_batches * settings["batch_size"]]
-    return Loader(task.store.split("train"), order, settings["batch_size"], shuffle=False)
+    def train(self, epoch: int) -> Loader:
+        rank, world = distributed.rank_and_world()
+        return Loader(self.task.store.split("train"), self.rows, self.settings["batch_size"], shuffle=True,
+                      crop_frames=self.task.crop_frames, generator=epoch_generator(self.seed, epoch),
+                      pin_memory=self.device.type == "cuda", shard=(rank, world), memory=self.memory)
 
+    def batchnorm(self, epoch: int) -> Loader:
+        """Training rows, in a seeded order, as whole items (the evaluation transform crops them itself)."""
+        generator = epoch_generator(self.seed, epoch, stream=2)
+        order = self.rows[torch.randperm(len(self.rows), generator=generator).numpy()]
+        order = order[:self.precise_bn_batches * self.settings["batch_size"]]
+        return Loader(self.task.store.split("train"), order, self.settings["batch_size"], shuffle=False,
+                      memory=self.memory)
 
-def _eval_loader(task, split: str, settings, device) -> Loader:
-    data = task.store.split(split)
-    return Loader(data, torch.arange(len(data)).numpy(), settings["batch_size"], shuffle=False,
-                  pin_memory=device.type == "cuda")
+    def eval(self, split: str) -> Loader:
+        data = self.task.store.split(split)
+        return Loader(data, torch.arange(len(data)).numpy(), self.settings["batch_size"], shuffle=False,
+                      pin_memory=self.device.type == "cuda", memory=self.memory)
 
 
 def _resume(run_dir: Path, model, optimizer, schedule, device) -> dict:
