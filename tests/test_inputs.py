@@ -1,6 +1,7 @@
 """Model inputs: deterministic evaluation transforms, seeded training augmentation, masks, and the Loader."""
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -240,6 +241,25 @@ def test_recycled_memory_waits_for_autograd():
     assert memory.empty((2, 3, 8, 8)).data_ptr() != address
     loss.backward()  # frees the saved input
     assert memory.empty((2, 3, 8, 8)).data_ptr() == address
+
+
+def test_recycled_memory_shared_by_threads_never_hands_out_one_buffer_twice():
+    memory, clashes = RecycledMemory(keep=4), []
+
+    def take(mark: int) -> None:
+        for _ in range(500):
+            batch = memory.empty((2, 16))
+            batch.fill_(mark)
+            time.sleep(0)  # let the other threads take buffers while this one is held
+            if not bool((batch == mark).all()):
+                clashes.append(mark)
+
+    threads = [threading.Thread(target=take, args=(mark,)) for mark in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not clashes
 
 
 def test_image_train_batches_kept_by_the_caller_stay_intact():

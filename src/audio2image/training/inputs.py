@@ -151,16 +151,18 @@ class RecycledMemory:
     def __init__(self, keep: int = 2):
         self.keep = keep  # at most this many buffers: for a Loader, its queued batches + the one in use + one read
         self.buffers: list[torch.Tensor] = []
+        self.lock = threading.Lock()  # loaders sharing one read in their own threads
 
     def empty(self, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """An uninitialised tensor of `shape`: a free buffer's first rows, or new memory."""
-        for buffer in self.buffers:
-            if (buffer.dtype == dtype and buffer.shape[1:] == shape[1:] and len(buffer) >= shape[0]
-                    and _unshared(buffer)):
-                return buffer[:shape[0]]
-        buffer = torch.empty(shape, dtype=dtype)
-        self.buffers = (self.buffers + [buffer])[-self.keep:]
-        return buffer[:shape[0]]  # a view even here: the caller's tensor must count as a user of the storage
+        with self.lock:
+            for buffer in self.buffers:
+                if (buffer.dtype == dtype and buffer.shape[1:] == shape[1:] and len(buffer) >= shape[0]
+                        and _unshared(buffer)):
+                    return buffer[:shape[0]]
+            buffer = torch.empty(shape, dtype=dtype)
+            self.buffers = (self.buffers + [buffer])[-self.keep:]
+            return buffer[:shape[0]]  # a view even here: the caller's tensor must count as a user of the storage
 
 
 def _storage_users(x: torch.Tensor) -> int:
