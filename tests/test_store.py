@@ -527,3 +527,22 @@ def test_caltech_squash(tmp_path, caltech_store):
                 assert squashed[SIZE // 2, 0, 0] > 150 and squashed[SIZE // 2, SIZE // 2, 2] > 150
             elif "." in path:  # solid colours look the same however they are resized
                 assert np.abs(squashed - one.split(name).x[row].astype(int)).max() <= 3, path
+
+
+@pytest.mark.parametrize("resize", ["center", "squash"])
+def test_caltech_images_are_stored_upright_by_their_exif_orientation(tmp_path, resize):
+    """A camera's portrait photo is stored landscape with an EXIF tag saying "rotate 90 degrees clockwise"."""
+    from audio2image.prepare.images import load_image
+
+    pixels = np.zeros((30, 60, 3), np.uint8)
+    pixels[:, :30] = (220, 0, 0)  # left half red, right half blue, as stored
+    pixels[:, 30:] = (0, 0, 220)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    path = tmp_path / "portrait.jpg"
+    Image.fromarray(pixels).save(path, format="JPEG", quality=95, exif=exif)
+    image = load_image(path, 20, resize).astype(int)
+    assert image.shape == (20, 20, 3)
+    top, bottom = image[:8].mean(axis=(0, 1)), image[-8:].mean(axis=(0, 1))
+    assert top[0] > 150 and top[2] < 60  # upright: what was the left edge is now at the top
+    assert bottom[2] > 150 and bottom[0] < 60
