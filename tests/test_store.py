@@ -546,3 +546,15 @@ def test_caltech_images_are_stored_upright_by_their_exif_orientation(tmp_path, r
     top, bottom = image[:8].mean(axis=(0, 1)), image[-8:].mean(axis=(0, 1))
     assert top[0] > 150 and top[2] < 60  # upright: what was the left edge is now at the top
     assert bottom[2] > 150 and bottom[0] < 60
+
+
+def test_caltech_image_beyond_the_decompression_bomb_limit_is_skipped(tmp_path, monkeypatch):
+    """Pillow's limit (MAX_IMAGE_PIXELS, ~89 million pixels) is lowered so that the test image can stay small."""
+    from audio2image.prepare.images import load_image
+
+    path = tmp_path / "huge.jpg"
+    Image.new("RGB", (1500, 1000), (10, 20, 30)).save(path, format="JPEG")
+    assert load_image(path, 20, "center").shape == (20, 20, 3)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
+    reason = load_image(path, 20, "center")
+    assert isinstance(reason, str) and reason.startswith("too large to decode safely")
