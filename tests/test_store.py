@@ -438,6 +438,8 @@ def build_caltech(root: Path) -> dict:
     expected["256_ObjectCategories/002.bat/002_0007.jpg"] = "truncated"
     (c / "003_0006.jpg").touch()
     expected["256_ObjectCategories/003.cat/003_0006.jpg"] = "zero"
+    (c / "003_0008.jpg").write_text("this is not a picture")
+    expected["256_ObjectCategories/003.cat/003_0008.jpg"] = "text"
     big = np.zeros((3000, 4000, 3), np.uint8)
     big[:, :, 2] = 220  # blue, with red bands at the sides that a centre crop (of 3000 x 3000) cuts away
     big[:, :450] = big[:, 3550:] = (220, 0, 0)
@@ -493,7 +495,8 @@ def test_caltech_bad_files_are_skipped_with_reasons(caltech_store):
     bad = {p: v for p, v in expected.items() if isinstance(v, str)}
     assert set(skipped) == set(bad)
     for path, kind in bad.items():
-        assert {"png": "not a JPEG", "truncated": "cannot decode", "zero": "empty"}[kind] in skipped[path], path
+        reason = {"png": "not a JPEG", "truncated": "cannot decode", "zero": "empty", "text": "cannot decode"}[kind]
+        assert reason in skipped[path], path
     assert sorted(manifest["strays"]) == sorted([
         "256_ObjectCategories/002.bat/greg/", "256_ObjectCategories/002.bat/RENAME2",
         "256_ObjectCategories/notes.txt", "256_ObjectCategories/extra/"])
