@@ -9,8 +9,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from audio2image import __version__
+
+if TYPE_CHECKING:  # the commands import the package's modules lazily, to keep `--help` fast
+    from audio2image.config import Config
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 CONFIG_HELP = ("a YAML config file, or the name of a bundled one (demo, seed, recipe, tiny); "
@@ -27,7 +31,7 @@ def config_path(name: str | None) -> Path:
     return CONFIG_DIR / f"{name}.yaml"
 
 
-def load(args) -> "Config":  # noqa: F821 - imported lazily to keep `--help` fast
+def load(args) -> Config:
     from audio2image.config import load_config
 
     return load_config(config_path(args.config), args.overrides)
