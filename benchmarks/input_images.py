@@ -4,7 +4,7 @@ Synthesises a Caltech-256-format tree in a temporary folder, prepares it once wi
 (timed on its own), then times, in alternating rounds:
   - the seed: /work/shared/baselines/seed_images.py ROOT --epochs 1 as a subprocess (PIL decode per image per
     epoch, torchvision transforms, DataLoader with 1 worker, batch 256), every image; its own timing is used;
-  - the project: --project-epochs epochs over the train split with training.inputs.Loader (shuffled, batch 256,
+  - the project: --project-epochs epochs over the train split with training.loader.Loader (shuffled, batch 256,
     epoch_generator(0, epoch), one RecycledMemory across epochs as in train_run) + ImageInputs(size,
     "crop-flip").train(raw, device, epoch_generator(0, epoch, stream=1)), exactly what a training epoch feeds its
     model (on the CPU that is training.inputs.resized_crops: a uint8 crop + antialiased resize per image, in
@@ -50,7 +50,8 @@ def main() -> None:
     from audio2image.datasets.synth import synth_caltech256
     from audio2image.prepare.images import prepare_caltech256
     from audio2image.prepare.store import Store
-    from audio2image.training.inputs import ImageInputs, RecycledMemory
+    from audio2image.training.inputs import ImageInputs
+    from audio2image.training.loader import RecycledMemory
 
     with tempfile.TemporaryDirectory(prefix="bench-images-") as tmp:
         tmpdir = Path(tmp)
@@ -108,7 +109,7 @@ def project_epochs(train, inputs, memory, device: str, epochs: range) -> tuple[i
     import numpy as np
     import torch
 
-    from audio2image.training.inputs import Loader, epoch_generator
+    from audio2image.training.loader import Loader, epoch_generator
 
     cuda = device.startswith("cuda")
     rows = np.arange(len(train))

@@ -80,7 +80,7 @@ def main() -> None:
     from audio2image.prepare.images import prepare_caltech256
     from audio2image.prepare.store import Store
     from audio2image.training.engine import train_one_epoch
-    from audio2image.training.inputs import Loader, RawBatch, epoch_generator
+    from audio2image.training.loader import Loader, RawBatch, epoch_generator
     from audio2image.training.model import build_model
     from audio2image.training.optim import build_optimizer, build_schedule
     from audio2image.training.run import resolve_device, stage_settings
