@@ -4,8 +4,8 @@ Synthesises a Caltech-256-format tree (JPEGs, sides 200-500) in a temporary fold
 prepare_caltech256 at the default config's image_store_size (256). The training settings are the default Config's
 transfer stage (the stage that trains on Caltech-256), with --size as image_size and --batch-size as
 transfer_batch_size: build_model's ResNet-18, build_task (crop-flip ImageInputs, label smoothing 0.1),
-build_optimizer (SGD + Nesterov) and build_schedule (per-step warm-up + cosine). On CUDA, as train_run does:
-bf16 autocast, channels_last, pinned memory. Every timed pass is one call of engine.train_one_epoch
+build_optimizer (SGD + Nesterov) and build_schedule (per-step warm-up + cosine). As train_run does: channels_last
+on CUDA and the CPU; on CUDA also bf16 autocast and pinned memory. Every timed pass is one call of engine.train_one_epoch
 (torch.cuda.synchronize before and after on CUDA), in one process with one torch thread count:
   - warm-up (not timed): --warmup steps through the real pipeline, the last one of the epoch's last batch size;
   - real: one epoch of the train split (capped at --steps batches): Loader (shuffled, read-ahead thread,
@@ -83,7 +83,7 @@ def main() -> None:
     from audio2image.training.loader import Loader, RawBatch, epoch_generator
     from audio2image.training.model import build_model
     from audio2image.training.optim import build_optimizer, build_schedule
-    from audio2image.training.run import resolve_device, stage_settings
+    from audio2image.training.run import resolve_device, stage_settings, uses_channels_last
     from audio2image.training.tasks import build_task
 
     if args.threads:
@@ -91,7 +91,7 @@ def main() -> None:
     config = Config(image_size=args.size, transfer_batch_size=args.batch_size, device=args.device)
     device = resolve_device(config.device)
     cuda = device.type == "cuda"
-    amp, channels_last = config.amp and cuda, config.channels_last and cuda
+    amp, channels_last = config.amp and cuda, uses_channels_last(config, device)
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         tmpdir = Path(tmp)

@@ -92,7 +92,7 @@ class Config:
     # --- how to run -----------------------------------------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | mps
     amp: bool = True  # bf16 autocast on CUDA
-    channels_last: bool = True
+    channels_last: bool = True  # NHWC model and inputs on CUDA and the CPU (faster on both)
     compile: bool = False
     workers: int = 2  # processes for preparation; loader threads for training
     threads: int = 0  # torch CPU threads per run; 0: torch's default (fix it to compare runs across executors)

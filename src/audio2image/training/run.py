@@ -64,6 +64,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def uses_channels_last(config: Config, device: torch.device) -> bool:
+    """NHWC layout for the model and its inputs: on CUDA (tensor cores), and on the CPU too, where oneDNN's
+    convolutions run ResNet-18 1.17-1.30x faster so (measured on 2 cores: training and evaluation steps, 112-224 px
+    images and 128-mel crops). Not on MPS, where it is untested."""
+    return config.channels_last and device.type in ("cuda", "cpu")
+
+
 def stage_settings(config: Config, stage: str) -> dict:
     """The `<stage>_*` keys without their prefix: epochs, batch_size, optimizer, lr, ..."""
     prefix = f"{stage}_"
@@ -89,9 +96,8 @@ def train_run(config: Config, spec: RunSpec, run_dir: Path) -> dict:
     model = build_model(task.num_outputs, spec.seed)
     loaded = initialise(model, spec.init, imagenet_weights=config.imagenet_weights)
     frozen = freeze(model, spec.freeze)
-    model.to(device)
-    if config.channels_last and device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    channels_last = uses_channels_last(config, device)
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     rows = fraction_rows(task, spec.fraction, spec.seed)
     loaders = RunLoaders(task, rows, settings, spec.seed, device, config.precise_bn_batches)
     steps_per_epoch = len(loaders.train(0))
@@ -101,7 +107,6 @@ def train_run(config: Config, spec: RunSpec, run_dir: Path) -> dict:
     wrapped = distributed.wrap(model, device)
     compiled = torch.compile(wrapped) if config.compile else wrapped
     amp = config.amp and device.type == "cuda"
-    channels_last = config.channels_last and device.type == "cuda"
     log(f"{spec.stage} {run_dir.name}: {store.manifest['dataset']} {task.kind}, {len(rows)} training items, "
         f"init {spec.init}, freeze {spec.freeze} ({', '.join(frozen) or 'nothing'}), device {device}")
 
