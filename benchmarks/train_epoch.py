@@ -5,8 +5,9 @@ prepare_caltech256 at the default config's image_store_size (256). The training 
 transfer stage (the stage that trains on Caltech-256), with --size as image_size and --batch-size as
 transfer_batch_size: build_model's ResNet-18, build_task (crop-flip ImageInputs, label smoothing 0.1),
 build_optimizer (SGD + Nesterov) and build_schedule (per-step warm-up + cosine). As train_run does: channels_last
-on CUDA and the CPU; on CUDA also bf16 autocast and pinned memory. Every timed pass is one call of engine.train_one_epoch
-(torch.cuda.synchronize before and after on CUDA), in one process with one torch thread count:
+on CUDA and the CPU; on CUDA also bf16 autocast and pinned memory. Every timed pass is one call of
+engine.train_one_epoch (torch.cuda.synchronize before and after on CUDA), in one process with one torch thread
+count:
   - warm-up (not timed): --warmup steps through the real pipeline, the last one of the epoch's last batch size;
   - real: one epoch of the train split (capped at --steps batches): Loader (shuffled, read-ahead thread,
     epoch_generator(0, 1), a new order each repeat) + the task's ImageInputs training augmentation on the device;

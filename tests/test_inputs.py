@@ -177,6 +177,15 @@ def test_full_image_crop_is_a_plain_resize(flip):
     torch.testing.assert_close(pixel_values(out), pixel_values(expected), rtol=0, atol=1.0)  # uint8 rounding
 
 
+def test_cpu_crops_are_written_channels_last():
+    raw = images(3, 40)
+    boxes, flip = torch.tensor([[0, 0, 40, 40]] * 3), torch.zeros(3, dtype=torch.bool)
+    out = resized_crops(raw.x, boxes, flip, 32)
+    assert out.shape == (3, 3, 32, 32) and out.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="channels-last"):
+        resized_crops(raw.x, boxes, flip, 32, out=torch.empty(3, 3, 32, 32))
+
+
 def test_crop_flip_on_the_cpu_does_not_depend_on_the_thread_count():
     raw = images(9, 40)
     inputs = ImageInputs(32, "crop-flip")

@@ -23,6 +23,12 @@ def autocast(device: torch.device, enabled: bool):
 DIVERGENCE_CHECK_STEPS = 50
 
 
+def in_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """x in the memory layout the model runs in (a no-op when it is already): inputs come in either, e.g. the CPU
+    image augmentation writes channels-last, the evaluation transform channels-first."""
+    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
 def train_one_epoch(model, task, loader, optimizer, device, *, generator, step_scheduler=None,
                     amp: bool = False, channels_last: bool = False) -> dict:
     """One pass over `loader`. Returns train_loss (and train_top1 for classification), or loss nan on divergence."""
@@ -36,8 +42,7 @@ def train_one_epoch(model, task, loader, optimizer, device, *, generator, step_s
     for step, raw in enumerate(loader, 1):
         x = task.inputs.train(raw, device, generator)
         y = raw.y.to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = in_layout(x, channels_last)
         with autocast(device, amp):
             logits = model(x)
             loss = task.train_loss(logits.float(), y)
@@ -72,8 +77,7 @@ def evaluate(model, task, loader, device, *, amp: bool = False, channels_last: b
         x = task.inputs.eval(raw, device)
         crops = x.shape[1] if x.dim() == 5 else 1
         x = x.flatten(0, 1) if x.dim() == 5 else x
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = in_layout(x, channels_last)
         with autocast(device, amp):
             logits = model(x).float()
         probabilities = task.probabilities(logits).view(-1, crops, logits.shape[-1]).mean(1)
@@ -101,8 +105,7 @@ def recalibrate_batchnorm(model, task, loader, device, *, amp: bool = False, cha
     for raw in loader:
         x = task.inputs.eval(raw, device)
         x = x[:, x.shape[1] // 2] if x.dim() == 5 else x  # one crop per item is enough for statistics
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = in_layout(x, channels_last)
         with autocast(device, amp):
             model(x)
     for norm, momentum in zip(norms, momenta):

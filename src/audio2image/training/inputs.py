@@ -59,9 +59,10 @@ class CropFlip(NamedTuple):
 class ImageInputs:
     """uint8 [B, S, S, 3] -> normalised float [B, 3, size, size].
 
-    Training "crop-flip" on the CPU crops and resizes the uint8 pixels image by image (`resized_crops`): a float
-    grid_sample over the batch manages only a few hundred images/s there. On CUDA/MPS, and for "seed", one
-    grid_sample on the device does the augmentation; both paths draw the same crops from the same generator.
+    Training "crop-flip" on the CPU crops and resizes the uint8 pixels image by image (`resized_crops`, into
+    channels-last memory): a float grid_sample over the batch manages only a few hundred images/s there. On
+    CUDA/MPS, and for "seed", one grid_sample on the device does the augmentation; both paths draw the same crops
+    from the same generator.
     """
 
     def __init__(self, size: int, augment: str):
@@ -79,7 +80,7 @@ class ImageInputs:
         if self.augment == "crop-flip" and torch.device(device).type == "cpu":
             crops = random_crop_flip(len(raw.x), generator)
             boxes = crop_boxes(crops, raw.x.shape[1], raw.x.shape[2])
-            out = self._memory.empty((len(raw.x), 3, self.size, self.size))
+            out = self._memory.empty((len(raw.x), self.size, self.size, 3)).permute(0, 3, 1, 2)
             return resized_crops(raw.x, boxes, crops.flip, self.size, out=out)
         return self._affine(raw, device, generator)
 
@@ -148,23 +149,31 @@ def _pixel_span(centre: torch.Tensor, fraction: torch.Tensor, pixels: int) -> tu
     return torch.minimum(start, pixels - length), length
 
 
-# (pixel / 255 - mean) / std as one multiply-add on the uint8 values
-_UINT8_SCALE = 1 / (255 * torch.tensor(IMAGENET_STD).view(3, 1, 1))
-_UINT8_SHIFT = -torch.tensor(IMAGENET_MEAN).view(3, 1, 1) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
+def _uint8_normalisation(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) with (pixel / 255 - mean) / std = pixel * scale + shift, for one row of `size` RGB pixels
+    (R, G, B, R, G, B, ...): a whole row at a time vectorises; broadcasting over 3 channels does not."""
+    std, mean = torch.tensor(IMAGENET_STD), torch.tensor(IMAGENET_MEAN)
+    return (1 / (255 * std)).repeat(size), (-mean / std).repeat(size)
 
 
 def resized_crops(x: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor, size: int,
                   out: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 [B, H, W, 3] -> normalised float [B, 3, size, size] (written into `out` if given): each image's box
-    (top, left, height, width), mirrored where `flip`, resized by antialiased bilinear interpolation.
+    """uint8 [B, H, W, 3] -> normalised float [B, 3, size, size] in channels-last memory (written into `out`,
+    channels-last too, if given): each image's box (top, left, height, width), mirrored where `flip`, resized by
+    antialiased bilinear interpolation.
 
     The resize runs on uint8 channels-last pixels, torch's vectorised fast path; each image is normalised in the
-    same pass that converts it to float, while it is still in cache. Images are independent, so the batch is shared
-    out in chunks to one Python thread per core (torch releases the GIL), each running its torch ops on one core;
-    the result does not depend on how the threads interleave.
+    same pass that converts it to float, while it is still in cache, and stays channels-last (transposing it to
+    channels-first doubled that pass). Images are independent, so the batch is shared out in chunks to one Python
+    thread per core (torch releases the GIL), each running its torch ops on one core; the result does not depend
+    on how the threads interleave.
     """
-    out = torch.empty(len(x), 3, size, size) if out is None else out
+    out = torch.empty(len(x), size, size, 3).permute(0, 3, 1, 2) if out is None else out
+    if not out.is_contiguous(memory_format=torch.channels_last):
+        raise ValueError("resized_crops writes channels-last: pass out=torch.empty(B, size, size, 3)"
+                         ".permute(0, 3, 1, 2)")
     boxes, flip = boxes.tolist(), flip.tolist()
+    scale, shift = _uint8_normalisation(size)
 
     def crop_and_resize(rows: range) -> None:
         for i in rows:
@@ -175,7 +184,8 @@ def resized_crops(x: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor, size
             # and takes the vectorised path (~90 µs); permute then unsqueeze gives it stride 3 and ~155 µs.
             resized = F.interpolate(crop.unsqueeze(0).permute(0, 3, 1, 2), size=(size, size), mode="bilinear",
                                     antialias=True, align_corners=False)
-            torch.addcmul(_UINT8_SHIFT, resized[0], _UINT8_SCALE, out=out[i])
+            rows_of_pixels = resized[0].permute(1, 2, 0).view(size, size * 3)
+            torch.addcmul(shift, rows_of_pixels, scale, out=out[i].permute(1, 2, 0).view(size, size * 3))
 
     # Small chunks, taken by whichever thread is free: a thread slowed down (by the Loader's reading, say) does not
     # leave the others waiting at the end of the batch.
