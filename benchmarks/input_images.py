@@ -51,7 +51,7 @@ def main() -> None:
     from audio2image.prepare.images import prepare_caltech256
     from audio2image.prepare.store import Store
     from audio2image.training.inputs import ImageInputs
-    from audio2image.training.loader import RecycledMemory
+    from audio2image.training.loader import batch_memory
 
     with tempfile.TemporaryDirectory(prefix="bench-images-") as tmp:
         tmpdir = Path(tmp)
@@ -70,7 +70,7 @@ def main() -> None:
 
         train = Store(tmpdir / "store").split("train")
         inputs = ImageInputs(args.size, "crop-flip")
-        memory = RecycledMemory(keep=4)  # one for the run's loaders, as train_run has
+        memory = batch_memory()  # one for the run's loaders, as train_run has
         seed_images = seed_s = project_images = project_s = 0
         for round_ in range(args.rounds):
             images, seconds = seed_epoch(seed_script, root)

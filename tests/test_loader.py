@@ -10,7 +10,7 @@ import torch
 
 from audio2image.prepare.store import Split
 from audio2image.training.inputs import AudioInputs
-from audio2image.training.loader import Loader, RecycledMemory, epoch_generator
+from audio2image.training.loader import Loader, RecycledMemory, batch_memory, epoch_generator
 
 
 def gen(seed: int) -> torch.Generator:
@@ -165,7 +165,7 @@ def test_prefetch_gives_the_same_training_batches_as_training_uses_them():
 @pytest.mark.parametrize("prefetch", [0, 2])
 def test_loaders_sharing_memory_reuse_it_and_read_every_row(prefetch):
     split, rows = fake_split(40), np.arange(40)
-    memory = RecycledMemory(keep=prefetch + 2)
+    memory = batch_memory(prefetch)
 
     def epoch(seed):
         addresses, seen = set(), []

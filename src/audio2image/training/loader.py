@@ -33,18 +33,21 @@ class RawBatch:
     rows: torch.Tensor | None = None  # each example's row in its split
 
 
+PREFETCH = 2  # batches a Loader reads ahead
+
+
 class Loader:
     """Iterate raw batches of `rows` of a split; shuffled (training) or in order (evaluation)."""
 
     def __init__(self, split: Split, rows: np.ndarray, batch_size: int, *, shuffle: bool,
-                 crop_frames: int = 0, generator: torch.Generator | None = None, prefetch: int = 2,
+                 crop_frames: int = 0, generator: torch.Generator | None = None, prefetch: int = PREFETCH,
                  pin_memory: bool = False, shard: tuple[int, int] = (0, 1), memory: RecycledMemory | None = None):
         self.split, self.rows, self.batch_size = split, np.asarray(rows), batch_size
         self.shuffle, self.crop_frames, self.generator = shuffle, crop_frames, generator
         self.prefetch, self.pin_memory = prefetch, pin_memory
         self.rank, self.world = shard
         # Batches are gathered into `memory`; pass one across epochs so that later epochs reuse the earlier ones'.
-        self.memory = memory or RecycledMemory(keep=prefetch + 2)
+        self.memory = memory or batch_memory(prefetch)
 
     def batches_of_rows(self) -> list[np.ndarray]:
         order = self.rows
@@ -136,7 +139,7 @@ class RecycledMemory:
     """
 
     def __init__(self, keep: int = 2):
-        self.keep = keep  # at most this many buffers: for a Loader, its queued batches + the one in use + one read
+        self.keep = keep  # at most this many buffers
         self.buffers: list[torch.Tensor] = []
         self.lock = threading.Lock()  # loaders sharing one read in their own threads
 
@@ -150,6 +153,12 @@ class RecycledMemory:
             buffer = torch.empty(shape, dtype=dtype)
             self.buffers = (self.buffers + [buffer])[-self.keep:]
             return buffer[:shape[0]]  # a view even here: the caller's tensor must count as a user of the storage
+
+
+def batch_memory(prefetch: int = PREFETCH) -> RecycledMemory:
+    """Memory for the batches of Loaders reading `prefetch` ahead: the queued ones, the one in use, the one being
+    read. Loaders that run one after another (a run's epochs) can share it."""
+    return RecycledMemory(keep=prefetch + 2)
 
 
 def _storage_users(x: torch.Tensor) -> int:

@@ -26,7 +26,7 @@ from audio2image.config import Config, save_config
 from audio2image.prepare.store import Store
 from audio2image.training import distributed
 from audio2image.training.engine import evaluate, recalibrate_batchnorm, train_one_epoch
-from audio2image.training.loader import Loader, RecycledMemory, epoch_generator
+from audio2image.training.loader import Loader, RecycledMemory, batch_memory, epoch_generator
 from audio2image.training.model import build_model, freeze, initialise
 from audio2image.training.optim import build_optimizer, build_schedule
 from audio2image.training.tasks import Task, build_task, fraction_rows
@@ -189,7 +189,7 @@ class RunLoaders:
     seed: int
     device: torch.device
     precise_bn_batches: int
-    memory: RecycledMemory = field(default_factory=lambda: RecycledMemory(keep=4))
+    memory: RecycledMemory = field(default_factory=batch_memory)
 
     def train(self, epoch: int) -> Loader:
         rank, world = distributed.rank_and_world()
