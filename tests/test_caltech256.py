@@ -13,10 +13,10 @@ from audio2image.datasets.caltech256 import (
     CATEGORY,
     format_caltech256_inspection,
     inspect_caltech256,
-    nested_fraction,
     scan_caltech256,
     split_images,
 )
+from audio2image.datasets.splits import nested_fraction
 
 TOP = "256_ObjectCategories"
 

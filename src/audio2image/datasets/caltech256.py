@@ -1,4 +1,4 @@
-"""Caltech-256: scan the folder tree, split it, take nested training fractions, inspect a copy.
+"""Caltech-256: scan the folder tree, split it, inspect a copy.
 
 The archive unpacks to ``256_ObjectCategories/NNN.name/NNN_XXXX.jpg`` with 257 category folders
 (``001.ak47`` ... ``256.toad`` plus ``257.clutter``). The real tree has stray entries that must
@@ -11,7 +11,6 @@ the proportions of the seed experiment's unstratified ``random_split``.
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 import statistics
@@ -21,15 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from audio2image.datasets.splits import RATIOS, random_split, stratified_split
+
 SPLIT_PROTOCOLS = ("stratified", "seed")
 CATEGORY = re.compile(r"^(\d{3})\.(.+)$")
 CATEGORIES_DIR = "256_ObjectCategories"
 CLUTTER = "clutter"
 
 _GET_DATA = "get the data with `audio2image download caltech256 DIR` or `audio2image synth caltech256 DIR`"
-_SPLITS = ("train", "valid", "test")
-# Distinct RNG streams, so that the split and the fractions never reuse the same random numbers.
-_STREAM_STRATIFIED, _STREAM_SEED, _STREAM_FRACTION = 1, 2, 3
 
 
 @dataclass
@@ -98,95 +96,20 @@ def scan_caltech256(root: Path, include_clutter: bool = True) -> Scan:
 # ----------------------------------------------------------------------------- splits
 
 
-def _check_ratios(ratios) -> tuple[float, float, float]:
-    ratios = tuple(float(r) for r in ratios)
-    if len(ratios) != 3 or min(ratios) < 0 or not math.isclose(sum(ratios), 1.0, abs_tol=1e-6):
-        raise ValueError(f"ratios must be three non-negative numbers summing to 1, got {ratios}")
-    return ratios
-
-
-def _class_counts(n: int, ratios: tuple[float, float, float]) -> list[int]:
-    """Split n into three counts by largest remainder; with n >= 3 every non-zero split gets at least one."""
-    exact = [n * r for r in ratios]
-    counts = [math.floor(x) for x in exact]
-    by_remainder = sorted(range(3), key=lambda i: (-(exact[i] - counts[i]), i))
-    for i in by_remainder[: n - sum(counts)]:
-        counts[i] += 1
-    if n >= 3:
-        # Small classes: move one image at a time from the largest split into any empty one
-        # (only into splits that are meant to get images at all).
-        for i in range(3):
-            if counts[i] == 0 and ratios[i] > 0:
-                counts[max(range(3), key=lambda j: counts[j])] -= 1
-                counts[i] = 1
-    return counts
-
-
-def _stratified(labels: np.ndarray, seed: int, ratios) -> dict[str, np.ndarray]:
-    parts = {name: [] for name in _SPLITS}
-    for label in np.unique(labels):
-        positions = np.flatnonzero(labels == label)
-        # Seeded per class: one class's split does not depend on what other classes exist.
-        rng = np.random.default_rng([seed, _STREAM_STRATIFIED, int(label)])
-        shuffled = positions[rng.permutation(len(positions))]
-        edges = np.cumsum(_class_counts(len(positions), ratios))
-        for name, chunk in zip(_SPLITS, np.split(shuffled, edges[:2])):
-            parts[name].append(chunk)
-    return {name: np.sort(np.concatenate(chunks)).astype(np.int64) if chunks else np.zeros(0, np.int64)
-            for name, chunks in parts.items()}
-
-
-def _seed_protocol(labels: np.ndarray, seed: int, ratios) -> dict[str, np.ndarray]:
-    """Unstratified random split with torch `random_split`'s lengths for fractional sizes.
-
-    torch floors each fraction's length and hands the remainder out one by one from the first
-    split (so 30,607 images give 18,365 / 6,121 / 6,121). Only the proportions are mimicked:
-    the permutation comes from numpy, so it is not the seed experiment's exact split.
-    """
-    n = len(labels)
-    lengths = [math.floor(n * r) for r in ratios]
-    for i in range(n - sum(lengths)):
-        lengths[i % 3] += 1
-    permutation = np.random.default_rng([seed, _STREAM_SEED]).permutation(n)
-    edges = np.cumsum(lengths)[:2]
-    return {name: np.sort(chunk).astype(np.int64) for name, chunk in zip(_SPLITS, np.split(permutation, edges))}
-
-
 def split_images(labels: np.ndarray, protocol: str = "stratified", seed: int = 0,
-                 ratios=(0.6, 0.2, 0.2)) -> dict[str, np.ndarray]:
+                 ratios=RATIOS) -> dict[str, np.ndarray]:
     """Sorted positions into `labels` for "train", "valid", "test": disjoint and covering all.
 
-    Depends only on (labels, protocol, seed, ratios). ``stratified``: per class, a seeded
-    shuffle split by `ratios` (largest remainder), every class with >= 3 images in every split.
-    ``seed``: see `_seed_protocol`.
+    Depends only on (labels, protocol, seed, ratios). ``stratified``: per class, a seeded shuffle split by
+    `ratios` (largest remainder), every class with >= 3 images in every split. ``seed``: the proportions of the
+    seed experiment's unstratified ``random_split`` (not its exact permutation: that came from torch).
     """
     if protocol not in SPLIT_PROTOCOLS:
         raise ValueError(f"unknown Caltech-256 split protocol {protocol!r}; choose one of {', '.join(SPLIT_PROTOCOLS)}")
     labels = np.asarray(labels)
-    ratios = _check_ratios(ratios)
     if protocol == "stratified":
-        return _stratified(labels, seed, ratios)
-    return _seed_protocol(labels, seed, ratios)
-
-
-def nested_fraction(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Sorted positions of a stratified `fraction` of a training split whose labels are `labels`.
-
-    Each class is ordered by a permutation that depends only on (seed, class, class size) and
-    keeps its first max(1, round(fraction * n)) images, so for one seed a smaller fraction's
-    subset lies inside every larger one's: comparing fractions compares more data, not other data.
-    """
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    labels = np.asarray(labels)
-    kept = []
-    for label in np.unique(labels):
-        positions = np.flatnonzero(labels == label)
-        rng = np.random.default_rng([seed, _STREAM_FRACTION, int(label)])
-        # floor(x + 0.5), not Python's round-half-even, so the count never shrinks as fraction grows.
-        keep = min(len(positions), max(1, math.floor(fraction * len(positions) + 0.5)))
-        kept.append(positions[rng.permutation(len(positions))[:keep]])
-    return np.sort(np.concatenate(kept)).astype(np.int64) if kept else np.zeros(0, np.int64)
+        return stratified_split(labels, seed, ratios)
+    return random_split(len(labels), seed, ratios)
 
 
 # ----------------------------------------------------------------------------- inspection

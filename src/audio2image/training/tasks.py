@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from audio2image.config import Config
+from audio2image.datasets.splits import nested_fraction, nested_random_fraction
 from audio2image.prepare.features import MelSettings
 from audio2image.prepare.store import Store
 from audio2image.training import metrics
@@ -73,10 +74,7 @@ def build_task(store: Store, config: Config, stage: str) -> Task:
 def fraction_rows(task: Task, fraction: float, seed: int) -> np.ndarray:
     """Training rows for a data fraction: nested (a smaller fraction's rows are inside a larger one's) and, for
     classification, stratified with at least one item per class. Depends only on the labels, fraction and seed."""
-    labels = task.store.split("train").y
+    labels = np.asarray(task.store.split("train").y)
     if task.kind == "classification":
-        from audio2image.datasets.caltech256 import nested_fraction
-
-        return nested_fraction(np.asarray(labels), fraction, seed)
-    order = np.random.default_rng(seed).permutation(len(labels))
-    return np.sort(order[:max(1, round(fraction * len(labels)))])
+        return nested_fraction(labels, fraction, seed)
+    return nested_random_fraction(len(labels), fraction, seed)
