@@ -44,6 +44,18 @@ def read_json(path: Path):
     return json.loads(Path(path).read_text())
 
 
+def read_json_or_none(path: Path):
+    """The JSON value in `path`, or None when the file is absent, unreadable or not JSON (a torn write)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used as given; the message names the file (and line) and what to do."""
+
+
 def progress(iterable=None, *, enabled: bool = True, **kwargs):
     """A tqdm bar on stderr; silent when disabled or when stderr is not a terminal and CI asks for quiet."""
     from tqdm.auto import tqdm
