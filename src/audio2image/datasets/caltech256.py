@@ -129,7 +129,8 @@ def check_image(path: str) -> tuple[str | None, str | None]:
         return None, f"{type(error).__name__}: {error}"
 
 
-def _check_all(paths: list[str], workers: int) -> list[tuple[str | None, str | None]]:
+def check_images(paths: list[str], workers: int = 1) -> list[tuple[str | None, str | None]]:
+    """`check_image` of every path, in order; `workers` > 1 decodes in that many processes."""
     if workers <= 1:
         return [check_image(path) for path in paths]
     with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -157,7 +158,7 @@ def inspect_caltech256(root: Path, include_clutter: bool = True, decode: bool = 
         "decoded": decode,
     }
     if decode:
-        results = _check_all([str(scan.root / p) for p in scan.paths], workers)
+        results = check_images([str(scan.root / p) for p in scan.paths], workers)
         modes: dict[str, int] = {}
         for mode, _ in results:
             if mode is not None:
