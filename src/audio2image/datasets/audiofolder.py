@@ -1,0 +1,444 @@
+"""Bring your own audio: ``ROOT/labels.csv`` names each clip's file, its labels and optionally its split.
+
+    >>> labels = read_labels(Path("~/sounds")); parts = split_clips(labels, task_of(labels), seed=0)
+
+``labels.csv`` is comma-separated UTF-8 (a BOM is fine, fields may be quoted) whose header names the columns
+``path`` (relative to ROOT), ``labels`` (separated by ``;``) and optionally ``split`` (train, valid, test; also
+val, validation), matched case-insensitively; other columns are ignored. E.g. ``audio/dog1.wav,dog;outdoor,train``.
+
+A clip with several labels makes the dataset multi-label (tagging), else it is single-label (classification).
+Without a split column the clips are split 60/20/20 by a seed: stratified per class for classification.
+Malformed rows are skipped and recorded with their line, so one bad row never costs the dataset; only a missing
+or unusable labels.csv is fatal. A row naming a file that does not exist is kept: store preparation skips the
+clip, and inspection lists it. Nothing here decodes audio but inspection's read of the file headers.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import posixpath
+import stat
+import statistics
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from audio2image.datasets.splits import SPLITS, random_split, stratified_split
+from audio2image.util import DatasetError
+
+LABELS_FILE = "labels.csv"
+SEPARATOR = ";"
+SPLIT_VALUES = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid", "test": "test"}
+TASKS = ("auto", "tagging", "classification")
+
+_LAYOUT = ("an audio folder is ROOT/labels.csv with the header 'path,labels' (optionally ',split') and one row "
+           "per clip, e.g. 'audio/dog1.wav,dog;outdoor', paths relative to ROOT, labels separated by ';'")
+_SPLIT_CHOICES = "train, valid, test (also accepted: val, validation)"
+_EXAMPLES = 10  # how many problems, missing files and unreadable files an inspection report lists by name
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: str  # relative to root, posix, normalised (posixpath.normpath)
+    labels: tuple[str, ...]  # in file order, de-duplicated, stripped, never empty
+    split: str | None  # "train" | "valid" | "test", or None when the file has no split column
+    line: int  # line in labels.csv where the row starts (header = line 1)
+
+
+@dataclass
+class LabelsFile:
+    path: Path
+    clips: list[Clip]
+    vocabulary: list[str]  # every label, sorted (label index = position)
+    has_split: bool
+    problems: list[dict] = field(default_factory=list)  # rows skipped: {"line": n, "reason": "..."}
+    extra_columns: list[str] = field(default_factory=list)  # header columns other than path/labels/split
+
+    @property
+    def multi_label(self) -> bool:
+        return any(len(clip.labels) > 1 for clip in self.clips)
+
+
+class _Skip(Exception):
+    """A data row that cannot be used; the message is the reason recorded in `problems`."""
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _read_text(path: Path) -> str:
+    if not path.is_file():
+        raise DatasetError(f"{path} does not exist; {_LAYOUT}.")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise DatasetError(f"{path}: line {line}: not UTF-8 text (byte {error.start}: {error.reason}); "
+                           "save the file as UTF-8 (spreadsheets: 'CSV UTF-8').") from None
+
+
+def _next_row(path: Path, reader) -> tuple[list[str] | None, int]:
+    """The next row that is not blank and the line it starts on; (None, line) at the end.
+
+    A row whose fields are all whitespace (",," is what spreadsheets export for an empty row) counts as blank.
+    """
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader, None)
+        except csv.Error as error:  # e.g. a field over csv's size limit: a quote left open swallowing the file
+            raise DatasetError(f"{path}: line {start}: {error} (a quote left open?).") from None
+        if row is None or any(value.strip() for value in row):
+            return row, start
+
+
+def _columns(path: Path, header: list[str], line: int) -> tuple[dict[str, int], list[str]]:
+    """Positions of path, labels and (if present) split, and the names of the other columns."""
+    names = [name.strip().lower() for name in header]
+    for required in ("path", "labels"):
+        if required not in names:
+            found = ", ".join(repr(name.strip()) for name in header)
+            raise DatasetError(f"{path}: line {line}: the header has no '{required}' column (found {found}); "
+                               f"{_LAYOUT}.")
+    repeated = sorted({name for name in names if name and names.count(name) > 1})
+    if repeated:
+        raise DatasetError(f"{path}: line {line}: the header repeats column(s) {', '.join(map(repr, repeated))}; "
+                           "keep one of each.")
+    positions = {name: names.index(name) for name in ("path", "labels", "split") if name in names}
+    extra = [header[i].strip() or f"(unnamed column {i + 1})" for i, name in enumerate(names)
+             if name not in positions]
+    return positions, extra
+
+
+def _clip_path(raw: str) -> str:
+    path = raw.strip()
+    if not path:
+        raise _Skip("path is empty")
+    if posixpath.isabs(path):
+        raise _Skip(f"path {path!r} is absolute; give it relative to ROOT")
+    normal = posixpath.normpath(path)
+    if normal == ".." or normal.startswith("../"):
+        raise _Skip(f"path {path!r} leaves ROOT (through '..')")
+    if normal == ".":
+        raise _Skip(f"path {path!r} is ROOT itself, not a file")
+    return normal
+
+
+def _clip_labels(raw: str) -> tuple[str, ...]:
+    # dict.fromkeys de-duplicates in file order; empty pieces ("a;;b", a trailing ";") are dropped silently.
+    labels = tuple(dict.fromkeys(piece.strip() for piece in raw.split(SEPARATOR) if piece.strip()))
+    if not labels:
+        raise _Skip("no labels" + (f" (the labels field is {raw.strip()!r})" if raw.strip() else ""))
+    return labels
+
+
+def _clip_split(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise _Skip(f"split is empty; expected one of {_SPLIT_CHOICES}")
+    if value.lower() not in SPLIT_VALUES:
+        raise _Skip(f"split {value!r} is not one of {_SPLIT_CHOICES}")
+    return SPLIT_VALUES[value.lower()]
+
+
+def _parse_row(row: list[str], width: int, columns: dict[str, int], kept: dict[str, int],
+               lines: tuple[int, int]) -> tuple[str, tuple[str, ...], str | None]:
+    """(path, labels, split) of one data row; _Skip with the reason when it cannot be used."""
+    start, end = lines
+    if len(row) != width:
+        spans = f" (the row runs from line {start} to {end}: a quote left open?)" if end > start else ""
+        raise _Skip(f"expected {width} fields, found {len(row)}{spans}")
+    fields = [row[columns[name]] for name in columns]
+    if end > start and any("\n" in value or "\r" in value for value in fields):
+        raise _Skip(f"a field runs from line {start} to {end} (a quote left open?)")
+    path = _clip_path(row[columns["path"]])
+    if path in kept:
+        raise _Skip(f"duplicated path, first on line {kept[path]}")
+    labels = _clip_labels(row[columns["labels"]])
+    split = _clip_split(row[columns["split"]]) if "split" in columns else None
+    return path, labels, split
+
+
+def read_labels(root: Path) -> LabelsFile:
+    """Read ROOT/labels.csv (see the module docstring); bad rows are skipped and listed in `problems`."""
+    path = Path(root) / LABELS_FILE
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    header, header_line = _next_row(path, reader)
+    if header is None:
+        raise DatasetError(f"{path}: line 1: the file is empty; {_LAYOUT}.")
+    columns, extra = _columns(path, header, header_line)
+    clips, problems, kept = [], [], {}  # kept: path -> line of the row that holds it
+    while True:
+        row, start = _next_row(path, reader)
+        if row is None:
+            break
+        try:
+            clip_path, labels, split = _parse_row(row, len(header), columns, kept, (start, reader.line_num))
+        except _Skip as skip:
+            problems.append({"line": start, "reason": str(skip)})
+            continue
+        # Only kept rows claim their path: a duplicate of a skipped row is the first usable one, so it is kept.
+        kept[clip_path] = start
+        clips.append(Clip(clip_path, labels, split, start))
+    vocabulary = sorted({label for clip in clips for label in clip.labels})
+    return LabelsFile(path=path, clips=clips, vocabulary=vocabulary, has_split="split" in columns,
+                      problems=problems, extra_columns=extra)
+
+
+# ----------------------------------------------------------------------------- task, splits and targets
+
+
+def task_of(labels: LabelsFile, requested: str = "auto") -> str:
+    """"tagging" or "classification" for `requested` (one of TASKS); auto is tagging when any clip has several
+    labels. Classification of multi-label data is a DatasetError naming the first such clip's line."""
+    if requested not in TASKS:
+        raise ValueError(f"unknown task {requested!r}; choose one of {', '.join(TASKS)}")
+    multi = next((clip for clip in labels.clips if len(clip.labels) > 1), None)
+    if requested == "tagging" or (requested == "auto" and multi is not None):
+        return "tagging"
+    if multi is not None:
+        raise DatasetError(
+            f"{labels.path}: line {multi.line}: {multi.path!r} has {len(multi.labels)} labels "
+            f"({SEPARATOR.join(multi.labels)}), but classification needs exactly one per clip; use task "
+            "'tagging' (or 'auto'), or give every clip one label.")
+    return "classification"
+
+
+def _assign(labels: LabelsFile, task: str, seed: int) -> dict[str, list[Clip]]:
+    clips = labels.clips
+    if labels.has_split:
+        return {name: [clip for clip in clips if clip.split == name] for name in SPLITS}
+    if task == "classification":
+        index = {label: i for i, label in enumerate(labels.vocabulary)}
+        positions = stratified_split(np.array([index[c.labels[0]] for c in clips], dtype=np.int64), seed)
+    else:
+        # Multi-label data cannot be stratified simply (a clip is in several classes at once; that would need
+        # iterative stratification), so tagging gets a plain seeded split.
+        positions = random_split(len(clips), seed)
+    # Positions are sorted, so every split keeps file order.
+    return {name: [clips[i] for i in positions[name]] for name in SPLITS}
+
+
+def _empty_split_error(labels: LabelsFile, parts: dict[str, list[Clip]]) -> str | None:
+    empty = [name for name in SPLITS if not parts[name]]
+    if not empty:
+        return None
+    if labels.has_split:
+        return (f"{labels.path} has no clip with split {' or '.join(map(repr, empty))}; give each of train, "
+                "valid and test at least one row, or drop the split column for a seeded 60/20/20 split.")
+    return (f"{labels.path}: the seeded 60/20/20 split of {len(labels.clips)} clips leaves "
+            f"{' and '.join(map(repr, empty))} empty; add clips, or a split column.")
+
+
+def split_clips(labels: LabelsFile, task: str, seed: int) -> dict[str, list[Clip]]:
+    """Clips per split name in SPLITS, file order kept: from the split column, else seeded 60/20/20 (stratified
+    per class for classification). Depends only on the rows and the seed; an empty split is a DatasetError."""
+    parts = _assign(labels, task_of(labels, task), seed)
+    error = _empty_split_error(labels, parts)
+    if error:
+        raise DatasetError(error)
+    return parts
+
+
+def targets(clips: list[Clip], vocabulary: list[str], task: str) -> np.ndarray:
+    """int64 [n] class indices (classification) or uint8 [n, len(vocabulary)] 0/1 (tagging)."""
+    column = {label: j for j, label in enumerate(vocabulary)}  # a label outside it is a KeyError: a caller's bug
+    if task == "classification":
+        multi = next((clip for clip in clips if len(clip.labels) > 1), None)
+        if multi is not None:
+            raise ValueError(f"line {multi.line}: {multi.path!r} has several labels; classification needs one")
+        return np.array([column[clip.labels[0]] for clip in clips], dtype=np.int64)
+    if task == "tagging":
+        matrix = np.zeros((len(clips), len(vocabulary)), dtype=np.uint8)
+        for i, clip in enumerate(clips):
+            matrix[i, [column[label] for label in clip.labels]] = 1
+        return matrix
+    raise ValueError(f"task must be 'tagging' or 'classification' (resolve 'auto' with task_of), got {task!r}")
+
+
+# ----------------------------------------------------------------------------- inspection
+
+
+def _check_files(root: Path, clips: list[Clip]) -> tuple[list[str], list[str], list[str]]:
+    """Paths that are missing (no regular file there), zero bytes, and present (stat only, no decoding)."""
+    missing, empty, present = [], [], []
+    for clip in clips:
+        try:
+            info = os.stat(root / clip.path)
+        except OSError:
+            info = None
+        if info is None or not stat.S_ISREG(info.st_mode):  # a folder there is as unusable as nothing
+            missing.append(clip.path)
+        elif info.st_size == 0:
+            empty.append(clip.path)
+        else:
+            present.append(clip.path)
+    return missing, empty, present
+
+
+def probe_audio(path: str) -> tuple[dict | None, str | None]:
+    """({seconds, samplerate, channels, format}, None) from the file's header, or (None, reason)."""
+    import soundfile  # only inspection and preparation decode; reading labels.csv must not need libsndfile
+
+    try:
+        info = soundfile.info(path)
+    except Exception as error:  # any failure to open is a finding about the file, not a crash
+        return None, getattr(error, "error_string", None) or f"{type(error).__name__}: {error}"
+    if info.samplerate <= 0 or info.frames <= 0:
+        return None, f"no audio frames ({info.frames} frames at {info.samplerate} Hz)"
+    return {"seconds": info.frames / info.samplerate, "samplerate": info.samplerate,
+            "channels": info.channels, "format": info.format}, None
+
+
+def _probe_all(paths: list[str], workers: int) -> list[tuple[dict | None, str | None]]:
+    if workers <= 1:
+        return [probe_audio(path) for path in paths]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(probe_audio, paths, chunksize=32))
+
+
+def _capped(items: list) -> dict:
+    return {"count": len(items), "examples": items[:_EXAMPLES]}
+
+
+def _stats(values: list) -> dict | None:
+    if not values:
+        return None
+    return {"min": round(min(values), 3), "median": round(statistics.median(values), 3), "max": round(max(values), 3)}
+
+
+def _counted(values) -> dict[str, int]:
+    return {str(key): count for key, count in sorted(Counter(values).items())}
+
+
+def _decode_report(root: Path, paths: list[str], workers: int) -> dict:
+    results = _probe_all([str(root / path) for path in paths], workers)
+    good = [(path, info) for path, (info, _) in zip(paths, results) if info is not None]
+    by_length = sorted(good, key=lambda item: (item[1]["seconds"], item[0]))
+    return {
+        "opened": len(good),
+        # What a user needs to choose the fixed clip length (shorter clips are padded, longer ones cropped).
+        "duration_seconds": _stats([info["seconds"] for _, info in by_length]),
+        "shortest": by_length[0][0] if good else None,
+        "longest": by_length[-1][0] if good else None,
+        "sample_rates": _counted(info["samplerate"] for _, info in good),
+        "channels": _counted(info["channels"] for _, info in good),
+        "formats": _counted(info["format"] for _, info in good),
+        "unreadable": _capped([{"path": path, "reason": reason}
+                               for path, (_, reason) in zip(paths, results) if reason is not None]),
+    }
+
+
+def _task_report(labels: LabelsFile) -> dict:
+    multi = [clip for clip in labels.clips if len(clip.labels) > 1]
+    if multi:
+        return {"auto": "tagging", "why": f"{len(multi)} of {len(labels.clips)} clips have more than one label "
+                                          f"(the first on line {multi[0].line})"}
+    if not labels.clips:
+        return {"auto": "classification", "why": "there is no usable clip"}
+    few = " (but one label in all: a classifier needs two)" if len(labels.vocabulary) < 2 else ""
+    return {"auto": "classification", "why": "every clip has exactly one label" + few}
+
+
+def _split_report(labels: LabelsFile, task: str) -> dict:
+    # Seeded split sizes depend only on the class sizes (or the clip count), never on the seed, so seed 0's
+    # counts are every seed's; which labels a split lacks can differ by seed for tagging.
+    parts = _assign(labels, task, seed=0)
+    absent = {}
+    for name in SPLITS:
+        present = {label for clip in parts[name] for label in clip.labels}
+        absent[name] = [label for label in labels.vocabulary if label not in present]
+    return {"source": "column" if labels.has_split else "seeded at preparation",
+            "counts": {name: len(parts[name]) for name in SPLITS}, "error": _empty_split_error(labels, parts),
+            "labels_absent": {name: _capped(missing) for name, missing in absent.items()}}
+
+
+def inspect_audiofolder(root: Path, decode: bool = True, workers: int = 1) -> dict:
+    """Check an audio folder: labels.csv's rows and labels, the task and split it gives, the files it names
+    (stat only) and, with decode, each file's header; returns a JSON-serialisable report."""
+    root = Path(root)
+    labels = read_labels(root)
+    task = task_of(labels, "auto")
+    counts = Counter(label for clip in labels.clips for label in clip.labels)
+    missing, empty, present = _check_files(root, labels.clips)
+    report = {
+        "root": str(root),
+        "labels_file": str(labels.path),
+        "has_split_column": labels.has_split,
+        "extra_columns": labels.extra_columns,
+        "clips": len(labels.clips),
+        "problems": _capped(labels.problems),
+        "labels": [[label, count] for label, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))],
+        "labels_per_clip": _stats([len(clip.labels) for clip in labels.clips]),
+        "task": _task_report(labels),
+        "splits": _split_report(labels, task),
+        "missing_files": _capped(missing),
+        "empty_files": _capped(empty),
+        "extensions": _counted(posixpath.splitext(clip.path)[1].lower() or "(none)" for clip in labels.clips),
+        "decoded": decode,
+    }
+    if decode:
+        report["audio"] = _decode_report(root, present, workers)
+    return report
+
+
+def _format_capped(title: str, capped: dict, show=str) -> list[str]:
+    lines = [f"{title}: {capped['count']}"]
+    lines += [f"  {show(item)}" for item in capped["examples"]]
+    if capped["count"] > len(capped["examples"]):
+        lines.append(f"  ... and {capped['count'] - len(capped['examples'])} more")
+    return lines
+
+
+def _format_audio(audio: dict) -> list[str]:
+    seconds = audio["duration_seconds"]
+    lines = [f"audio headers read: {audio['opened']} files"]
+    if seconds:  # the numbers to choose the fixed clip length from
+        lines.append("duration (s): min {min}, median {median}, max {max}".format(**seconds)
+                     + f" (shortest {audio['shortest']}, longest {audio['longest']})")
+    for title, key in (("sample rates (Hz)", "sample_rates"), ("channels", "channels"), ("formats", "formats")):
+        lines.append(f"{title}: " + (", ".join(f"{value} x{n}" for value, n in audio[key].items()) or "none"))
+    lines += _format_capped("files soundfile cannot open (skipped at preparation)", audio["unreadable"],
+                            lambda item: f"{item['path']}: {item['reason']}")
+    return lines
+
+
+def format_audiofolder_inspection(report: dict) -> str:
+    """Human-readable text of an `inspect_audiofolder` report."""
+    splits, task = report["splits"], report["task"]
+    lines = [
+        f"audio folder at {report['root']}",
+        f"labels: {report['labels_file']} ({report['clips']} clips, {len(report['labels'])} labels, "
+        f"split column: {'yes' if report['has_split_column'] else 'no'})",
+    ]
+    if report["extra_columns"]:
+        lines.append(f"columns ignored: {', '.join(report['extra_columns'])}")
+    lines += _format_capped("rows skipped", report["problems"], lambda p: f"line {p['line']}: {p['reason']}")
+    lines.append(f"task (auto): {task['auto']}, because {task['why']}")
+    if report["labels_per_clip"]:
+        lines.append("labels per clip: {min} min, {median} median, {max} max".format(**report["labels_per_clip"]))
+    counts = " / ".join(f"{name} {n}" for name, n in splits["counts"].items())
+    seeded = splits["source"] != "column"
+    lines.append(f"splits ({'seeded at preparation' if seeded else 'from the split column'}): {counts}")
+    if splits["error"]:
+        lines.append(f"  unusable: {splits['error']}")
+    for name, absent in splits["labels_absent"].items():
+        more = ", ..." if absent["count"] > len(absent["examples"]) else ""
+        if absent["count"]:
+            lines.append(f"  labels with no {name} clip{' (seed 0)' if seeded else ''}: {absent['count']} "
+                         f"({', '.join(absent['examples'])}{more})")
+    lines += _format_capped("missing files (skipped at preparation)", report["missing_files"])
+    lines += _format_capped("empty files (skipped at preparation)", report["empty_files"])
+    lines.append("file extensions: " + (", ".join(f"{ext} x{n}" for ext, n in report["extensions"].items()) or "none"))
+    lines += _format_audio(report["audio"]) if report["decoded"] else ["audio not decoded (decode=False)"]
+    width = max([24, *(len(label) + 1 for label, _ in report["labels"][:50])])
+    lines.append("clips per label:")
+    lines += [f"  {label:<{width}} {count:>6}" for label, count in report["labels"][:50]]
+    if len(report["labels"]) > 50:
+        lines.append(f"  ... and {len(report['labels']) - 50} more")
+    return "\n".join(lines)
