@@ -31,7 +31,7 @@ def pretrain(overrides: dict) -> dict:
     from audio2image.training.run import train_run
 
     config = load_config(config_path("demo"), [f"{key}={value}" for key, value in overrides.items()])
-    plan = pretrain_plan(config, ensure_store(config, config.source).path)
+    plan = pretrain_plan(config, ensure_store(config, "source").path)
     return train_run(config, plan.spec, plan.run_dir)
 
 

@@ -68,8 +68,8 @@ def test_running_again_reuses_every_result(tiny_run):
 
 
 def test_missing_data_folder_is_a_one_line_error(tmp_path):
-    result = audio2image("run", "tiny", "synthetic=false", f"mtat_root={tmp_path / 'nowhere'}",
-                         f"caltech256_root={tmp_path / 'nowhere'}", f"out_dir={tmp_path}", check=False)
+    result = audio2image("run", "tiny", "synthetic=false", f"source_root={tmp_path / 'nowhere'}",
+                         f"target_root={tmp_path / 'nowhere'}", f"out_dir={tmp_path}", check=False)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("audio2image: error:") and "nowhere" in lines[0]

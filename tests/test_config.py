@@ -30,14 +30,14 @@ def test_yaml_values_and_overrides_are_coerced(tmp_path):
     path = write_yaml(tmp_path / "c.yaml", {"name": "x", "transfer_epochs": 3, "pretrain_lr": 1, "amp": False,
                                             "fractions": [0.25, 1], "seeds": [4, 5]})
     config = load_config(path, ["transfer_epochs=7", "transfer_lr=0.125", "amp=true", "channels_last=no",
-                                "pretrain_weight_decay=1e-3", "mtat_root=/data/mtat", "seed=11"])
+                                "pretrain_weight_decay=1e-3", "source_root=/data/mtat", "seed=11"])
     assert config.name == "x"
     assert config.transfer_epochs == 7 and type(config.transfer_epochs) is int
     assert config.pretrain_lr == 1.0 and type(config.pretrain_lr) is float  # int in YAML -> float field
     assert config.transfer_lr == 0.125 and type(config.transfer_lr) is float
     assert config.amp is True and config.channels_last is False
     assert config.pretrain_weight_decay == pytest.approx(1e-3)
-    assert config.mtat_root == "/data/mtat"
+    assert config.source_root == "/data/mtat"
     assert config.seed == 11
     assert config.fractions == [0.25, 1.0] and all(type(v) is float for v in config.fractions)
     assert config.seeds == [4, 5]
@@ -73,7 +73,7 @@ def test_dashed_override_keys():
 
 
 def test_empty_string_value_and_null():
-    assert load_config(None, ["mtat_root="]).mtat_root == ""
+    assert load_config(None, ["target_root="]).target_root == ""
     assert load_config(None, ["slurm_partition=gpu"]).slurm_partition == "gpu"
 
 
@@ -135,6 +135,12 @@ def test_override_without_equals():
     ("transfer_weight_decay=-1", "transfer_weight_decay", "0 or more"),
     ("transfer_label_smoothing=1", "transfer_label_smoothing", "below 1"),
     ("audio_crop_seconds=40", "audio_crop_seconds", "audio_clip_seconds"),
+    ("source=esc50", "source", "mtat, caltech256, imagefolder, audiofolder"),
+    ("target=cifar", "target", "mtat, caltech256, imagefolder, audiofolder"),
+    ("audio_task=regression", "audio_task", "auto, tagging, classification"),
+    ("pretrain_label_smoothing=1", "pretrain_label_smoothing", "below 1"),
+    ("pretrain_label_smoothing=-0.1", "pretrain_label_smoothing", "0 or more"),
+    ("audio_features=seed", "audio_normalize", "audio_normalize=false"),
 ])
 def test_bad_values_name_the_key_and_what_is_allowed(override, key, allowed):
     with pytest.raises(ConfigError) as info:
@@ -144,11 +150,27 @@ def test_bad_values_name_the_key_and_what_is_allowed(override, key, allowed):
     assert allowed in message
 
 
-def test_source_equal_to_target_is_refused():
-    with pytest.raises(ConfigError, match="'target'.*differ from source"):
-        load_config(None, ["source=caltech256", "target=caltech256"])
+def test_source_equal_to_target_is_refused_unless_two_folders():
+    for same in (["source=caltech256", "target=caltech256"],
+                 ["source=audiofolder", "target=audiofolder", "source_root=/d/a", "target_root=/d/a/"],
+                 ["source=imagefolder", "target=imagefolder", "source_root=/d/a"]):
+        with pytest.raises(ConfigError, match="'target'.*same dataset as source.*source_root and target_root"):
+            load_config(None, same)
+    two = load_config(None, ["source=audiofolder", "target=audiofolder", "source_root=/d/a", "target_root=/d/b"])
+    assert (two.source_root, two.target_root) == ("/d/a", "/d/b")
     swapped = load_config(None, ["source=caltech256", "target=mtat"])
     assert (swapped.source, swapped.target) == ("caltech256", "mtat")
+
+
+@pytest.mark.parametrize("key", ["mtat_root", "caltech256_root"])
+def test_renamed_root_keys_say_what_replaced_them(key):
+    with pytest.raises(ConfigError, match=f"'{key}' is gone: use source_root or target_root"):
+        load_config(None, [f"{key}=/data/x"])
+
+
+def test_seed_features_without_normalisation_are_accepted():
+    config = load_config(None, ["audio_features=seed", "audio_normalize=false"])
+    assert config.audio_features == "seed" and not config.audio_normalize
 
 
 def test_valid_edge_values_are_accepted():
@@ -248,6 +270,10 @@ def _cli_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "missing config": (["run", str(tmp / "missing.yaml")], "missing.yaml"),
         "prepare missing root": (["prepare", "mtat", "/nonexistent", str(tmp / "x")], "/nonexistent"),
         "inspect missing root": (["inspect", "caltech256", "/nonexistent"], "/nonexistent"),
+        "unknown dataset": (["run", "source=esc50"], "'source'"),
+        "folder dataset without root": (["run", "tiny", "target=imagefolder"], "'target_root' is empty"),
+        "bad prepare option": (["prepare", "imagefolder", str(tmp), str(tmp / "y"), "--size", "0"], "--size"),
+        "audiofolder without labels": (["inspect", "audiofolder", str(tmp)], "labels.csv"),
     }
 
 
@@ -266,9 +292,10 @@ def cli_results(tmp_path_factory):
     return tmp, cases, results
 
 
-@pytest.mark.slow  # six interpreter starts, run at once; each error path imports torch (cli._is_user_error)
+@pytest.mark.slow  # ten interpreter starts, run at once; each error path imports torch (cli._is_user_error)
 @pytest.mark.parametrize("name", ["unknown key", "bad number", "bad choice", "missing config", "prepare missing root",
-                                  "inspect missing root"])
+                                  "inspect missing root", "unknown dataset", "folder dataset without root",
+                                  "bad prepare option", "audiofolder without labels"])
 def test_cli_user_errors_are_one_line(cli_results, name):
     tmp, cases, results = cli_results
     code, out, err = results[name]

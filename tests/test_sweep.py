@@ -17,7 +17,7 @@ def plan(tmp_path, store, **overrides):
     values = [f"out_dir={tmp_path}", "name=exp", "transfer_epochs=1", "inits=random", "seeds=0,1",
               "fractions=0.5,1.0", "progress=false"] + [f"{k}={v}" for k, v in overrides.items()]
     config = load_config("configs/tiny.yaml", values)
-    return config, transfer_plan(config, store, pretrain=None)
+    return config, transfer_plan(config, store)
 
 
 def table(runs, path) -> list[dict]:

@@ -1,7 +1,8 @@
 """The command line: each command parses its arguments and calls one importable function.
 
     audio2image run                      # the demo: synthetic data -> pretraining -> transfer sweep -> report
-    audio2image run configs/recipe.yaml mtat_root=/data/mtat caltech256_root=/data/caltech
+    audio2image run configs/recipe.yaml source_root=/data/mtat target_root=/data/caltech256
+    audio2image run tiny source=imagefolder source_root=/data/photos target=mtat   # image -> audio
 """
 from __future__ import annotations
 
@@ -37,78 +38,80 @@ def load(args) -> Config:
     return load_config(config_path(args.config), args.overrides)
 
 
-# --- commands ----------------------------------------------------------------------------------------------------
-def cmd_synth(args) -> object:
-    from audio2image.datasets import synth
+# --- dataset commands: what each dataset offers is in datasets/registry.py -------------------------------------
+def _dataset(args):
+    from audio2image.datasets.registry import DATASETS
 
-    if args.dataset == "mtat":
-        return synth.synth_mtat(args.out, args.clips, args.seed, args.seconds, workers=args.workers)
-    return synth.synth_caltech256(args.out, args.classes, args.per_class, args.seed, workers=args.workers)
+    return DATASETS[args.dataset]
+
+
+def _values(args, options) -> dict:
+    """The parsed values of a dataset's options, by function parameter; keyed ones checked like config values."""
+    from audio2image.config import ConfigError, validate_value
+
+    values = {}
+    for option in options:
+        value = getattr(args, option.param)
+        if option.key:
+            try:
+                validate_value(option.key, value)
+            except ConfigError as error:
+                raise ConfigError(f"{option.flag}: {str(error).split(': ', 1)[1]}") from None
+        values[option.param] = value
+    return values
+
+
+def cmd_synth(args) -> object:
+    dataset = _dataset(args)
+    return dataset.synth(args.out, workers=args.workers, **_values(args, dataset.synth_options))
 
 
 def cmd_download(args) -> object:
-    from audio2image.datasets import download
-
-    if args.dataset == "mtat":
-        return download.download_mtat(args.dir, args.mirror)
-    return download.download_caltech256(args.dir, args.url)
+    dataset = _dataset(args)
+    return dataset.download(args.dir, **_values(args, dataset.download_options))
 
 
 def cmd_inspect(args) -> str:
-    if args.dataset == "mtat":
-        from audio2image.datasets import mtat
-
-        return mtat.format_mtat_inspection(mtat.inspect_mtat(args.root))
-    from audio2image.datasets import caltech256
-
-    report = caltech256.inspect_caltech256(args.root, include_clutter=not args.exclude_clutter,
-                                           decode=not args.no_decode, workers=args.workers)
-    return caltech256.format_caltech256_inspection(report)
+    dataset = _dataset(args)
+    return dataset.format_inspection(dataset.inspect(args.root, **_values(args, dataset.inspect_options)))
 
 
 def cmd_prepare(args) -> dict:
-    if args.dataset == "mtat":
-        from audio2image.prepare.audio import prepare_mtat
-
-        manifest = prepare_mtat(args.root, args.out, features=args.features, split=args.split,
-                                clip_seconds=args.clip_seconds, workers=args.workers)
-    else:
-        from audio2image.prepare.images import prepare_caltech256
-
-        manifest = prepare_caltech256(args.root, args.out, size=args.size, resize=args.resize, split=args.split,
-                                      split_seed=args.split_seed, include_clutter=not args.exclude_clutter,
-                                      workers=args.workers)
-    return {"store": str(args.out), "splits": manifest["splits"], "skipped": len(manifest["skipped"])}
+    dataset = _dataset(args)
+    manifest = dataset.prepare(args.root, args.out, workers=args.workers, **_values(args, dataset.store_options))
+    return {"store": str(args.out), "task": manifest["task"], "labels": len(manifest["labels"]),
+            "splits": manifest["splits"], "skipped": len(manifest["skipped"]),
+            "annotation_rows_dropped": len(manifest.get("annotation_problems", []))}
 
 
+# --- training commands ---------------------------------------------------------------------------------------------
 def cmd_pretrain(args) -> dict:
     from audio2image.prepare.stores import ensure_store
     from audio2image.sweep.grid import pretrain_plan
     from audio2image.training.run import train_run
 
     config = load(args)
-    plan = pretrain_plan(config, ensure_store(config, config.source).path)
+    plan = pretrain_plan(config, ensure_store(config, "source").path)
     return _summary(train_run(config, plan.spec, args.run_dir or plan.run_dir))
 
 
 def cmd_transfer(args) -> dict:
+    """One cell of the sweep's grid, planned exactly as the sweep plans it (same folder, identity and row)."""
     import dataclasses
 
     from audio2image.prepare.stores import ensure_store
-    from audio2image.sweep.grid import transfer_run_id
+    from audio2image.sweep.grid import plan_transfer
     from audio2image.training import distributed
-    from audio2image.training.run import RunSpec, train_run
+    from audio2image.training.run import train_run
 
     config = load(args)
     if args.init:
         config = dataclasses.replace(config, init=args.init)  # validated like any config value
     distributed.setup()
-    store = ensure_store(config, config.target) if distributed.is_main() else None
+    store = ensure_store(config, "target") if distributed.is_main() else None
     store_path = Path(distributed.broadcast_object(str(store.path) if store else None))
-    run_id = transfer_run_id(config, store_path, config.fraction, config.init, config.seed, config.freeze)
-    spec = RunSpec("transfer", store_path, config.fraction, config.init, config.seed, config.freeze, run_id)
-    run_dir = args.run_dir or config.experiment_dir / "transfer" / run_id
-    return _summary(train_run(config, spec, run_dir))
+    run = plan_transfer(config, store_path, config.fraction, config.init, config.seed, config.freeze)
+    return _summary(train_run(run.config, run.spec, args.run_dir or run.run_dir))
 
 
 def cmd_sweep(args) -> dict:
@@ -138,6 +141,49 @@ def _summary(result: dict) -> dict:
 
 
 # --- parser ------------------------------------------------------------------------------------------------------
+DATASET_COMMANDS = (  # command, help, what its datasets must have, positional arguments, options of the dataset
+    ("synth", "write a synthetic dataset in the real on-disk format", "synth", ("out",), "synth_options"),
+    ("download", "download a real dataset (resumable, verified)", "download", ("dir",), "download_options"),
+    ("inspect", "check a dataset folder and print what is in it", "inspect", ("root",), "inspect_options"),
+    ("prepare", "decode a dataset once into a memory-mapped training store", "prepare", ("root", "out"),
+     "store_options"),
+)
+
+
+def _dataset_commands(commands) -> None:
+    """synth / download / inspect / prepare, with one sub-command per registered dataset that supports it."""
+    from audio2image.datasets.registry import DATASETS
+
+    for command, help_text, needs, positionals, options in DATASET_COMMANDS:
+        parser = commands.add_parser(command, help=help_text)
+        kinds = parser.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+        for dataset in DATASETS.values():
+            if getattr(dataset, needs) is None:
+                continue
+            sub = kinds.add_parser(dataset.name, help=dataset.summary, description=f"{dataset.summary}. "
+                                   f"{dataset.modality}, {dataset.task_words}; its folder holds {dataset.layout}.")
+            for name in positionals:
+                sub.add_argument(name, type=Path)
+            for option in getattr(dataset, options):
+                _add_option(sub, option)
+            if command in ("synth", "prepare"):
+                sub.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+        parser.set_defaults(func=globals()[f"cmd_{command}"])
+
+
+def _add_option(parser: argparse.ArgumentParser, option) -> None:
+    """One dataset option; a keyed one takes its type, default and choices from the config key."""
+    from audio2image.config import key_spec
+
+    kind, default, choices = key_spec(option.key) if option.key else (option.type, option.default, None)
+    text = f"{option.help} (default {default}" + (f"; config key {option.key})" if option.key else ")")
+    if option.boolean:
+        parser.add_argument(option.flag, dest=option.param, action=argparse.BooleanOptionalAction, default=default,
+                            help=text)
+    else:
+        parser.add_argument(option.flag, dest=option.param, type=kind, default=default, choices=choices, help=text)
+
+
 def _config_arguments(parser: argparse.ArgumentParser, positional: bool = False) -> None:
     if positional:
         parser.add_argument("config", nargs="?", help=CONFIG_HELP + " (default: demo)")
@@ -149,76 +195,16 @@ def _config_arguments(parser: argparse.ArgumentParser, positional: bool = False)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="audio2image",
-        description="Does pretraining a network on audio help it learn images? Pretrain a ResNet-18 on music "
-                    "auto-tagging (MagnaTagATune), transfer it to image classification (Caltech-256) at several "
-                    "fractions of the training data, compare with random initialisation over seeds, report.",
+        description="Does pretraining a network on one modality help it learn another? Pretrain a ResNet-18 on a "
+                    "source dataset (by default music auto-tagging, MagnaTagATune), transfer it to a target dataset "
+                    "(by default image classification, Caltech-256) at several fractions of its training data, "
+                    "compare with random initialisation over seeds, report. Any direction: audio or image, "
+                    "MagnaTagATune, Caltech-256 or your own folders (imagefolder, audiofolder).",
         epilog="Start with `audio2image run`: the whole pipeline on built-in synthetic data.")
     parser.add_argument("--version", action="version", version=f"audio2image {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    synth = commands.add_parser("synth", help="write a synthetic dataset in the real on-disk format")
-    synth_kinds = synth.add_subparsers(dest="dataset", required=True, metavar="DATASET")
-    s = synth_kinds.add_parser("mtat", help="MagnaTagATune-format MP3 clips with audible tags")
-    s.add_argument("out", type=Path, help="dataset root to write")
-    s.add_argument("--clips", type=int, default=400, help="number of clips (default 400)")
-    s.add_argument("--seconds", type=float, default=29.1, help="clip length in seconds (default 29.1)")
-    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    s.add_argument("--workers", type=int, default=2, help="processes (default 2)")
-    s = synth_kinds.add_parser("caltech256", help="Caltech-256-format JPEG tree with learnable classes")
-    s.add_argument("out", type=Path, help="dataset root to write")
-    s.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
-    s.add_argument("--per-class", type=int, default=40, help="images per class (default 40)")
-    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    s.add_argument("--workers", type=int, default=2, help="processes (default 2)")
-    synth.set_defaults(func=cmd_synth)
-
-    download = commands.add_parser("download", help="download a real dataset (resumable, verified)")
-    kinds = download.add_subparsers(dest="dataset", required=True, metavar="DATASET")
-    d = kinds.add_parser("mtat", help="MagnaTagATune: three zip parts + two CSVs, sha256-verified, unzipped")
-    d.add_argument("dir", type=Path, help="dataset root to fill")
-    d.add_argument("--mirror", help="base URL to download from instead of the official host")
-    d = kinds.add_parser("caltech256", help="Caltech-256: the tar from data.caltech.edu, md5-verified, extracted")
-    d.add_argument("dir", type=Path, help="dataset root to fill")
-    d.add_argument("--url", help="URL of 256_ObjectCategories.tar instead of the official one")
-    download.set_defaults(func=cmd_download)
-
-    inspect = commands.add_parser("inspect", help="check a dataset root and print what is in it")
-    kinds = inspect.add_subparsers(dest="dataset", required=True, metavar="DATASET")
-    i = kinds.add_parser("mtat", help="files present, split counts per protocol, top-50 tags (no decoding)")
-    i.add_argument("root", type=Path)
-    i = kinds.add_parser("caltech256", help="classes, images per class, stray entries, undecodable images")
-    i.add_argument("root", type=Path)
-    i.add_argument("--no-decode", action="store_true", help="do not try to decode every image")
-    i.add_argument("--exclude-clutter", action="store_true", help="leave out 257.clutter")
-    i.add_argument("--workers", type=int, default=2, help="processes for decoding (default 2)")
-    inspect.set_defaults(func=cmd_inspect)
-
-    prepare = commands.add_parser("prepare", help="decode a dataset once into a memory-mapped training store")
-    kinds = prepare.add_subparsers(dest="dataset", required=True, metavar="DATASET")
-    p = kinds.add_parser("mtat", help="log-mel spectrograms, fp16, one array per split")
-    p.add_argument("root", type=Path)
-    p.add_argument("out", type=Path)
-    p.add_argument("--features", choices=("recipe", "seed"), default="recipe",
-                   help="recipe: 16 kHz, n_fft 512, hop 256, 128 mels, dB; seed: 22,050 Hz, n_fft 2048, "
-                        "hop 512, 128 mels, power (default recipe)")
-    p.add_argument("--split", choices=("standard", "full", "seed"), default="standard",
-                   help="standard: 0-b/c/d-f, clips with a top-50 tag; full: same folders, all clips; "
-                        "seed: 0-b/c-d/e-f (default standard)")
-    p.add_argument("--clip-seconds", type=float, default=29.1, help="pad or crop every clip to this (29.1)")
-    p.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
-    p = kinds.add_parser("caltech256", help="RGB uint8 images of one size, one array per split")
-    p.add_argument("root", type=Path)
-    p.add_argument("out", type=Path)
-    p.add_argument("--size", type=int, default=256, help="side of the stored square images (default 256)")
-    p.add_argument("--resize", choices=("center", "squash"), default="center",
-                   help="center: short side to SIZE, centre crop; squash: straight to SIZE x SIZE, as the seed")
-    p.add_argument("--split", choices=("stratified", "seed"), default="stratified",
-                   help="stratified 60/20/20 per class, or the seed's unstratified 60/20/20")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the split (default 0)")
-    p.add_argument("--exclude-clutter", action="store_true", help="leave out 257.clutter")
-    p.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
-    prepare.set_defaults(func=cmd_prepare)
-
+    _dataset_commands(commands)
     pretrain = commands.add_parser("pretrain", help="train on the source dataset (one run)")
     _config_arguments(pretrain)
     pretrain.add_argument("--run-dir", type=Path, help="run folder (default: OUT_DIR/NAME/pretrain)")
@@ -227,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     transfer = commands.add_parser("transfer", help="train on the target dataset from an init (one run); "
                                                     "runs under torchrun for several GPUs")
     _config_arguments(transfer)
-    transfer.add_argument("--init", help="random | imagenet | audio:RUN_DIR | image:RUN_DIR | checkpoint:PATH")
+    transfer.add_argument("--init", help="random | imagenet | audio | image (this experiment's pretraining) | "
+                                         "audio:RUN_DIR | image:RUN_DIR | checkpoint:PATH")
     transfer.add_argument("--run-dir", type=Path, help="run folder (default: OUT_DIR/NAME/transfer/RUN_ID)")
     transfer.set_defaults(func=cmd_transfer)
 
@@ -265,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(result, indent=2, default=str))
 
 
-USER_ERRORS = {"ConfigError", "InitError", "DownloadError", "AnnotationError", "FileNotFoundError",
+USER_ERRORS = {"ConfigError", "InitError", "DownloadError", "AnnotationError", "DatasetError", "FileNotFoundError",
                "NotADirectoryError", "StoreMismatchError"}
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import json
 import math
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -19,9 +20,13 @@ from pathlib import Path
 
 import yaml
 
-DATASETS = ("mtat", "caltech256")
-MODALITY = {"mtat": "audio", "caltech256": "image"}
-INIT_NAMES = ("random", "imagenet", "audio", "image")
+from audio2image.datasets.registry import DATASETS, MODALITIES
+
+SIDES = ("source", "target")  # the dataset pretrained on, and the one transferred to
+INIT_NAMES = ("random", "imagenet", *MODALITIES)  # "audio"/"image": this experiment's pretraining on its source
+# keys that no longer exist -> what to use instead
+RENAMED = {"mtat_root": "source_root or target_root (the folder of the source or the target dataset)",
+           "caltech256_root": "source_root or target_root (the folder of the source or the target dataset)"}
 
 
 class ConfigError(ValueError):
@@ -34,10 +39,10 @@ class Config:
     name: str = "experiment"
     out_dir: str = "runs"  # the experiment writes to out_dir/name
     data_dir: str = ".cache/audio2image"  # synthetic datasets and prepared stores
-    source: str = "mtat"  # the dataset pretrained on
+    source: str = "mtat"  # the dataset pretrained on (a name in datasets/registry.py)
     target: str = "caltech256"  # the dataset transferred to
-    mtat_root: str = ""  # raw MagnaTagATune root; empty with synthetic=true means "synthesise it"
-    caltech256_root: str = ""
+    source_root: str = ""  # the source dataset's folder; empty with synthetic=true means "synthesise it"
+    target_root: str = ""
     synthetic: bool = False
     synth_seed: int = 0
     synth_clips: int = 400
@@ -46,16 +51,18 @@ class Config:
     synth_per_class: int = 40
     # --- audio store and inputs -------------------------------------------------------------------------------------
     audio_features: str = "recipe"  # recipe: 16 kHz log-mel; seed: the seed's 22,050 Hz power mel
-    audio_split: str = "standard"  # standard | full | seed
+    audio_split: str = "standard"  # MTAT's split protocol: standard | full | seed
+    audio_split_seed: int = 0  # audiofolder without a split column: seed of its split
+    audio_task: str = "auto"  # audiofolder: auto (tagging when a clip has several labels) | tagging | classification
     audio_clip_seconds: float = 29.1  # every clip is padded or cropped to this length
     audio_crop_seconds: float = 3.69  # training crop; 0 = the whole clip (as the seed)
     audio_eval_crops: int = 16  # evaluation averages this many evenly spaced crops per clip
     audio_specaugment: bool = True
     audio_normalize: bool = True  # standardise log-mels with the training split's statistics
     # --- image store and inputs -------------------------------------------------------------------------------------
-    image_split: str = "stratified"  # stratified | seed (unstratified, as the seed)
-    image_split_seed: int = 0
-    image_include_clutter: bool = True
+    image_split: str = "stratified"  # Caltech-256's split: stratified | seed (unstratified, as the seed)
+    image_split_seed: int = 0  # Caltech-256, and imagefolder without split folders
+    image_include_clutter: bool = True  # Caltech-256's 257.clutter
     image_store_size: int = 256  # side of the stored square images
     image_resize: str = "center"  # center: short side then centre crop; squash: straight to a square (seed)
     image_size: int = 224  # side of the model input
@@ -69,6 +76,7 @@ class Config:
     pretrain_weight_decay: float = 1e-4
     pretrain_schedule: str = "cosine"
     pretrain_warmup_epochs: int = 1
+    pretrain_label_smoothing: float = 0.1  # for a classification source; tagging (BCE) takes none
     # --- transfer stage -------------------------------------------------------------------------------------------
     transfer_epochs: int = 30
     transfer_batch_size: int = 64
@@ -77,7 +85,7 @@ class Config:
     transfer_weight_decay: float = 5e-4
     transfer_schedule: str = "cosine"
     transfer_warmup_epochs: int = 1
-    transfer_label_smoothing: float = 0.1
+    transfer_label_smoothing: float = 0.1  # for a classification target; tagging (BCE) takes none
     # one transfer run
     fraction: float = 1.0
     init: str = "random"
@@ -115,15 +123,21 @@ class Config:
     def experiment_dir(self) -> Path:
         return Path(self.out_dir) / self.name
 
-    def root_of(self, dataset: str) -> str:
-        return getattr(self, f"{dataset}_root")
+    def dataset(self, side: str):
+        """The registry's description (datasets/registry.py) of the source or the target dataset."""
+        return DATASETS[getattr(self, side)]
+
+    def root_of(self, side: str) -> str:
+        """The configured folder of the source or the target dataset ("" when unset)."""
+        return getattr(self, f"{side}_root")
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "source": DATASETS,
-    "target": DATASETS,
+    "source": tuple(DATASETS),
+    "target": tuple(DATASETS),
     "audio_features": ("recipe", "seed"),
     "audio_split": ("standard", "full", "seed"),
+    "audio_task": ("auto", "tagging", "classification"),
     "image_split": ("stratified", "seed"),
     "image_resize": ("center", "squash"),
     "image_augment": ("crop-flip", "seed", "none"),
@@ -139,7 +153,8 @@ POSITIVE = {"synth_clips", "synth_seconds", "synth_classes", "synth_per_class", 
             "pretrain_lr", "transfer_epochs", "transfer_batch_size", "transfer_lr", "workers", "parallel",
             "slurm_time_min"}
 NON_NEGATIVE = {"threads", "precise_bn_batches", "audio_crop_seconds", "pretrain_weight_decay", "transfer_weight_decay",
-                "pretrain_warmup_epochs", "transfer_warmup_epochs", "transfer_label_smoothing"}
+                "pretrain_warmup_epochs", "transfer_warmup_epochs", "pretrain_label_smoothing",
+                "transfer_label_smoothing"}
 FREEZE_PATTERN = re.compile(r"^(none|seed|linear|stages:[0-5])$")
 
 
@@ -151,7 +166,7 @@ def validate_init(key: str, init: str) -> None:
     name, _, path = init.partition(":")
     if name == "checkpoint" and path:
         return
-    if name in INIT_NAMES and (not path or name in MODALITY.values()):
+    if name in INIT_NAMES and (not path or name in MODALITIES):
         return
     _fail(key, init, "use random, imagenet, audio, image, audio:RUN_DIR, image:RUN_DIR or checkpoint:PATH")
 
@@ -161,18 +176,30 @@ def validate_freeze(key: str, freeze: str) -> None:
         _fail(key, freeze, "use none, seed, linear or stages:K with K from 0 to 5")
 
 
+def _check_sides(config: Config) -> None:
+    """Source and target may be the same kind of dataset (two audio folders), but not the same data."""
+    if config.source != config.target:
+        return
+    same_root = os.path.normpath(config.source_root or ".") == os.path.normpath(config.target_root or ".")
+    if same_root or not (config.source_root and config.target_root):
+        _fail("target", config.target, "it is the same dataset as source; transfer between two folders of one kind "
+              "by giving both source_root and target_root, different folders")
+
+
+def validate_value(key: str, value) -> None:
+    """The checks of one key on its own (allowed choices, sign); `validate` adds those between keys."""
+    if key in CHOICES and value not in CHOICES[key]:
+        _fail(key, value, "choose one of " + ", ".join(CHOICES[key]))
+    if key in POSITIVE and not (math.isfinite(value) and value > 0):
+        _fail(key, value, "it must be a finite number greater than 0")
+    if key in NON_NEGATIVE and not (math.isfinite(value) and value >= 0):
+        _fail(key, value, "it must be a finite number, 0 or more")
+
+
 def validate(config: Config) -> None:
-    for key, allowed in CHOICES.items():
-        if getattr(config, key) not in allowed:
-            _fail(key, getattr(config, key), "choose one of " + ", ".join(allowed))
-    for key in POSITIVE:
-        if not (math.isfinite(getattr(config, key)) and getattr(config, key) > 0):
-            _fail(key, getattr(config, key), "it must be a finite number greater than 0")
-    for key in NON_NEGATIVE:
-        if not (math.isfinite(getattr(config, key)) and getattr(config, key) >= 0):
-            _fail(key, getattr(config, key), "it must be a finite number, 0 or more")
-    if config.source == config.target:
-        _fail("target", config.target, "it must differ from source")
+    for key in (*CHOICES, *POSITIVE, *NON_NEGATIVE):
+        validate_value(key, getattr(config, key))
+    _check_sides(config)
     if not 0 < config.fraction <= 1:
         _fail("fraction", config.fraction, "it must be in (0, 1]")
     for value in config.fractions:
@@ -180,8 +207,13 @@ def validate(config: Config) -> None:
             _fail("fractions", value, "every fraction must be in (0, 1]")
     if config.audio_crop_seconds > config.audio_clip_seconds:
         _fail("audio_crop_seconds", config.audio_crop_seconds, "it must not exceed audio_clip_seconds")
-    if config.transfer_label_smoothing >= 1:
-        _fail("transfer_label_smoothing", config.transfer_label_smoothing, "it must be below 1")
+    for key in ("pretrain_label_smoothing", "transfer_label_smoothing"):
+        if getattr(config, key) >= 1:
+            _fail(key, getattr(config, key), "it must be below 1")
+    if config.audio_normalize and config.audio_features == "seed":
+        _fail("audio_normalize", True, "the seed's power features are not on a log scale, so per-band "
+              "standardisation would be ruled by a few loud frames; set audio_normalize=false (as configs/seed.yaml "
+              "does) or use audio_features=recipe")
     validate_init("init", config.init)
     for value in config.inits:
         validate_init("inits", value)
@@ -198,6 +230,13 @@ def validate(config: Config) -> None:
 # --- reading, overriding, saving ---------------------------------------------------------------------------------
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _TYPES = typing.get_type_hints(Config)
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config) if f.default is not dataclasses.MISSING}
+
+
+def key_spec(key: str) -> tuple[type, object, tuple | None]:
+    """(type, default, allowed values or None) of a config key: what a command-line option for it needs."""
+    _check_known(key)
+    return _TYPES[key], _DEFAULTS[key], CHOICES.get(key)
 
 
 def _coerce(key: str, value):
@@ -248,6 +287,8 @@ def _coerce_scalar(key: str, value, kind):
 
 
 def _check_known(key: str) -> None:
+    if key in RENAMED:
+        raise ConfigError(f"config key '{key}' is gone: use {RENAMED[key]}")
     if key not in _FIELDS:
         near = difflib.get_close_matches(key, list(_FIELDS), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(repr(n) for n in near)}?" if near else "; see `audio2image run --help`"

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audio2image.datasets.splits import SPLITS
 from audio2image.datasets.tags import ALL_TAGS, TOP50
 
 # clip_id -> mp3_path of the clips whose audio is empty or corrupt in the real download.
@@ -172,7 +173,7 @@ def split_clips(clips: list[Clip], protocol: str, top_tags=TOP50) -> dict[str, l
         raise ValueError(f"unknown MTAT split protocol {protocol!r}; choose one of {', '.join(SPLIT_PROTOCOLS)}")
     split_of = {folder: split for split, folders in _FOLDERS[protocol].items() for folder in folders}
     wanted = frozenset(canonical_tag(tag) for tag in top_tags)
-    splits: dict[str, list[Clip]] = {"train": [], "valid": [], "test": []}
+    splits: dict[str, list[Clip]] = {name: [] for name in SPLITS}
     for clip in clips:
         split = split_of.get(clip.folder)
         if split is None or clip.clip_id in BAD_CLIPS:

@@ -1,6 +1,7 @@
-"""MagnaTagATune -> audio store: decode each MP3 once, fix its length, log-mel it, write fp16 arrays per split.
+"""Audio datasets -> audio store: decode each clip once, fix its length, log-mel it, write fp16 arrays per split.
 
     >>> prepare_mtat(Path("data/mtat"), Path("stores/mtat"), features="recipe", split="standard", workers=2)
+    >>> prepare_audiofolder(Path("data/esc50"), Path("stores/esc50"), clip_seconds=5, workers=2)
 """
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from audio2image.datasets import mtat
+from audio2image.datasets import audiofolder, mtat
 from audio2image.datasets.tags import TOP50
 from audio2image.prepare.features import FEATURE_PRESETS, MelFrontEnd, MelSettings
-from audio2image.prepare.store import (SPLITS, SplitItems, Store, is_complete, row_blocks, worker_pool,
+from audio2image.prepare.store import (SplitItems, Store, check_splits, is_complete, row_blocks, worker_pool,
                                        write_manifest, write_splits)
 from audio2image.util import log
 
@@ -33,31 +34,68 @@ def prepare_mtat(root: Path, out: Path, *, features: str = "recipe", split: str 
     if not annotations_path.is_file():
         raise FileNotFoundError(f"no MagnaTagATune annotations at {annotations_path}; get the data with "
                                 "`audio2image download mtat DIR` or `audio2image synth mtat DIR`")
-    settings = FEATURE_PRESETS[features]
-    samples = round(clip_seconds * settings.sample_rate)
     annotations = mtat.read_annotations(annotations_path)
-    out.mkdir(parents=True, exist_ok=True)
-    work = functools.partial(features_of_clips, settings=settings, samples=samples)
-    shape = (settings.n_mels, settings.frames(samples))
     splits = {name: SplitItems([str(root / "mp3" / c.mp3_path) for c in clips], [c.mp3_path for c in clips],
                                mtat.label_matrix(clips, TOP50))
               for name, clips in mtat.split_clips(annotations.clips, split).items()}
+    facts = {"dataset": "mtat", "task": "tagging", "labels": list(TOP50), "split_protocol": split,
+             "annotation_problems": annotations.problems}
+    return write_audio_store(root, out, splits, facts, features=features, clip_seconds=clip_seconds,
+                             workers=workers, progress=progress)
+
+
+def prepare_audiofolder(root: Path, out: Path, *, features: str = "recipe", clip_seconds: float = 29.1,
+                        split_seed: int = 0, task: str = "auto", workers: int = 1, progress: bool = True) -> dict:
+    """Prepare (or finish preparing) the audio store for an audio folder (ROOT/labels.csv + the files it names).
+
+    Any format soundfile decodes, resampled to the feature preset's rate; the split from labels.csv's split
+    column, else seeded by `split_seed` (stratified for single-label data). `task`: auto | tagging |
+    classification (see datasets/audiofolder.py).
+    """
+    root, out = Path(root), Path(out)
+    if is_complete(out):
+        return Store(out).manifest
+    labels = audiofolder.read_labels(root)
+    kind = audiofolder.task_of(labels, task)
+    splits = {name: SplitItems([str(root / c.path) for c in clips], [c.path for c in clips],
+                               audiofolder.targets(clips, labels.vocabulary, kind))
+              for name, clips in audiofolder.split_clips(labels, kind, split_seed).items()}
+    facts = {"dataset": "audiofolder", "task": kind, "task_requested": task, "labels": labels.vocabulary,
+             "split_protocol": "column" if labels.has_split else "seeded", "split_seed": split_seed,
+             "annotation_problems": labels.problems}
+    return write_audio_store(root, out, splits, facts, features=features, clip_seconds=clip_seconds,
+                             workers=workers, progress=progress)
+
+
+def write_audio_store(root: Path, out: Path, splits: dict[str, SplitItems], facts: dict, *, features: str,
+                      clip_seconds: float, workers: int, progress: bool) -> dict:
+    """Decode, fix the length of and mel every split's clips into `out`; returns the manifest.
+
+    `facts` go into the manifest as they are: the dataset's name, task, label names, split protocol and the
+    annotation rows it dropped.
+    """
+    settings = FEATURE_PRESETS[features]
+    samples = round(clip_seconds * settings.sample_rate)
+    out.mkdir(parents=True, exist_ok=True)
+    work = functools.partial(features_of_clips, settings=settings, samples=samples)
+    shape = (settings.n_mels, settings.frames(samples))
     with worker_pool(workers, __name__) as pool:
         summaries = write_splits(out, splits, work, shape, np.float16, pool=pool, show_progress=progress)
     manifest = {
-        "modality": "audio", "task": "tagging", "dataset": "mtat", "labels": list(TOP50),
-        "source_root": str(root.resolve()), "split_protocol": split, "features": features,
+        "modality": "audio", **facts, "source_root": str(root.resolve()), "features": features,
         "feature_settings": settings.to_dict(), "clip_seconds": clip_seconds,
         "splits": {name: {"count": s["count"]} for name, s in summaries.items()},
         "skipped": [dict(item, split=name) for name, s in summaries.items() for item in s["skipped"]],
-        "annotation_problems": annotations.problems,
-        "normalization": _mel_statistics(out, settings),
     }
+    check_splits(out, manifest)
+    # Only log-mels are standardised (config refuses audio_normalize for the seed's power features).
+    manifest["normalization"] = _mel_statistics(out, settings) if settings.log else None
     if not settings.log:
         manifest["fp16_saturated_values"] = {name: _saturated_values(out / f"{name}.x.npy") for name in summaries}
     write_manifest(out, manifest)
+    dropped = len(facts.get("annotation_problems", []))
     log(f"audio store {out}: " + ", ".join(f"{k} {v['count']}" for k, v in manifest["splits"].items())
-        + f"; {len(manifest['skipped'])} clips skipped")
+        + f"; {len(manifest['skipped'])} clips skipped, {dropped} annotation rows dropped")
     return manifest
 
 
@@ -114,8 +152,6 @@ def _mel_statistics(out: Path, settings: MelSettings) -> dict:
     squares = np.zeros(settings.n_mels)
     values = 0
     for block in row_blocks(out / "train.x.npy"):
-        if not settings.log:  # power features are normalised on a log scale (see inputs)
-            block = np.log10(np.add(block, 1e-10, dtype=np.float32))
         total += block.sum(axis=2, dtype=np.float32).sum(axis=0, dtype=np.float64)
         squares += np.square(block, dtype=np.float32).sum(axis=2).sum(axis=0, dtype=np.float64)
         values += block.shape[0] * block.shape[2]
@@ -131,4 +167,4 @@ def _saturated_values(path: Path) -> int:
     return int(sum((block == np.float16(FP16_MAX)).sum() for block in row_blocks(path)))
 
 
-__all__ = ["prepare_mtat", "decode_clip", "features_of_clips", "SPLITS"]
+__all__ = ["prepare_mtat", "prepare_audiofolder", "write_audio_store", "decode_clip", "features_of_clips"]

@@ -26,10 +26,9 @@ from typing import Callable, Iterator
 import numpy as np
 import threadpoolctl
 
-from audio2image.util import atomic_path, progress, read_json, write_json
+from audio2image.util import DatasetError, atomic_path, progress, read_json, write_json
 
 MANIFEST = "manifest.json"
-SPLITS = ("train", "valid", "test")
 
 
 @dataclass
@@ -262,6 +261,16 @@ def _truncate_npy(path: Path, rows: int) -> None:
         handle.seek(prefix)
         handle.write(padded)
         handle.truncate(data_start + rows * row_bytes)
+
+
+def check_splits(out: Path, manifest: dict, examples: int = 3) -> None:
+    """Refuse to complete a store with an empty split (training needs all three), naming why items were skipped."""
+    for name, split in manifest["splits"].items():
+        if split["count"] == 0:
+            skipped = [item for item in manifest["skipped"] if item["split"] == name]
+            why = "; ".join(f"{item['item']}: {item['reason']}" for item in skipped[:examples])
+            raise DatasetError(f"prepare {out}: split '{name}' has no usable item"
+                               + (f": all {len(skipped)} were skipped (e.g. {why})" if skipped else ""))
 
 
 def write_manifest(out: Path, manifest: dict) -> None:

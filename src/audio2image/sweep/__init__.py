@@ -1,33 +1,47 @@
 """The sweep: plan the runs, execute them anywhere, collect results.csv."""
 from __future__ import annotations
 
-from audio2image.config import MODALITY, Config, save_config
-from audio2image.prepare.stores import ensure_store
+from audio2image.config import Config, save_config
+from audio2image.prepare.store import Store
+from audio2image.prepare.stores import check_roots, ensure_store
 from audio2image.sweep.executors import execute
 from audio2image.sweep.grid import pretrain_plan, transfer_plan, uses_pretraining
 from audio2image.sweep.results import write_results
 from audio2image.training.run import train_run
-from audio2image.util import log, read_json
+from audio2image.util import log, read_json, write_json
+
+DATASETS_FILE = "datasets.json"  # what the source and target are, for the report
 
 
 def run_sweep(config: Config) -> dict:
     """Prepare both stores, pretrain if an init needs it, run every transfer cell, write results.csv."""
     experiment = config.experiment_dir
+    check_roots(config, ("source", "target") if uses_pretraining(config) else ("target",))
     experiment.mkdir(parents=True, exist_ok=True)
     save_config(config, experiment / "config.yaml")
-    pretrain = None
+    stores = {}
     if uses_pretraining(config):
-        source = ensure_store(config, config.source)
-        pretrain = pretrain_plan(config, source.path)
+        stores["source"] = ensure_store(config, "source")
+        pretrain = pretrain_plan(config, stores["source"].path)
         _check_same_pretraining(pretrain)
-        log(f"pretraining on {config.source} ({MODALITY[config.source]}) in {pretrain.run_dir}")
+        log(f"pretraining on {config.source} ({stores['source'].modality} {stores['source'].task}) "
+            f"in {pretrain.run_dir}")
         train_run(pretrain.config, pretrain.spec, pretrain.run_dir)
-    target = ensure_store(config, config.target)
-    runs = transfer_plan(config, target.path, pretrain)
+    stores["target"] = ensure_store(config, "target")
+    write_json(experiment / DATASETS_FILE, {side: describe_store(store) for side, store in stores.items()})
+    runs = transfer_plan(config, stores["target"].path)
     execute(runs, config)
     rows = write_results([run.run_dir for run in runs], experiment / "results.csv")
     log(f"results: {len(rows)} of {len(runs)} runs in {experiment / 'results.csv'}")
     return {"experiment": str(experiment), "runs": len(runs), "finished": len(rows)}
+
+
+def describe_store(store: Store) -> dict:
+    """The facts about a side's data that the report names: dataset, modality, task, labels, split sizes."""
+    manifest = store.manifest
+    return {"dataset": manifest["dataset"], "modality": store.modality, "task": store.task,
+            "labels": len(store.labels), "root": manifest.get("source_root", ""), "store": str(store.path),
+            "splits": {name: split["count"] for name, split in manifest.get("splits", {}).items()}}
 
 
 def _check_same_pretraining(pretrain) -> None:

@@ -43,7 +43,9 @@ def initialise(model: nn.Module, init: str, *, imagenet_weights: str = "") -> di
     else:
         path = Path(location) / "best.pt"
     if not path.is_file():
-        raise InitError(f"init {init!r}: no weights at {path}")
+        hint = ("; it names a pretraining run folder: finish that pretraining first (`audio2image pretrain` with the "
+                "same config)" if name not in ("imagenet", "checkpoint") else "")
+        raise InitError(f"init {init!r}: no weights at {path}{hint}")
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get("model", state)
     load_backbone(model, state)

@@ -67,7 +67,8 @@ def build_task(store: Store, config: Config, stage: str) -> Task:
     else:
         crop = 0
         inputs = ImageInputs(config.image_size, config.image_augment)
-    smoothing = config.transfer_label_smoothing if stage == "transfer" else 0.0
+    # Each stage has its own smoothing key; only a classification task (cross-entropy) takes it.
+    smoothing = getattr(config, f"{stage}_label_smoothing") if store.task == "classification" else 0.0
     return Task(store.task, store, inputs, crop, smoothing)
 
 
