@@ -17,6 +17,8 @@ from collections import defaultdict
 import numpy as np
 from scipy import stats as sps
 
+from audio2image.report.text import finite, pct
+
 ALPHA = 0.05
 CONFIDENCE = 0.95
 # metric column -> (what it is, unit once scaled by 100); the one place for every label in words, tables and axes
@@ -25,6 +27,7 @@ METRICS = {
     "test_top5": ("test top-5 accuracy", "%"),
     "test_mean_class_acc": ("test mean per-class accuracy", "%"),
     "test_roc_auc": ("test macro ROC-AUC", "x 100"),
+    "test_pr_auc": ("test macro PR-AUC", "x 100"),
     "val_top1": ("validation top-1 accuracy", "%"),
     "val_top5": ("validation top-5 accuracy", "%"),
     "val_roc_auc": ("validation macro ROC-AUC", "x 100"),
@@ -43,7 +46,7 @@ def metric_name(metric: str) -> str:
 
 def summarize(values) -> dict:
     """n, mean, std (ddof=1) and the 95% t-interval of the mean; with n < 2, std and interval are nan."""
-    x = np.asarray([v for v in values if _finite(v)], dtype=float)
+    x = np.asarray([v for v in values if finite(v)], dtype=float)
     n = len(x)
     mean = float(x.mean()) if n else math.nan
     if n < 2:
@@ -91,7 +94,7 @@ def completed_values(rows, metric: str) -> dict:
     table: dict = defaultdict(dict)
     for row in rows:
         value = _float(row.get(metric))
-        if row.get("status") == "completed" and _finite(value):
+        if row.get("status") == "completed" and finite(value):
             table[_key(row)][int(row["seed"])] = value
     return table
 
@@ -158,7 +161,7 @@ def gain_table(rows, metric: str = "test_top1", baseline: str = "random") -> lis
                                "metric": metric, "seeds": seeds, **diff})
             for gain, adjusted in zip(family, holm([g["p"] for g in family])):
                 gain["p_holm"] = adjusted
-                gain["significant"] = bool(_finite(adjusted) and adjusted < ALPHA)
+                gain["significant"] = bool(finite(adjusted) and adjusted < ALPHA)
             gains.extend(family)
     return gains
 
@@ -218,11 +221,11 @@ def baseline_reach(fractions, means, target: float) -> float:
 def _efficiency(ours: dict, base: dict, seeds) -> list[tuple]:
     """(ratio, status, A(f), f*) per fraction for the seeds given (repeats allowed, as in a bootstrap sample)."""
     curve = [(f, _mean_over(base[f], seeds)) for f in base]
-    curve = [(f, m) for f, m in curve if _finite(m)]
+    curve = [(f, m) for f, m in curve if finite(m)]
     result = []
     for f in ours:
         target = _mean_over(ours[f], seeds)
-        if not _finite(target) or len(curve) < 2:
+        if not finite(target) or len(curve) < 2:
             result.append((math.nan, "missing", target, math.nan))
             continue
         f_star = baseline_reach([c[0] for c in curve], [c[1] for c in curve], target)
@@ -260,17 +263,22 @@ def _mean_over(by_seed: dict, seeds) -> float:
 
 # --- plain words ---------------------------------------------------------------------------------------------------
 
-def conclusion(gains: list[dict], efficiency: list[dict]) -> str:
-    """A paragraph in plain words: where each pretrained init is better / worse / indistinguishable, and by how much."""
+def conclusion(gains: list[dict], efficiency: list[dict], secondary: tuple[list[dict], ...] = ()) -> str:
+    """A paragraph in plain words: where each pretrained init is better / worse / indistinguishable, and by how much.
+
+    `secondary`: gain tables of further metrics of the same runs (a tagging target's PR-AUC), a sentence each.
+    """
     tested = [g for g in gains if g["n"] >= 2]
     if not tested:
         return ("No conclusion yet: no fraction has at least two seeds completed for both a pretrained init and "
                 "the random init, so no paired comparison can be made.")
     parts = []
-    for (init, freeze, baseline), group in _groups(gains, ("init", "freeze", "baseline")).items():
-        parts.append(_gain_sentence(init, freeze, baseline, group))
+    for (init, freeze, baseline), group in groups(gains, ("init", "freeze", "baseline")).items():
+        parts.append(gain_sentence(init, freeze, baseline, group))
         eff = [e for e in efficiency if e["init"] == init and e["freeze"] == freeze]
         parts.append(efficiency_sentence(init, baseline, eff, {g["fraction"] for g in group if g["significant"]}))
+    for table in secondary:
+        parts += [gain_sentence(*key, group) for key, group in groups(table, ("init", "freeze", "baseline")).items()]
     n_min = min(g["n"] for g in tested)
     if n_min < 3:
         parts.append(f"With only {n_min} seeds in some cells the 95% intervals are wide and the tests have little "
@@ -278,7 +286,8 @@ def conclusion(gains: list[dict], efficiency: list[dict]) -> str:
     return " ".join(parts)
 
 
-def _gain_sentence(init, freeze, baseline, group) -> str:
+def gain_sentence(init, freeze, baseline, group) -> str:
+    """One sentence on one init's paired gains (one metric) over the fractions of `group`."""
     tested = [g for g in group if g["n"] >= 2]
     metric = metric_name(group[0]["metric"])
     head = (f"The {init} init against the {baseline} init ({metric}, paired by seed, Holm-corrected across "
@@ -322,7 +331,7 @@ def efficiency_sentence(init, baseline, eff, significant=None) -> str:
     parts = []
     if within:
         parts.append(f"to match the {init} init, the {baseline} init needs " + "; ".join(
-            f"about {e['ratio']:.1f}x at {_pct(e['fraction'])} (95% CI {e['ci_low']:.1f}x to "
+            f"about {e['ratio']:.1f}x at {pct(e['fraction'])} (95% CI {e['ci_low']:.1f}x to "
             f"{_times(e['ci_high'])})" for e in within) + " the training data")
     if beyond:
         parts.append(f"at {_fractions_words(beyond)} the {baseline} init never reaches the {init} init's level "
@@ -332,23 +341,20 @@ def efficiency_sentence(init, baseline, eff, significant=None) -> str:
 
 
 def _gain_words(g) -> str:
-    return (f"{_pct(g['fraction'])} ({100 * g['mean']:+.1f} points, 95% CI {100 * g['ci_low']:+.1f} to "
+    return (f"{pct(g['fraction'])} ({100 * g['mean']:+.1f} points, 95% CI {100 * g['ci_low']:+.1f} to "
             f"{100 * g['ci_high']:+.1f})")
 
 
 def _fractions_words(group) -> str:
-    return ", ".join(_pct(g["fraction"]) for g in group)
+    return ", ".join(pct(g["fraction"]) for g in group)
 
 
 def _times(x: float) -> str:
     return "beyond the grid" if math.isinf(x) else f"{x:.1f}x"
 
 
-def _pct(fraction: float) -> str:
-    return f"{100 * fraction:g}%"
-
-
-def _groups(items, keys) -> dict:
+def groups(items, keys) -> dict:
+    """{(item[k] for k in keys): [items]}, in first-seen order."""
     out: dict = {}
     for item in items:
         out.setdefault(tuple(item[k] for k in keys), []).append(item)
@@ -368,7 +374,3 @@ def _float(value) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
-
-
-def _finite(value) -> bool:
-    return isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value)

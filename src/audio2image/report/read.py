@@ -1,0 +1,174 @@
+"""Reading an experiment folder for the report: the config, results.csv, run folders, the datasets' facts.
+
+Everything is read from the files the sweep wrote; a missing or torn file reads as "nothing yet", so a partial
+experiment still gets a report.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from audio2image.datasets.registry import DATASETS
+from audio2image.util import read_json_or_none
+
+IMAGENET_HUB_FILE = "checkpoints/resnet18-f37072fd.pth"
+INT_COLUMNS = ("seed", "best_epoch", "epochs_run")
+TEXT_COLUMNS = ("run_id", "stage", "dataset", "init", "freeze", "status")
+DATASETS_FILE = "datasets.json"  # written by the sweep (sweep/__init__.py)
+DEFAULT_SIDES = {"source": "mtat", "target": "caltech256"}  # the config's defaults, for a config without them
+
+
+def experiment_facts(exp: Path, config: dict) -> dict[str, dict]:
+    """Per side ("source", "target"): dataset, modality and task, from what the sweep recorded of its stores
+    (datasets.json), else from the runs' results, else from the registry by the config's dataset names."""
+    recorded = read_json_or_none(exp / DATASETS_FILE) or {}
+    facts = {}
+    for side, default in DEFAULT_SIDES.items():
+        name = config.get(side) or default
+        known = DATASETS.get(name)
+        fact = {"dataset": name, "modality": known.modality if known else "unknown",
+                "task": (known.task if known else None) or _task_from_runs(exp, side)}
+        fact.update(recorded.get(side) or {})
+        facts[side] = fact
+    return facts
+
+
+def _task_from_runs(exp: Path, side: str) -> str:
+    """The task a side's runs recorded in result.json ("unknown" before any finished)."""
+    folders = [exp / "pretrain"] if side == "source" else sorted((exp / "transfer").glob("*/"))
+    for folder in folders:
+        result = read_json_or_none(folder / "result.json") or {}
+        if result.get("task"):
+            return result["task"]
+    return "unknown"
+
+
+def read_config(path: Path) -> dict:
+    """The resolved experiment config (a flat mapping), or {} when the file is absent."""
+    if not path.is_file():
+        return {}
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def read_results(path: Path) -> list[dict]:
+    """results.csv as typed rows: fraction float, seed/epochs int (None when empty), metrics float (nan when empty)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        rows = []
+        for raw in csv.DictReader(handle):
+            try:
+                rows.append(_typed(raw))
+            except (TypeError, ValueError):
+                continue  # a torn or foreign line must not stop the report; the run shows up as missing
+        return rows
+
+
+def _typed(raw: dict) -> dict:
+    row = {}
+    for key, value in raw.items():
+        if key is None:
+            continue
+        value = (value or "").strip()
+        if key in TEXT_COLUMNS:
+            row[key] = value
+        elif key in INT_COLUMNS:
+            row[key] = int(float(value)) if value else None
+        else:
+            row[key] = _maybe_float(value)
+    row["freeze"] = row.get("freeze") or "none"
+    if row.get("seed") is None or not math.isfinite(row.get("fraction", math.nan)):
+        raise ValueError("a run row needs fraction and seed")
+    return row
+
+
+def _maybe_float(value: str):
+    """Numbers as float (empty: nan); any other text (a column we do not know) stays as it is."""
+    if not value:
+        return math.nan
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """One dict per line; a torn last line (a run killed mid-write) is skipped."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def transfer_curves(exp: Path, rows: list[dict], metric: str) -> list[dict]:
+    """Per transfer run folder: its identity (result.json, else run.json, else results.csv) and validation curve."""
+    by_id = {r.get("run_id"): r for r in rows}
+    curves = []
+    for run_dir in sorted((exp / "transfer").glob("*/")):
+        ident = ((read_json_or_none(run_dir / "result.json") or {}).get("run") or read_json_or_none(run_dir / "run.json")
+                 or by_id.get(run_dir.name))
+        lines = [m for m in read_jsonl(run_dir / "metrics.jsonl") if m.get(metric) is not None]
+        if not ident or not lines or ident.get("fraction") is None:
+            continue
+        init = ident.get("init_name", ident.get("init", "?"))  # "audio", as in results.csv, not "audio:RUN_DIR"
+        curves.append({"fraction": float(ident["fraction"]), "init": str(init),
+                       "freeze": str(ident.get("freeze") or "none"), "seed": ident.get("seed"),
+                       "epochs": [m["epoch"] for m in lines], "values": [float(m[metric]) for m in lines]})
+    return curves
+
+
+def missing_runs(cells: list[dict]) -> list[tuple]:
+    """(fraction, init, seed, freeze) of every grid point with no row in results.csv."""
+    return [(c["fraction"], c["init"], s, c["freeze"]) for c in cells for s in c["seeds_missing"]]
+
+
+def conv1_weights(exp: Path, config: dict, source: dict) -> dict[str, np.ndarray]:
+    """conv1 weights to show: a random torchvision ResNet-18, the pretrained checkpoint, ImageNet if on disk.
+    `source`: the source's facts (see `experiment_facts`), which name the pretrained panel."""
+    import torch
+    import torchvision
+
+    with torch.random.fork_rng(devices=[]):  # a fixed draw, without disturbing the caller's random state
+        torch.manual_seed(0)
+        filters = {"random init": torchvision.models.resnet18(weights=None).conv1.weight.detach().numpy()}
+    best = _state_dict(exp / "pretrain" / "best.pt")
+    if best is not None and "conv1.weight" in best:
+        filters[f"{source['modality']} ({source['dataset']}) pretrained"] = best["conv1.weight"].numpy()
+    imagenet = _imagenet_path(config)
+    state = _state_dict(imagenet) if imagenet else None
+    if state is not None and "conv1.weight" in state:
+        filters["imagenet"] = state["conv1.weight"].numpy()
+    return filters
+
+
+def _state_dict(path: Path):
+    """A state dict from a checkpoint ({"model": ...}) or a bare one; None when absent or unreadable."""
+    import torch
+
+    if not path.is_file():
+        return None
+    try:
+        value = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a broken checkpoint only loses one panel of one figure
+        return None
+    return value.get("model", value) if isinstance(value, dict) else None
+
+
+def _imagenet_path(config: dict) -> Path | None:
+    """The config's imagenet_weights, else torch's hub cache; never a download."""
+    import torch
+
+    if config.get("imagenet_weights"):
+        return Path(config["imagenet_weights"]).expanduser()
+    cached = Path(torch.hub.get_dir()) / IMAGENET_HUB_FILE
+    return cached if cached.is_file() else None
