@@ -147,3 +147,19 @@ def test_finished_run_is_read_not_rerun(stores, tmp_path, monkeypatch):
     first = train_run(config("transfer_epochs=1"), RunSpec("transfer", stores["image"]), tmp_path / "run")
     monkeypatch.setattr("audio2image.training.run.train_one_epoch", None)  # would fail if called
     assert train_run(config("transfer_epochs=1"), RunSpec("transfer", stores["image"]), tmp_path / "run") == first
+
+
+def test_label_smoothing_follows_the_task_and_each_stage_has_its_key(stores):
+    """Cross-entropy (classification) takes its stage's smoothing in either stage; tagging (BCE) never does."""
+    from audio2image.prepare.store import Store
+    from audio2image.training.tasks import build_task
+
+    settings = config("pretrain_label_smoothing=0.2", "transfer_label_smoothing=0.05")
+    image, audio = Store(stores["image"]), Store(stores["audio"])
+    assert build_task(image, settings, "pretrain").label_smoothing == 0.2  # an image source
+    assert build_task(image, settings, "transfer").label_smoothing == 0.05
+    assert build_task(audio, settings, "pretrain").label_smoothing == 0.0
+    assert build_task(audio, settings, "transfer").label_smoothing == 0.0  # an audio tagging target
+    logits, targets = torch.tensor([[4.0, 0.0, 0.0, 0.0]]), torch.tensor([0])
+    smoothed = build_task(image, settings, "pretrain").train_loss(logits, targets)
+    assert smoothed > torch.nn.functional.cross_entropy(logits, targets)  # the smoothing reaches the loss
