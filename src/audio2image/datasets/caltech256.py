@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import os
 import re
-import statistics
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from audio2image.datasets.image_checks import count_stats, decode_findings, decode_lines
 from audio2image.datasets.splits import RATIOS, random_split, stratified_split
 
 SPLIT_PROTOCOLS = ("stratified", "seed")
@@ -115,28 +114,6 @@ def split_images(labels: np.ndarray, protocol: str = "stratified", seed: int = 0
 # ----------------------------------------------------------------------------- inspection
 
 
-def check_image(path: str) -> tuple[str | None, str | None]:
-    """(PIL mode, None) if the file decodes fully, else (None, reason)."""
-    from PIL import Image
-
-    try:
-        if os.path.getsize(path) == 0:
-            return None, "zero-byte file"
-        with Image.open(path) as image:
-            image.load()  # open() only reads the header; load() decodes, which catches truncation
-            return image.mode, None
-    except Exception as error:  # any decoder failure is a finding, not a crash
-        return None, f"{type(error).__name__}: {error}"
-
-
-def check_images(paths: list[str], workers: int = 1) -> list[tuple[str | None, str | None]]:
-    """`check_image` of every path, in order; `workers` > 1 decodes in that many processes."""
-    if workers <= 1:
-        return [check_image(path) for path in paths]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(check_image, paths, chunksize=64))
-
-
 def inspect_caltech256(root: Path, include_clutter: bool = True, decode: bool = True, workers: int = 1) -> dict:
     """Report classes, images per class, strays, empty classes and (with decode) undecodable images."""
     scan = scan_caltech256(root, include_clutter=include_clutter)
@@ -147,25 +124,14 @@ def inspect_caltech256(root: Path, include_clutter: bool = True, decode: bool = 
         "classes": len(scan.classes),
         "images": len(scan.paths),
         "per_class": dict(zip(scan.classes, per_class)),
-        "images_per_class": {
-            "min": min(per_class, default=0),
-            "median": statistics.median(per_class) if per_class else 0,
-            "max": max(per_class, default=0),
-        },
+        "images_per_class": count_stats(per_class),
         "strays": scan.strays,
         "empty_classes": scan.empty_classes,
         "excluded": scan.excluded,
         "decoded": decode,
     }
     if decode:
-        results = check_images([str(scan.root / p) for p in scan.paths], workers)
-        modes: dict[str, int] = {}
-        for mode, _ in results:
-            if mode is not None:
-                modes[mode] = modes.get(mode, 0) + 1
-        report["modes"] = dict(sorted(modes.items()))
-        report["undecodable"] = [{"path": p, "reason": reason}
-                                 for p, (_, reason) in zip(scan.paths, results) if reason is not None]
+        report.update(decode_findings(scan.root, scan.paths, workers))
     return report
 
 
@@ -183,13 +149,7 @@ def format_caltech256_inspection(report: dict) -> str:
     lines.append(f"stray entries ignored: {len(report['strays'])}")
     lines += [f"  {stray}" for stray in report["strays"]]
     lines.append(f"empty category folders: {', '.join(report['empty_classes']) or 'none'}")
-    if report["decoded"]:
-        modes = ", ".join(f"{mode} {count}" for mode, count in report["modes"].items()) or "none"
-        lines.append(f"decoded image modes: {modes} (decode with an explicit conversion to RGB)")
-        lines.append(f"images that fail to decode: {len(report['undecodable'])}")
-        lines += [f"  {item['path']}: {item['reason']}" for item in report["undecodable"]]
-    else:
-        lines.append("images not decoded (decode=False)")
+    lines += decode_lines(report)
     lines.append("images per class:")
     lines += [f"  {name:<32} {count:>5}" for name, count in report["per_class"].items()]
     return "\n".join(lines)

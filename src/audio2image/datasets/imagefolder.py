@@ -14,13 +14,12 @@ Without split folders every class is split 60/20/20, as for Caltech-256.
 from __future__ import annotations
 
 import os
-import statistics
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 import numpy as np
 
-from audio2image.datasets.caltech256 import check_images
+from audio2image.datasets.image_checks import count_stats, decode_findings, decode_lines
 from audio2image.datasets.splits import SPLITS, stratified_split
 from audio2image.util import DatasetError
 
@@ -196,11 +195,6 @@ def split_source(scan: FolderScan) -> str:
     return f"folders train/{validation}/test"
 
 
-def _stats(counts: list[int]) -> dict:
-    return {"min": min(counts, default=0), "median": statistics.median(counts) if counts else 0,
-            "max": max(counts, default=0)}
-
-
 def inspect_imagefolder(root: Path, decode: bool = True, workers: int = 1) -> dict:
     """Report the split source, classes, images per class (per split folder), strays and (with decode) the
     PIL modes and the images that do not decode."""
@@ -212,7 +206,7 @@ def inspect_imagefolder(root: Path, decode: bool = True, workers: int = 1) -> di
         "classes": len(scan.classes),
         "images": len(scan.paths),
         "per_class": dict(zip(scan.classes, per_class)),
-        "images_per_class": _stats(per_class),
+        "images_per_class": count_stats(per_class),
         "per_split": {},  # split folder -> {class: images}; empty without split folders
         "strays": scan.strays,
         "decoded": decode,
@@ -222,14 +216,7 @@ def inspect_imagefolder(root: Path, decode: bool = True, workers: int = 1) -> di
             counts = np.bincount(scan.labels[scan.folder_splits[name]], minlength=len(scan.classes)).tolist()
             report["per_split"][name] = dict(zip(scan.classes, counts))
     if decode:
-        results = check_images([str(scan.root / p) for p in scan.paths], workers)
-        modes: dict[str, int] = {}
-        for mode, _ in results:
-            if mode is not None:
-                modes[mode] = modes.get(mode, 0) + 1
-        report["modes"] = dict(sorted(modes.items()))
-        report["undecodable"] = [{"path": p, "reason": reason}
-                                 for p, (_, reason) in zip(scan.paths, results) if reason is not None]
+        report.update(decode_findings(scan.root, scan.paths, workers))
     return report
 
 
@@ -247,13 +234,7 @@ def format_imagefolder_inspection(report: dict) -> str:
         lines.append("validation: a stratified 20% of each train class, chosen by the seed at preparation")
     lines.append(f"stray entries ignored: {len(report['strays'])}")
     lines += [f"  {stray}" for stray in report["strays"]]
-    if report["decoded"]:
-        modes = ", ".join(f"{mode} {count}" for mode, count in report["modes"].items()) or "none"
-        lines.append(f"decoded image modes: {modes} (decode with an explicit conversion to RGB)")
-        lines.append(f"images that fail to decode (skipped at preparation): {len(report['undecodable'])}")
-        lines += [f"  {item['path']}: {item['reason']}" for item in report["undecodable"]]
-    else:
-        lines.append("images not decoded (decode=False)")
+    lines += decode_lines(report)
     width = max([32, *(len(name) + 1 for name in report["per_class"])])
     lines.append(f"{'images per class:':<{width + 2}}" + "".join(f" {name:>6}" for name in per_split))
     for name, count in report["per_class"].items():

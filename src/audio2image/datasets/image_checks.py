@@ -1,0 +1,62 @@
+"""What inspection finds in any image dataset: per-class count statistics and which files fail to decode.
+
+Shared by the Caltech-256 and ImageFolder inspections, so both check, count and word their findings alike.
+
+    >>> report.update(decode_findings(root, paths, workers=2)); lines += decode_lines(report)
+"""
+from __future__ import annotations
+
+import os
+import statistics
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+
+def check_image(path: str) -> tuple[str | None, str | None]:
+    """(PIL mode, None) if the file decodes fully, else (None, reason)."""
+    from PIL import Image
+
+    try:
+        if os.path.getsize(path) == 0:
+            return None, "zero-byte file"
+        with Image.open(path) as image:
+            image.load()  # open() only reads the header; load() decodes, which catches truncation
+            return image.mode, None
+    except Exception as error:  # any decoder failure is a finding, not a crash
+        return None, f"{type(error).__name__}: {error}"
+
+
+def check_images(paths: list[str], workers: int = 1) -> list[tuple[str | None, str | None]]:
+    """`check_image` of every path, in order; `workers` > 1 decodes in that many processes."""
+    if workers <= 1:
+        return [check_image(path) for path in paths]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(check_image, paths, chunksize=64))
+
+
+def count_stats(counts: list[int]) -> dict:
+    """min / median / max of per-class image counts (0 for none)."""
+    return {"min": min(counts, default=0), "median": statistics.median(counts) if counts else 0,
+            "max": max(counts, default=0)}
+
+
+def decode_findings(root: Path, paths: list[str], workers: int = 1) -> dict:
+    """{"modes": PIL mode -> images, "undecodable": [{"path", "reason"}]} for `paths` relative to `root`."""
+    results = check_images([str(Path(root) / p) for p in paths], workers)
+    modes: dict[str, int] = {}
+    for mode, _ in results:
+        if mode is not None:
+            modes[mode] = modes.get(mode, 0) + 1
+    return {"modes": dict(sorted(modes.items())),
+            "undecodable": [{"path": p, "reason": reason} for p, (_, reason) in zip(paths, results)
+                            if reason is not None]}
+
+
+def decode_lines(report: dict) -> list[str]:
+    """The text lines of a report's decoding findings (or that it did not decode)."""
+    if not report["decoded"]:
+        return ["images not decoded (decode=False)"]
+    modes = ", ".join(f"{mode} {count}" for mode, count in report["modes"].items()) or "none"
+    return [f"decoded image modes: {modes} (decode with an explicit conversion to RGB)",
+            f"images that fail to decode (skipped at preparation): {len(report['undecodable'])}",
+            *(f"  {item['path']}: {item['reason']}" for item in report["undecodable"])]
