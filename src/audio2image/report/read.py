@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from audio2image.config import SIDES, Config
 from audio2image.datasets.registry import DATASETS
 from audio2image.util import read_json_or_none
 
@@ -20,7 +21,6 @@ IMAGENET_HUB_FILE = "checkpoints/resnet18-f37072fd.pth"
 INT_COLUMNS = ("seed", "best_epoch", "epochs_run")
 TEXT_COLUMNS = ("run_id", "stage", "dataset", "init", "freeze", "status")
 DATASETS_FILE = "datasets.json"  # written by the sweep (sweep/__init__.py)
-DEFAULT_SIDES = {"source": "mtat", "target": "caltech256"}  # the config's defaults, for a config without them
 
 
 def experiment_facts(exp: Path, config: dict) -> dict[str, dict]:
@@ -28,8 +28,8 @@ def experiment_facts(exp: Path, config: dict) -> dict[str, dict]:
     (datasets.json), else from the runs' results, else from the registry by the config's dataset names."""
     recorded = read_json_or_none(exp / DATASETS_FILE) or {}
     facts = {}
-    for side, default in DEFAULT_SIDES.items():
-        name = config.get(side) or default
+    for side in SIDES:
+        name = config.get(side) or getattr(Config, side)  # an old config without the key: the default
         known = DATASETS.get(name)
         fact = {"dataset": name, "modality": known.modality if known else "unknown",
                 "task": (known.task if known else None) or _task_from_runs(exp, side)}
