@@ -385,6 +385,64 @@ def test_a_split_left_empty_by_skipping_refuses_the_store(tmp_path):
         assert not (out / "manifest.json").exists()
 
 
+def test_a_refused_store_is_prepared_once_its_files_are_mended(tmp_path):
+    root = tmp_path / "sounds"
+    rows = [("a.wav", "x", "train", 1.0), ("b.wav", "y", "train", 1.0), ("c.wav", "x", "valid", 0.3),
+            ("e.wav", "x", "test", 1.0)]
+    for path, _, _, seconds in rows:
+        write_audio(root / path, sine(440, seconds, 8000), 8000)
+    write_csv(root, "path,labels,split", *(f"{p},{label},{split}" for p, label, split, _ in rows))
+    out = tmp_path / "store"
+    with pytest.raises(DatasetError, match="mend the files or the settings and run the same command again"):
+        prepare_audiofolder(root, out, clip_seconds=CLIP, workers=1, progress=False)
+    write_audio(root / "c.wav", sine(440, 1.0, 8000), 8000)  # the too-short clip, replaced
+    manifest = prepare_audiofolder(root, out, clip_seconds=CLIP, workers=1, progress=False)
+    assert manifest["splits"]["valid"]["count"] == 1 and manifest["skipped"] == []
+
+
+def two_clip_folder(root: Path) -> Path:
+    for split in ("train", "valid", "test"):
+        for k, label in enumerate(("x", "y")):
+            write_audio(root / f"{split}{k}.wav", sine(300 + 500 * k, 1.0, 8000), 8000)
+    write_csv(root, "path,labels,split",
+              *(f"{split}{k}.wav,{label},{split}" for split in ("train", "valid", "test")
+                for k, label in enumerate(("x", "y"))))
+    return root
+
+
+def test_a_preparation_resumed_with_other_settings_redoes_what_they_change(tmp_path, monkeypatch):
+    """Interrupted at 1 s clips, run again at 0.5 s: no split may keep rows of the first settings."""
+    import audio2image.prepare.audio as audio
+
+    root, out = two_clip_folder(tmp_path / "sounds"), tmp_path / "store"
+    real = audio.features_of_clips
+
+    def interrupted(paths, **kwargs):
+        if any("valid" in p for p in paths):
+            raise KeyboardInterrupt
+        return real(paths, **kwargs)
+
+    monkeypatch.setattr(audio, "features_of_clips", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        audio.prepare_audiofolder(root, out, clip_seconds=1.0, workers=1, progress=False)
+    assert (out / "train.x.npy").exists() or (out / "train.x.npy.partial").exists()
+    monkeypatch.setattr(audio, "features_of_clips", real)
+    resumed = audio.prepare_audiofolder(root, out, clip_seconds=0.5, workers=1, progress=False)
+    fresh = audio.prepare_audiofolder(root, tmp_path / "fresh", clip_seconds=0.5, workers=1, progress=False)
+    for split in ("train", "valid", "test"):
+        assert np.array_equal(Store(out).split(split).x, Store(tmp_path / "fresh").split(split).x), split
+    assert resumed["normalization"] == fresh["normalization"]
+
+
+def test_a_complete_store_is_returned_for_its_own_settings_and_refused_for_others(tmp_path, monkeypatch):
+    root, out = two_clip_folder(tmp_path / "sounds"), tmp_path / "store"
+    first = prepare_audiofolder(root, out, clip_seconds=1.0, workers=1, progress=False)
+    monkeypatch.chdir(tmp_path)  # the same folder named relatively: the same store
+    assert prepare_audiofolder(Path("sounds"), Path("store"), clip_seconds=1.0, workers=1, progress=False) == first
+    with pytest.raises(DatasetError, match="already holds a store prepared from other data or settings"):
+        prepare_audiofolder(root, out, clip_seconds=0.5, workers=1, progress=False)
+
+
 # ----------------------------------------------------------------------------- the commands
 
 

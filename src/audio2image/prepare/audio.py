@@ -15,8 +15,8 @@ import soundfile
 from audio2image.datasets import audiofolder, mtat
 from audio2image.datasets.tags import TOP50
 from audio2image.prepare.features import FEATURE_PRESETS, MelFrontEnd, MelSettings
-from audio2image.prepare.store import (SplitItems, Store, check_splits, is_complete, row_blocks, worker_pool,
-                                       write_manifest, write_splits)
+from audio2image.prepare.store import (SplitItems, check_splits, complete_manifest, row_blocks, split_signatures,
+                                       worker_pool, write_manifest, write_splits)
 from audio2image.util import log
 
 FP16_MAX = float(np.finfo(np.float16).max)
@@ -28,8 +28,6 @@ def prepare_mtat(root: Path, out: Path, *, features: str = "recipe", split: str 
                  clip_seconds: float = 29.1, workers: int = 1, progress: bool = True) -> dict:
     """Prepare (or finish preparing) the audio store for the MTAT dataset at `root`; returns its manifest."""
     root, out = Path(root), Path(out)
-    if is_complete(out):
-        return Store(out).manifest
     annotations_path = root / "annotations_final.csv"
     if not annotations_path.is_file():
         raise FileNotFoundError(f"no MagnaTagATune annotations at {annotations_path}; get the data with "
@@ -53,8 +51,6 @@ def prepare_audiofolder(root: Path, out: Path, *, features: str = "recipe", clip
     classification (see datasets/audiofolder.py).
     """
     root, out = Path(root), Path(out)
-    if is_complete(out):
-        return Store(out).manifest
     labels = audiofolder.read_labels(root)
     kind = audiofolder.task_of(labels, task)
     splits = {name: SplitItems([str(root / c.path) for c in clips], [c.path for c in clips],
@@ -76,16 +72,23 @@ def write_audio_store(root: Path, out: Path, splits: dict[str, SplitItems], fact
     """
     settings = FEATURE_PRESETS[features]
     samples = round(clip_seconds * settings.sample_rate)
+    shape = (settings.n_mels, settings.frames(samples))
+    signatures = split_signatures(splits, {"root": str(root.resolve()), "features": settings.to_dict(),
+                                           "samples": samples}, shape, np.float16)
+    done = complete_manifest(out, signatures)
+    if done is not None:
+        return done
     out.mkdir(parents=True, exist_ok=True)
     work = functools.partial(features_of_clips, settings=settings, samples=samples)
-    shape = (settings.n_mels, settings.frames(samples))
     with worker_pool(workers, __name__) as pool:
-        summaries = write_splits(out, splits, work, shape, np.float16, pool=pool, show_progress=progress)
+        summaries = write_splits(out, splits, work, shape, np.float16, signatures=signatures, pool=pool,
+                                 show_progress=progress)
     manifest = {
         "modality": "audio", **facts, "source_root": str(root.resolve()), "features": features,
         "feature_settings": settings.to_dict(), "clip_seconds": clip_seconds,
         "splits": {name: {"count": s["count"]} for name, s in summaries.items()},
         "skipped": [dict(item, split=name) for name, s in summaries.items() for item in s["skipped"]],
+        "signatures": signatures,
     }
     check_splits(out, manifest)
     # Only log-mels are standardised (config refuses audio_normalize for the seed's power features).

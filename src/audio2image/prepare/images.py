@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from audio2image.datasets import caltech256, imagefolder
-from audio2image.prepare.store import (SplitItems, Store, check_splits, is_complete, worker_pool, write_manifest,
-                                       write_splits)
+from audio2image.prepare.store import (SplitItems, check_splits, complete_manifest, split_signatures, worker_pool,
+                                       write_manifest, write_splits)
 from audio2image.util import log
 
 RESIZE_MODES = ("center", "squash")
@@ -24,8 +24,6 @@ def prepare_caltech256(root: Path, out: Path, *, size: int = 256, resize: str = 
                        split: str = "stratified", split_seed: int = 0, include_clutter: bool = True,
                        workers: int = 1, progress: bool = True) -> dict:
     """Prepare (or finish preparing) the image store for the Caltech-256 tree at `root`; returns its manifest."""
-    if is_complete(out):
-        return Store(out).manifest
     scan = caltech256.scan_caltech256(root, include_clutter=include_clutter)
     facts = {"dataset": "caltech256", "split_protocol": split, "split_seed": split_seed,
              "include_clutter": include_clutter, "strays": scan.strays, "empty_classes": scan.empty_classes}
@@ -41,8 +39,6 @@ def prepare_imagefolder(root: Path, out: Path, *, size: int = 256, resize: str =
     Any format Pillow decodes among ImageFolder's extensions; split folders when the tree has them, else a
     stratified 60/20/20 split seeded by `split_seed`.
     """
-    if is_complete(out):
-        return Store(out).manifest
     scan = imagefolder.scan_imagefolder(root)
     facts = {"dataset": "imagefolder", "split_protocol": imagefolder.split_source(scan),
              "split_seed": split_seed, "strays": scan.strays}
@@ -61,19 +57,26 @@ def write_image_store(root: Path, out: Path, classes: list[str], paths: list[str
     """
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize {resize!r} is not allowed; choose one of {', '.join(RESIZE_MODES)}")
-    out.mkdir(parents=True, exist_ok=True)
-    work = functools.partial(pixels_of_images, size=size, resize=resize, formats=formats)
     items = {name: SplitItems([str(root / paths[i]) for i in positions], [paths[i] for i in positions],
                               labels[positions])
              for name, positions in splits.items()}
+    shape = (size, size, 3)
+    settings = {"root": str(root.resolve()), "size": size, "resize": resize, "formats": formats}
+    signatures = split_signatures(items, settings, shape, np.uint8)
+    done = complete_manifest(out, signatures)
+    if done is not None:
+        return done
+    out.mkdir(parents=True, exist_ok=True)
+    work = functools.partial(pixels_of_images, size=size, resize=resize, formats=formats)
     with worker_pool(workers, __name__) as pool:
-        summaries = write_splits(out, items, work, (size, size, 3), np.uint8, pool=pool, chunk=32,
+        summaries = write_splits(out, items, work, shape, np.uint8, signatures=signatures, pool=pool, chunk=32,
                                  show_progress=progress)
     manifest = {
         "modality": "image", "task": "classification", **facts, "labels": list(classes),
         "source_root": str(root.resolve()), "size": size, "resize": resize,
         "splits": {name: {"count": s["count"]} for name, s in summaries.items()},
         "skipped": [dict(item, split=name) for name, s in summaries.items() for item in s["skipped"]],
+        "signatures": signatures,
     }
     check_splits(out, manifest)
     write_manifest(out, manifest)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as futures
+import hashlib
+import json
 import multiprocessing
 import os
 import sys
@@ -26,7 +28,7 @@ from typing import Callable, Iterator
 import numpy as np
 import threadpoolctl
 
-from audio2image.util import DatasetError, atomic_path, progress, read_json, write_json
+from audio2image.util import DatasetError, atomic_path, progress, read_json, read_json_or_none, write_json
 
 MANIFEST = "manifest.json"
 
@@ -89,20 +91,44 @@ class SplitItems:
     labels: np.ndarray  # one row per item
 
 
+def split_signature(split: SplitItems, settings: dict, item_shape: tuple[int, ...], dtype) -> str:
+    """A hash of what decides a split's rows: its item ids and labels, the settings `work` runs with (the dataset's
+    root among them: ids are relative to it), the row shape.
+
+    An interrupted or finished split is reused only under the same signature, so a preparation run again into the
+    same folder with other settings or other data redoes that split instead of mixing old rows with new ones.
+    """
+    described = {"settings": settings, "shape": list(item_shape), "dtype": np.dtype(dtype).str,
+                 "ids": list(split.ids)}
+    digest = hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode())
+    digest.update(np.ascontiguousarray(split.labels).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def split_signatures(splits: dict[str, SplitItems], settings: dict, item_shape: tuple[int, ...], dtype) -> dict:
+    return {name: split_signature(split, settings, item_shape, dtype) for name, split in splits.items()}
+
+
 def write_splits(out: Path, splits: dict[str, SplitItems], work: Work, item_shape: tuple[int, ...], dtype, *,
-                 pool: WorkerPool | None = None, chunk: int = 16, show_progress: bool = True) -> dict:
+                 signatures: dict[str, str] | None = None, pool: WorkerPool | None = None, chunk: int = 16,
+                 show_progress: bool = True) -> dict:
     """Process every split's items with `work` into `out/<split>.x.npy` (+ y, ids), resuming an interrupted run.
 
     One pipeline runs over the chunks of all splits in turn, so workers do not idle while a small split drains.
+    `signatures`: `split_signatures` of the splits with the settings `work` runs with (default: no settings).
     Returns {split: {"count": kept rows, "skipped": [{"item": id, "reason": ...}]}}. With a `pool` (see
     `worker_pool`), `work` must be picklable: a module-level function or a functools.partial of one.
     """
+    signatures = signatures or split_signatures(splits, {}, item_shape, dtype)
     summaries, partials = {}, {}
     for name, split in splits.items():
-        if (out / f"{name}.x.npy").exists() and not (out / f".{name}.progress.json").exists():
-            summaries[name] = read_json(out / f".{name}.done.json")
+        signature = signatures[name]
+        done = read_json_or_none(out / f".{name}.done.json") or {}
+        finished = (out / f"{name}.x.npy").exists() and not (out / f".{name}.progress.json").exists()
+        if finished and done.get("signature") == signature:
+            summaries[name] = {"count": done["count"], "skipped": done["skipped"]}
         else:
-            partials[name] = _PartialSplit(out, name, split, item_shape, dtype)
+            partials[name] = _PartialSplit(out, name, split, item_shape, dtype, signature)
     chunks = [(name, start) for name, partial in partials.items()
               for start in range(partial.state["done"], len(partial.split.items), chunk)]
     bar = progress(total=sum(len(p.split.items) for p in partials.values()),
@@ -125,14 +151,14 @@ class _PartialSplit:
     process's resident memory, which would then grow with the dataset (measured: +900 MB for 2,000 clips).
     """
 
-    def __init__(self, out: Path, name: str, split: SplitItems, item_shape: tuple[int, ...], dtype):
+    def __init__(self, out: Path, name: str, split: SplitItems, item_shape: tuple[int, ...], dtype, signature: str):
         self.out, self.name, self.split = out, name, split
         self.item_shape, self.dtype = tuple(item_shape), np.dtype(dtype)
         self.path = out / f"{name}.x.npy.partial"
         self.state_path = out / f".{name}.progress.json"
-        state = read_json(self.state_path) if self.state_path.exists() and self.path.exists() else None
-        if state is None:
-            state = {"done": 0, "rows": 0, "kept": [], "skipped": []}
+        state = read_json_or_none(self.state_path) if self.path.exists() else None
+        if state is None or state.get("signature") != signature:  # none yet, or made from other items/settings
+            state = {"done": 0, "rows": 0, "kept": [], "skipped": [], "signature": signature}
             shape = (len(split.items), *item_shape)
             np.lib.format.open_memmap(self.path, mode="w+", dtype=dtype, shape=shape).flush()  # header, sparse body
             write_json(self.state_path, state)
@@ -172,7 +198,7 @@ def _finish_split(out: Path, split: str, partial: Path, state: dict, ids: list[s
             np.save(handle, labels[kept])
     write_json(out / f"{split}.ids.json", [ids[i] for i in kept])
     summary = {"count": int(state["rows"]), "skipped": state["skipped"]}
-    write_json(out / f".{split}.done.json", summary)
+    write_json(out / f".{split}.done.json", {**summary, "signature": state["signature"]})
     os.replace(partial, out / f"{split}.x.npy")
     os.unlink(out / f".{split}.progress.json")
     return summary
@@ -264,13 +290,34 @@ def _truncate_npy(path: Path, rows: int) -> None:
 
 
 def check_splits(out: Path, manifest: dict, examples: int = 3) -> None:
-    """Refuse to complete a store with an empty split (training needs all three), naming why items were skipped."""
+    """Refuse to complete a store with an empty split (training needs all three), naming why items were skipped.
+
+    The refused splits are discarded, so that the same command run again, after the files or settings were
+    mended, prepares them anew rather than finding them finished.
+    """
     for name, split in manifest["splits"].items():
         if split["count"] == 0:
             skipped = [item for item in manifest["skipped"] if item["split"] == name]
             why = "; ".join(f"{item['item']}: {item['reason']}" for item in skipped[:examples])
+            for other in manifest["splits"]:
+                for leftover in (f"{other}.x.npy", f"{other}.y.npy", f"{other}.ids.json", f".{other}.done.json"):
+                    (out / leftover).unlink(missing_ok=True)
             raise DatasetError(f"prepare {out}: split '{name}' has no usable item"
-                               + (f": all {len(skipped)} were skipped (e.g. {why})" if skipped else ""))
+                               + (f": all {len(skipped)} were skipped (e.g. {why})" if skipped else "")
+                               + "; mend the files or the settings and run the same command again")
+
+
+def complete_manifest(out: Path, signatures: dict[str, str]) -> dict | None:
+    """The manifest of the complete store in `out` if it was prepared from these splits (`split_signature`s);
+    None when there is no complete store; DatasetError when `out` holds one made from other data or settings."""
+    if not is_complete(out):
+        return None
+    manifest = Store(out).manifest
+    recorded = manifest.get("signatures")
+    if recorded is None or recorded == signatures:  # None: prepared before signatures were recorded
+        return manifest
+    raise DatasetError(f"{out} already holds a store prepared from other data or settings; give another output "
+                       "folder, or delete this one to prepare it anew")
 
 
 def write_manifest(out: Path, manifest: dict) -> None:
