@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audio2image.datasets.inspection import capped, capped_lines
 from audio2image.datasets.splits import SPLITS, random_split, stratified_split
 from audio2image.util import DatasetError
 
@@ -38,7 +39,6 @@ TASKS = ("auto", "tagging", "classification")
 _LAYOUT = ("an audio folder is ROOT/labels.csv with the header 'path,labels' (optionally ',split') and one row "
            "per clip, e.g. 'audio/dog1.wav,dog;outdoor', paths relative to ROOT, labels separated by ';'")
 _SPLIT_CHOICES = "train, valid, test (also accepted: val, validation)"
-_EXAMPLES = 10  # how many problems, missing files and unreadable files an inspection report lists by name
 
 
 @dataclass(frozen=True)
@@ -302,10 +302,6 @@ def _probe_all(paths: list[str], workers: int) -> list[tuple[dict | None, str | 
         return list(pool.map(probe_audio, paths, chunksize=32))
 
 
-def _capped(items: list) -> dict:
-    return {"count": len(items), "examples": items[:_EXAMPLES]}
-
-
 def _stats(values: list) -> dict | None:
     if not values:
         return None
@@ -329,7 +325,7 @@ def _decode_report(root: Path, paths: list[str], workers: int) -> dict:
         "sample_rates": _counted(info["samplerate"] for _, info in good),
         "channels": _counted(info["channels"] for _, info in good),
         "formats": _counted(info["format"] for _, info in good),
-        "unreadable": _capped([{"path": path, "reason": reason}
+        "unreadable": capped([{"path": path, "reason": reason}
                                for path, (_, reason) in zip(paths, results) if reason is not None]),
     }
 
@@ -355,7 +351,7 @@ def _split_report(labels: LabelsFile, task: str) -> dict:
         absent[name] = [label for label in labels.vocabulary if label not in present]
     return {"source": "column" if labels.has_split else "seeded at preparation",
             "counts": {name: len(parts[name]) for name in SPLITS}, "error": _empty_split_error(labels, parts),
-            "labels_absent": {name: _capped(missing) for name, missing in absent.items()}}
+            "labels_absent": {name: capped(missing) for name, missing in absent.items()}}
 
 
 def inspect_audiofolder(root: Path, decode: bool = True, workers: int = 1) -> dict:
@@ -372,27 +368,19 @@ def inspect_audiofolder(root: Path, decode: bool = True, workers: int = 1) -> di
         "has_split_column": labels.has_split,
         "extra_columns": labels.extra_columns,
         "clips": len(labels.clips),
-        "problems": _capped(labels.problems),
+        "problems": capped(labels.problems),
         "labels": [[label, count] for label, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))],
         "labels_per_clip": _stats([len(clip.labels) for clip in labels.clips]),
         "task": _task_report(labels),
         "splits": _split_report(labels, task),
-        "missing_files": _capped(missing),
-        "empty_files": _capped(empty),
+        "missing_files": capped(missing),
+        "empty_files": capped(empty),
         "extensions": _counted(posixpath.splitext(clip.path)[1].lower() or "(none)" for clip in labels.clips),
         "decoded": decode,
     }
     if decode:
         report["audio"] = _decode_report(root, present, workers)
     return report
-
-
-def _format_capped(title: str, capped: dict, show=str) -> list[str]:
-    lines = [f"{title}: {capped['count']}"]
-    lines += [f"  {show(item)}" for item in capped["examples"]]
-    if capped["count"] > len(capped["examples"]):
-        lines.append(f"  ... and {capped['count'] - len(capped['examples'])} more")
-    return lines
 
 
 def _format_audio(audio: dict) -> list[str]:
@@ -403,7 +391,7 @@ def _format_audio(audio: dict) -> list[str]:
                      + f" (shortest {audio['shortest']}, longest {audio['longest']})")
     for title, key in (("sample rates (Hz)", "sample_rates"), ("channels", "channels"), ("formats", "formats")):
         lines.append(f"{title}: " + (", ".join(f"{value} x{n}" for value, n in audio[key].items()) or "none"))
-    lines += _format_capped("files soundfile cannot open (skipped at preparation)", audio["unreadable"],
+    lines += capped_lines("files soundfile cannot open (skipped at preparation)", audio["unreadable"],
                             lambda item: f"{item['path']}: {item['reason']}")
     return lines
 
@@ -418,7 +406,7 @@ def format_audiofolder_inspection(report: dict) -> str:
     ]
     if report["extra_columns"]:
         lines.append(f"columns ignored: {', '.join(report['extra_columns'])}")
-    lines += _format_capped("rows skipped", report["problems"], lambda p: f"line {p['line']}: {p['reason']}")
+    lines += capped_lines("rows skipped", report["problems"], lambda p: f"line {p['line']}: {p['reason']}")
     lines.append(f"task (auto): {task['auto']}, because {task['why']}")
     if report["labels_per_clip"]:
         lines.append("labels per clip: {min} min, {median} median, {max} max".format(**report["labels_per_clip"]))
@@ -432,8 +420,8 @@ def format_audiofolder_inspection(report: dict) -> str:
         if absent["count"]:
             lines.append(f"  labels with no {name} clip{' (seed 0)' if seeded else ''}: {absent['count']} "
                          f"({', '.join(absent['examples'])}{more})")
-    lines += _format_capped("missing files (skipped at preparation)", report["missing_files"])
-    lines += _format_capped("empty files (skipped at preparation)", report["empty_files"])
+    lines += capped_lines("missing files (skipped at preparation)", report["missing_files"])
+    lines += capped_lines("empty files (skipped at preparation)", report["empty_files"])
     lines.append("file extensions: " + (", ".join(f"{ext} x{n}" for ext, n in report["extensions"].items()) or "none"))
     lines += _format_audio(report["audio"]) if report["decoded"] else ["audio not decoded (decode=False)"]
     width = max([24, *(len(label) + 1 for label, _ in report["labels"][:50])])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audio2image.datasets.image_checks import count_stats, decode_findings, decode_lines
+from audio2image.datasets.inspection import count_stats, decode_findings, decode_lines
 from audio2image.datasets.splits import RATIOS, random_split, stratified_split
 
 SPLIT_PROTOCOLS = ("stratified", "seed")

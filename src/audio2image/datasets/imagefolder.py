@@ -19,7 +19,7 @@ from pathlib import Path, PurePath
 
 import numpy as np
 
-from audio2image.datasets.image_checks import count_stats, decode_findings, decode_lines
+from audio2image.datasets.inspection import count_stats, decode_findings, decode_lines
 from audio2image.datasets.splits import SPLITS, stratified_split
 from audio2image.util import DatasetError
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audio2image.datasets.inspection import capped, capped_lines
 from audio2image.datasets.splits import SPLITS
 from audio2image.datasets.tags import ALL_TAGS, TOP50
 
@@ -52,7 +53,6 @@ _FOLDERS = {
 }
 
 _GET_DATA = "get the data with `audio2image download mtat DIR` or `audio2image synth mtat DIR`"
-_EXAMPLES = 10  # how many missing/empty files and problems an inspection report lists by name
 
 
 class AnnotationError(ValueError):
@@ -237,10 +237,6 @@ def _check_files(mp3_dir: Path, clips: list[Clip]) -> tuple[list[str], list[str]
     return missing, empty
 
 
-def _capped(items: list) -> dict:
-    return {"count": len(items), "examples": items[:_EXAMPLES]}
-
-
 def inspect_mtat(root: Path) -> dict:
     """Check a local MTAT copy without decoding audio; returns a JSON-serialisable report."""
     root = Path(root)
@@ -264,23 +260,15 @@ def inspect_mtat(root: Path) -> dict:
         "clips": len(clips),
         "tag_columns": len(annotations.tag_names),
         "unknown_tag_columns": [t for t in annotations.tag_names if canonical_tag(t) not in known_tags],
-        "problems": {"count": len(annotations.problems), "examples": annotations.problems[:_EXAMPLES]},
-        "missing_files": _capped(missing),
-        "empty_files": _capped(empty),
+        "problems": capped(annotations.problems),
+        "missing_files": capped(missing),
+        "empty_files": capped(empty),
         "bad_clips_listed": sorted(cid for cid in BAD_CLIPS if cid in listed),
         "splits": {p: {s: len(c) for s, c in split_clips(clips, p).items()} for p in SPLIT_PROTOCOLS},
         "top50_canonical": list(TOP50),
         "top50_given": [[tag, count] for tag, count in ranking[:50]],
         "top50_difference": compare_with_canonical(ranking, 50),
     }
-
-
-def _format_capped(title: str, capped: dict) -> list[str]:
-    lines = [f"{title}: {capped['count']}"]
-    lines += [f"  {item}" for item in capped["examples"]]
-    if capped["count"] > len(capped["examples"]):
-        lines.append(f"  ... and {capped['count'] - len(capped['examples'])} more")
-    return lines
 
 
 def format_mtat_inspection(report: dict) -> str:
@@ -296,8 +284,8 @@ def format_mtat_inspection(report: dict) -> str:
     problems = report["problems"]
     lines.append(f"malformed rows skipped: {problems['count']}")
     lines += [f"  line {p['line']}: {p['reason']}" for p in problems["examples"]]
-    lines += _format_capped("missing mp3 files", report["missing_files"])
-    lines += _format_capped("empty mp3 files", report["empty_files"])
+    lines += capped_lines("missing mp3 files", report["missing_files"])
+    lines += capped_lines("empty mp3 files", report["empty_files"])
     lines.append(f"known-unusable clips listed (always dropped): {report['bad_clips_listed'] or 'none'}")
     lines.append("clips per split (train / valid / test):")
     for protocol, counts in report["splits"].items():

@@ -1,6 +1,5 @@
-"""What inspection finds in any image dataset: per-class count statistics and which files fail to decode.
-
-Shared by the Caltech-256 and ImageFolder inspections, so both check, count and word their findings alike.
+"""What every dataset's inspection shares: lists capped to a few named examples, per-class count statistics,
+and for image datasets which files fail to decode, so that all inspections check, count and word alike.
 
     >>> report.update(decode_findings(root, paths, workers=2)); lines += decode_lines(report)
 """
@@ -10,6 +9,23 @@ import os
 import statistics
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+
+EXAMPLES = 10  # how many missing files, bad rows or unreadable files a report lists by name
+
+
+def capped(items: list) -> dict:
+    """{"count": all, "examples": the first EXAMPLES}."""
+    return {"count": len(items), "examples": items[:EXAMPLES]}
+
+
+def capped_lines(title: str, listed: dict, show=str) -> list[str]:
+    """'title: count', the examples (each through `show`), and how many more there are."""
+    lines = [f"{title}: {listed['count']}"]
+    lines += [f"  {show(item)}" for item in listed["examples"]]
+    if listed["count"] > len(listed["examples"]):
+        lines.append(f"  ... and {listed['count'] - len(listed['examples'])} more")
+    return lines
 
 
 def check_image(path: str) -> tuple[str | None, str | None]:
