@@ -27,7 +27,7 @@ import zipfile
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from audio2image.util import log, read_json, write_json
+from audio2image.util import log, read_json_or_none, write_json
 from audio2image.util import progress as _progress_bar  # the name `progress` is a flag in our API
 
 MTAT_BASE_URL = "https://mirg.city.ac.uk/datasets/magnatagatune/"
@@ -356,12 +356,8 @@ def _count_files(folder: Path) -> int:
 
 def _completed(dest: Path, dataset: str, data_dir: str, extra_files: tuple[str, ...] = ()) -> dict | None:
     """The marker's contents if `dest` holds a finished download of `dataset`, else None."""
-    marker = dest / MARKER_NAME
-    if not marker.is_file():
-        return None
-    try:
-        info = read_json(marker)
-    except (OSError, ValueError):
+    info = read_json_or_none(dest / MARKER_NAME)
+    if not isinstance(info, dict):
         return None
     if info.get("dataset") != dataset or not all((dest / f).is_file() for f in extra_files):
         return None
