@@ -64,7 +64,8 @@ def classification_clips(per_class: int = 8):
 
 def sweep_and_report(tmp_path, name: str, *overrides: str):
     config = load_config("configs/tiny.yaml", [f"out_dir={tmp_path / 'runs'}", f"data_dir={tmp_path / 'data'}",
-                                               f"name={name}", "fractions=1.0", "seeds=0,1", *overrides])
+                                               f"name={name}", "fractions=1.0", "seeds=0,1", "transfer_epochs=1",
+                                               *overrides])
     summary = run_sweep(config)
     assert summary["finished"] == summary["runs"] == 4
     build_report(config.experiment_dir)
