@@ -8,7 +8,8 @@ import torch
 
 from audio2image.config import load_config
 from audio2image.training import engine
-from audio2image.training.model import InitError, build_model, initialise, load_backbone
+from audio2image.training.inits import initialise
+from audio2image.training.model import InitError, build_model, load_backbone
 from audio2image.training.run import RunSpec, train_run
 from stores import make_audio_store, make_image_store
 

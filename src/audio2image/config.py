@@ -20,10 +20,10 @@ from pathlib import Path
 
 import yaml
 
-from audio2image.datasets.registry import DATASETS, MODALITIES
+from audio2image.datasets.registry import DATASETS
+from audio2image.training.initspec import INIT_HELP, parse_init
 
 SIDES = ("source", "target")  # the dataset pretrained on, and the one transferred to
-INIT_NAMES = ("random", "imagenet", *MODALITIES)  # "audio"/"image": this experiment's pretraining on its source
 # keys that no longer exist -> what to use instead
 RENAMED = {"mtat_root": "source_root or target_root (the folder of the source or the target dataset)",
            "caltech256_root": "source_root or target_root (the folder of the source or the target dataset)"}
@@ -163,12 +163,10 @@ def _fail(key: str, value, allowed: str) -> None:
 
 
 def validate_init(key: str, init: str) -> None:
-    name, _, path = init.partition(":")
-    if name == "checkpoint" and path:
-        return
-    if name in INIT_NAMES and (not path or name in MODALITIES):
-        return
-    _fail(key, init, "use random, imagenet, audio, image, audio:RUN_DIR, image:RUN_DIR or checkpoint:PATH")
+    try:
+        parse_init(init)
+    except ValueError:
+        _fail(key, init, f"use {INIT_HELP}")
 
 
 def validate_freeze(key: str, freeze: str) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audio2image.config import Config, config_hash, keys_for
-from audio2image.datasets.registry import MODALITIES
+from audio2image.training.initspec import PRETRAINED_RUNS, parse_init
 from audio2image.training.run import RunSpec
 from audio2image.util import read_json_or_none
 
@@ -49,18 +49,22 @@ def pretrain_plan(config: Config, store: Path) -> PlannedRun:
 
 
 def uses_pretraining(config: Config) -> bool:
-    return config.dataset("source").modality in config.inits
+    """Whether an init of the grid is this experiment's pretraining (in full, in part, or its statistics)."""
+    source = config.dataset("source").modality
+    return any(parse_init(init).base == source and not parse_init(init).path for init in config.inits)
 
 
 def resolve_init(init: str, config: Config) -> Init:
-    """What an init in the config means. A bare modality ("audio") is this experiment's pretraining on its source;
-    "audio:RUN_DIR" names a pretraining run folder, identified by the run id in its run.json when it has one."""
-    name, _, path = init.partition(":")
-    if name not in MODALITIES:
-        return Init(init, init, init)
+    """What an init in the config means. A bare modality ("audio", "audio@2", "audio-stats") is this experiment's
+    pretraining on its source; "audio:RUN_DIR" names a pretraining run folder, identified by the run id in its
+    run.json when it has one."""
+    spec = parse_init(init)
+    if spec.base not in PRETRAINED_RUNS:
+        return Init(init, spec.name if spec.base != "checkpoint" else init, init)
     source = config.dataset("source").modality
+    path = spec.path
     if not path:
-        if name != source:
+        if spec.base != source:
             raise ValueError(f"config key 'inits': {init!r} names a pretrained init, but the source dataset "
                              f"{config.source} is {source}; use {source!r} or {init}:RUN_DIR")
         path = str(config.experiment_dir / PRETRAIN_DIR)
@@ -70,8 +74,12 @@ def resolve_init(init: str, config: Config) -> Init:
         run_dir = own  # one spelling of this experiment's pretraining, however the user wrote it
     identity = read_json_or_none(run_dir / "run.json") or {}
     pretrain_run = str(identity.get("run_id", "")) if identity.get("stage") == "pretrain" else ""
-    load = f"{name}:{run_dir}"
-    return Init(load, name, pretrain_run or load, pretrain_run)
+    load = f"{spec.name}:{run_dir}"
+    if not pretrain_run:
+        return Init(load, spec.name, load)
+    # the full init keeps the bare run id as its identity (the run ids of earlier sweeps stay valid)
+    return Init(load, spec.name, pretrain_run if spec.name == spec.base else f"{spec.name}:{pretrain_run}",
+                pretrain_run)
 
 
 def transfer_run_id(config: Config, store: Path, fraction: float, init: str, seed: int, freeze: str) -> str:

@@ -1,4 +1,4 @@
-"""The model: torchvision's ResNet-18, its starting weights (init) and which of its layers train (freeze).
+"""The model: torchvision's ResNet-18, loading a backbone into it, and which of its layers train (freeze).
 
 Spectrograms enter as 3 identical channels, so conv1 keeps its RGB shape and every pretrained layer, conv1
 included, loads unchanged into an image model (and an image model's into an audio one).
@@ -11,8 +11,9 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
+from audio2image.training.initspec import STAGES
+
 HEAD = ("fc.weight", "fc.bias")
-STAGES = (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",))
 FREEZE_STAGES = {"none": 0, "seed": 2, "linear": len(STAGES)}  # seed: conv1, bn1 and layer1, as the seed did
 IMAGENET_FILE = "resnet18-f37072fd.pth"  # torchvision's ResNet18_Weights.IMAGENET1K_V1
 
@@ -26,30 +27,6 @@ def build_model(num_outputs: int, seed: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return resnet18(num_classes=num_outputs)
-
-
-def initialise(model: nn.Module, init: str, *, imagenet_weights: str = "") -> dict:
-    """Load the backbone named by `init` into `model`, keeping its new head. Returns what was loaded from where.
-
-    init: random | imagenet | audio:RUN_DIR | image:RUN_DIR | checkpoint:PATH
-    """
-    name, _, location = init.partition(":")
-    if name == "random":
-        return {"init": "random"}
-    if name == "imagenet":
-        path = imagenet_path(imagenet_weights)
-    elif name == "checkpoint":
-        path = Path(location)
-    else:
-        path = Path(location) / "best.pt"
-    if not path.is_file():
-        hint = ("; it names a pretraining run folder: finish that pretraining first (`audio2image pretrain` with the "
-                "same config)" if name not in ("imagenet", "checkpoint") else "")
-        raise InitError(f"init {init!r}: no weights at {path}{hint}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("model", state)
-    load_backbone(model, state)
-    return {"init": init, "weights": str(path)}
 
 
 def load_backbone(model: nn.Module, state: dict) -> None:

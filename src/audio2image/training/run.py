@@ -27,7 +27,8 @@ from audio2image.prepare.store import Store
 from audio2image.training import distributed
 from audio2image.training.engine import evaluate, recalibrate_batchnorm, train_one_epoch
 from audio2image.training.loader import Loader, RecycledMemory, batch_memory, epoch_generator
-from audio2image.training.model import build_model, freeze, initialise
+from audio2image.training.inits import initialise
+from audio2image.training.model import build_model, freeze
 from audio2image.training.optim import build_optimizer, build_schedule
 from audio2image.training.tasks import Task, build_task, fraction_rows
 from audio2image.util import atomic_path, atomic_write_text, log, read_json, write_json
@@ -94,7 +95,7 @@ def train_run(config: Config, spec: RunSpec, run_dir: Path) -> dict:
         write_json(run_dir / "run.json", spec.identity(store))
 
     model = build_model(task.num_outputs, spec.seed)
-    loaded = initialise(model, spec.init, imagenet_weights=config.imagenet_weights)
+    loaded = initialise(model, spec.init, seed=spec.seed, imagenet_weights=config.imagenet_weights)
     frozen = freeze(model, spec.freeze)
     channels_last = uses_channels_last(config, device)
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
