@@ -141,6 +141,12 @@ def test_override_without_equals():
     ("pretrain_label_smoothing=1", "pretrain_label_smoothing", "below 1"),
     ("pretrain_label_smoothing=-0.1", "pretrain_label_smoothing", "0 or more"),
     ("audio_features=seed", "audio_normalize", "audio_normalize=false"),
+    ("cka_items=2", "cka_items", "at least 4"),
+    ("cka_items=-1", "cka_items", "0 or more"),
+    ("convergence_share=0", "convergence_share", "(0, 1]"),
+    ("convergence_share=1.5", "convergence_share", "(0, 1]"),
+    ("inits=random,audio@7", "inits", "@K"),
+    ("inits=random,random-stats", "inits", "-stats"),
 ])
 def test_bad_values_name_the_key_and_what_is_allowed(override, key, allowed):
     with pytest.raises(ConfigError) as info:

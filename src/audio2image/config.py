@@ -97,6 +97,9 @@ class Config:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     freezes: list[str] = field(default_factory=lambda: ["none"])
     precise_bn_batches: int = 50  # batch-norm statistics recomputed over this many training batches per epoch
+    # --- what transfers (analysis/) ----------------------------------------------------------------------------------
+    cka_items: int = 1000  # validation items on which per-stage CKA compares networks; 0: no similarity analysis
+    convergence_share: float = 0.9  # converged: validation metric at this share of the random init's mean best
     # --- how to run -----------------------------------------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | mps
     amp: bool = True  # bf16 autocast on CUDA
@@ -152,7 +155,7 @@ POSITIVE = {"synth_clips", "synth_seconds", "synth_classes", "synth_per_class", 
             "audio_eval_crops", "image_store_size", "image_size", "pretrain_epochs", "pretrain_batch_size",
             "pretrain_lr", "transfer_epochs", "transfer_batch_size", "transfer_lr", "workers", "parallel",
             "slurm_time_min"}
-NON_NEGATIVE = {"threads", "precise_bn_batches", "audio_crop_seconds", "pretrain_weight_decay", "transfer_weight_decay",
+NON_NEGATIVE = {"threads", "precise_bn_batches", "cka_items", "audio_crop_seconds", "pretrain_weight_decay", "transfer_weight_decay",
                 "pretrain_warmup_epochs", "transfer_warmup_epochs", "pretrain_label_smoothing",
                 "transfer_label_smoothing"}
 FREEZE_PATTERN = re.compile(r"^(none|seed|linear|stages:[0-5])$")
@@ -205,6 +208,11 @@ def validate(config: Config) -> None:
             _fail("fractions", value, "every fraction must be in (0, 1]")
     if config.audio_crop_seconds > config.audio_clip_seconds:
         _fail("audio_crop_seconds", config.audio_crop_seconds, "it must not exceed audio_clip_seconds")
+    if 0 < config.cka_items < 4:
+        _fail("cka_items", config.cka_items, "it must be 0 (no similarity analysis) or at least 4 (the unbiased "
+              "CKA estimator needs 4 items)")
+    if not 0 < config.convergence_share <= 1:
+        _fail("convergence_share", config.convergence_share, "it must be in (0, 1]")
     for key in ("pretrain_label_smoothing", "transfer_label_smoothing"):
         if getattr(config, key) >= 1:
             _fail(key, getattr(config, key), "it must be below 1")

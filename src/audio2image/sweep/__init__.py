@@ -33,7 +33,19 @@ def run_sweep(config: Config) -> dict:
     execute(runs, config)
     rows = write_results([run.run_dir for run in runs], experiment / "results.csv")
     log(f"results: {len(rows)} of {len(runs)} runs in {experiment / 'results.csv'}")
+    if config.cka_items:
+        analyse(config, stores["target"])
     return {"experiment": str(experiment), "runs": len(runs), "finished": len(rows)}
+
+
+def analyse(config: Config, target: Store) -> dict:
+    """The analyses that need the networks (per-stage CKA), after the runs; cached in the experiment folder."""
+    from audio2image.analysis.similarity import analyse_similarity
+
+    result = analyse_similarity(config, config.experiment_dir, target)
+    log(f"similarity: {len(result['comparisons'])} comparisons of networks"
+        + "".join(f"; {problem}" for problem in result["problems"]))
+    return result
 
 
 def describe_store(store: Store) -> dict:

@@ -1,0 +1,8 @@
+"""Analyses run after the transfer runs: representation similarity (CKA) and convergence speed.
+
+Modules here read features or run results and return numbers; importing the package pulls in nothing heavy
+(no torch), so each analysis module imports only what it needs.
+"""
+from audio2image.analysis.cka import linear_cka
+
+__all__ = ["linear_cka"]

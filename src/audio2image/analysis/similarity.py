@@ -1,0 +1,197 @@
+"""Per-stage representation similarity (linear CKA) between the networks of an experiment, from their weights.
+
+After the transfer runs, each network is run on a fixed sample of the target's validation items and the outputs
+of its stages are compared with linear CKA, accumulated over minibatches with the unbiased HSIC estimator
+(Kornblith et al. 2019; Nguyen et al. 2021), so memory stays at one minibatch of features. The stages: the stem
+(conv1, bn1, relu, maxpool), layer1 to layer4, and the pooled features; feature maps are flattened (channels x
+positions), so CKA sees where in the image a feature fires, not only whether. Audio items are scored crop by crop
+and their features averaged over the crops, as evaluation averages predictions.
+
+Three comparisons per fraction and freeze, each per seed:
+- "init vs random": a pretrained init's fine-tuned network against the random init's of the same seed;
+- "before vs after": a network at its init against the same run's fine-tuned network (how far fine-tuning moved
+  each stage);
+- "random vs random": the random init's networks of two seeds: the baseline "as similar as two random runs".
+
+Results are cached in E/analysis/cka.json, one entry per comparison, written after each one: an interrupted
+analysis resumes, and a grown grid computes only what is new.
+
+    >>> analyse_similarity(config, Path("runs/demo"), store)["comparisons"][0]["cka"]["layer4"]
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audio2image.analysis.cka import MinibatchCKA
+from audio2image.config import Config
+from audio2image.prepare.store import Store
+from audio2image.training.inits import initialise
+from audio2image.training.loader import Loader
+from audio2image.training.model import InitError, build_model
+from audio2image.training.run import resolve_device
+from audio2image.training.tasks import build_task
+from audio2image.util import read_json_or_none, write_json
+
+STAGE_OUTPUTS = ("stem", "layer1", "layer2", "layer3", "layer4", "pooled")
+CKA_FILE = Path("analysis") / "cka.json"
+BATCH = 100  # items per minibatch: a 224 px stem's flattened features are 200k values per item
+KINDS = ("init vs random", "before vs after", "random vs random")
+BASELINE = "random"
+
+
+def stage_features(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The output of every stage of a torchvision ResNet for input x, each flattened to [items, features]."""
+    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    outputs = {"stem": x}
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        x = getattr(model, name)(x)
+        outputs[name] = x
+    outputs["pooled"] = torch.flatten(model.avgpool(x), 1)
+    return {name: value.flatten(1) for name, value in outputs.items()}
+
+
+def sample_rows(available: int, items: int) -> np.ndarray:
+    """A fixed sample (the same for every network) of `items` of the split's `available` rows, sorted."""
+    if items > available:
+        raise ValueError(f"the target's validation split has {available} items, fewer than cka_items={items}; "
+                         f"set cka_items={available} or less (or 0 to skip the similarity analysis)")
+    return np.sort(np.random.default_rng(0).permutation(available)[:items])
+
+
+def plan_comparisons(runs: list[dict]) -> list[dict]:
+    """The comparisons among transfer runs, from their identities (run.json: fraction, init_name, seed, freeze,
+    run_id): each one {"kind", "init", "fraction", "freeze", "seed", "a", "b", "key"}, a and b being
+    {"run": run_id, "weights": "best" | "init"}."""
+    by_cell: dict[tuple, dict] = {}
+    for run in runs:
+        by_cell.setdefault((run["fraction"], run["freeze"]), {}).setdefault(run["init_name"], {})[run["seed"]] = run
+    planned = []
+    for (fraction, freeze), inits in sorted(by_cell.items()):
+        randoms = inits.get(BASELINE, {})
+        for init, seeds in inits.items():
+            for seed, run in sorted(seeds.items()):
+                cell = {"init": init, "fraction": fraction, "freeze": freeze, "seed": seed}
+                if init != BASELINE and seed in randoms:
+                    planned.append(_comparison("init vs random", cell, run, "best", randoms[seed], "best"))
+                planned.append(_comparison("before vs after", cell, run, "init", run, "best"))
+        ordered = sorted(randoms)
+        for first, second in zip(ordered, ordered[1:]):
+            cell = {"init": BASELINE, "fraction": fraction, "freeze": freeze, "seed": f"{first}-{second}"}
+            planned.append(_comparison("random vs random", cell, randoms[first], "best", randoms[second], "best"))
+    return planned
+
+
+def _comparison(kind: str, cell: dict, a: dict, a_weights: str, b: dict, b_weights: str) -> dict:
+    ends = ({"run": a["run_id"], "weights": a_weights}, {"run": b["run_id"], "weights": b_weights})
+    key = f"{kind}|{ends[0]['run']}:{a_weights}|{ends[1]['run']}:{b_weights}"
+    return {"kind": kind, **cell, "a": ends[0], "b": ends[1], "key": key}
+
+
+def analyse_similarity(config: Config, exp: Path, store: Store) -> dict:
+    """CKA per stage for every planned comparison among the finished transfer runs of experiment `exp`.
+
+    Returns {"items", "comparisons": [...with "cka": {stage: value}], "problems": [...]}; a problem (a run
+    without best weights, a sample larger than the validation split) is named and the rest still computed.
+    """
+    exp, path = Path(exp), Path(exp) / CKA_FILE
+    cache = read_json_or_none(path) or {}
+    if cache.get("items") != config.cka_items:
+        cache = {"items": config.cka_items, "comparisons": {}}  # another sample: every value changes
+    runs = [r for r in map(_identity, sorted((exp / "transfer").glob("*/"))) if r is not None]
+    planned, problems = plan_comparisons(runs), []
+    try:
+        rows = sample_rows(len(store.split("valid")), config.cka_items)
+    except ValueError as error:
+        problems.append(str(error))
+        planned = []
+    todo = [c for c in planned if c["key"] not in cache["comparisons"]]
+    if todo:
+        device = resolve_device(config.device)
+        inputs = _Inputs(build_task(store, config, "transfer"), rows, device)
+        models = _ModelCache(exp, config, len(store.labels), device)
+        for comparison in todo:
+            try:
+                cka = compare(models.get(comparison["a"]), models.get(comparison["b"]), inputs)
+            except (FileNotFoundError, InitError, ValueError) as error:  # no weights; non-finite features
+                problems.append(f"{comparison['kind']}, init {comparison['init']}, fraction "
+                                f"{comparison['fraction']}, seed {comparison['seed']}: {error}")
+                continue
+            cache["comparisons"][comparison["key"]] = {**comparison, "cka": cka}
+            write_json(path, cache)  # after each comparison: an interrupted analysis resumes here
+    cache["problems"] = problems  # what this analysis could not compare, for the report
+    write_json(path, cache)
+    done = [cache["comparisons"][c["key"]] for c in planned if c["key"] in cache["comparisons"]]
+    return {"items": config.cka_items, "comparisons": done, "problems": problems}
+
+
+@torch.no_grad()
+def compare(model_a, model_b, batches) -> dict[str, float]:
+    """CKA per stage between two networks over the same input batches (each [items, (crops,) C, H, W])."""
+    accumulator = MinibatchCKA()
+    for x in batches:
+        accumulator.update(_features(model_a, x), _features(model_b, x))
+    return {name: round(value, 6) if math.isfinite(value) else value for name, value in accumulator.result().items()}
+
+
+def _features(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Stage features of a batch; with a crops axis, each item's features averaged over its crops."""
+    crops = x.shape[1] if x.dim() == 5 else 1
+    features = stage_features(model, x.flatten(0, 1) if x.dim() == 5 else x)
+    return {name: value.view(-1, crops, value.shape[1]).mean(1) for name, value in features.items()}
+
+
+class _Inputs:
+    """The sample's evaluation inputs, in minibatches of nearly equal size (the unbiased estimator needs 4 or
+    more), made anew on every pass: holding 1,000 inputs of 224 px would take 600 MB."""
+
+    def __init__(self, task, rows: np.ndarray, device):
+        self.task, self.device = task, device
+        parts = np.array_split(rows, max(1, math.ceil(len(rows) / BATCH)))  # larger parts first
+        self.rows, self.size = np.concatenate(parts), len(parts[0])
+
+    def __iter__(self):
+        loader = Loader(self.task.store.split("valid"), self.rows, self.size, shuffle=False)
+        return (self.task.inputs.eval(raw, self.device) for raw in loader)
+
+
+def _identity(run_dir: Path) -> dict | None:
+    """A finished transfer run's identity (from result.json), or None for a run that has not finished."""
+    result = read_json_or_none(run_dir / "result.json") or {}
+    run = result.get("run")
+    if result.get("status") != "completed" or not run:
+        return None
+    return {**run, "init_name": run.get("init_name", run.get("init")), "run_dir": run_dir}
+
+
+class _ModelCache:
+    """Networks by (run, weights), built when first asked for; the last few are kept, as consecutive
+    comparisons share them (a ResNet-18 is 45 MB: keeping every one of a sweep's would not fit)."""
+
+    def __init__(self, exp: Path, config: Config, outputs: int, device, keep: int = 4):
+        self.exp, self.config, self.outputs, self.device, self.keep = exp, config, outputs, device, keep
+        self.models: dict[tuple, torch.nn.Module] = {}
+
+    def get(self, end: dict):
+        key = (end["run"], end["weights"])
+        if key not in self.models:
+            self.models[key] = self._build(self.exp / "transfer" / end["run"], end["weights"])
+            while len(self.models) > self.keep:
+                self.models.pop(next(iter(self.models)))
+        return self.models[key]
+
+    def _build(self, run_dir: Path, weights: str):
+        identity = read_json_or_none(run_dir / "run.json") or {}
+        model = build_model(self.outputs, int(identity.get("seed", 0)))
+        if weights == "init":
+            initialise(model, identity["init"], seed=int(identity["seed"]),
+                       imagenet_weights=self.config.imagenet_weights)
+        else:
+            best = run_dir / "best.pt"
+            if not best.is_file():
+                raise FileNotFoundError(f"{run_dir} has no best weights (best.pt)")
+            model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["model"])
+        return model.to(self.device).eval()
