@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from audio2image.analysis.cka import MinibatchCKA, gram, hsic_biased, hsic_unbiased, linear_cka
+from audio2image.analysis.cka import (MinibatchCKA, centred_gram, gram, hsic_biased, hsic_unbiased, linear_cka,
+                                      minibatch_cka)
 
 TOL = 1e-10
 
@@ -273,3 +274,18 @@ def test_minibatch_bad_input_raises_and_keeps_state() -> None:
 def test_importing_the_package_does_not_import_torch() -> None:
     code = "import sys, audio2image.analysis, audio2image.analysis.cka; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_minibatch_cka_from_grams_equals_the_accumulator():
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(60, 30))
+    y = x @ rng.normal(size=(30, 20)) + 0.5 * rng.normal(size=(60, 20))
+    accumulator = MinibatchCKA()
+    grams_x, grams_y = [], []
+    for rows in np.array_split(np.arange(60), 3):
+        accumulator.update({"a": x[rows]}, {"a": y[rows]})
+        grams_x.append({"a": centred_gram(x[rows] + 5.0)})  # a shared offset: centring removes it
+        grams_y.append({"a": centred_gram(y[rows])})
+    assert minibatch_cka(grams_x, grams_y)["a"] == pytest.approx(accumulator.result()["a"], abs=1e-10)
+    with pytest.raises(ValueError, match="same, non-zero number of batches"):
+        minibatch_cka(grams_x, grams_y[:2])

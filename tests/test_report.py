@@ -17,8 +17,8 @@ HEADER = ["run_id", "stage", "dataset", "fraction", "init", "seed", "freeze", "s
           "val_loss", "val_top1", "val_top5", "val_mean_class_acc", "test_loss", "test_top1", "test_top5",
           "test_mean_class_acc", "wall_seconds"]
 SECTIONS = ["## Conclusion", "## Configuration summary", "## Pretraining", "## Transfer results",
-            "## Gain over random init", "## Data efficiency", "## Validation curves", "## Seed-style chart",
-            "## First-layer filters", "## Runs"]
+            "## Gain over random init", "## Data efficiency", "## What transfers", "## Validation curves",
+            "## Seed-style chart", "## First-layer filters", "## Runs"]
 EPOCHS = 4
 
 
@@ -121,7 +121,7 @@ def test_full_report(tmp_path):
     assert out["missing_cells"] == 0
     names = {p.name for p in out["figures"]}
     assert names == {"pretrain_curves.png", "accuracy_vs_fraction.png", "gain_vs_fraction.png",
-                     "validation_curves.png", "seed_style_bars.png", "conv1_filters.png"}
+                     "validation_curves.png", "seed_style_bars.png", "conv1_filters.png", "convergence.png"}
     assert_pngs_ok(out["figures"])
     md = out["markdown"].read_text()
     positions = [md.index(s) for s in SECTIONS]

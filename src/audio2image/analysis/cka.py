@@ -226,3 +226,26 @@ class MinibatchCKA:
         Empty before the first `update`.
         """
         return {name: _ratio(*(s / self._batches)) for name, s in self._sums.items()}
+
+
+def centred_gram(x: Features) -> np.ndarray:
+    """The linear Gram matrix of x [b, ...] (flattened) after centring its features: the form `minibatch_cka`
+    takes. The unbiased HSIC does not change by centring; it keeps precision when activations share a large mean."""
+    a = _as_features(x)
+    a = a - a.mean(axis=0)
+    return a @ a.T
+
+
+def minibatch_cka(grams_x: list[Mapping[str, np.ndarray]], grams_y: list[Mapping[str, np.ndarray]]
+                  ) -> dict[str, float]:
+    """`MinibatchCKA`'s result from per-batch Gram matrices ({layer: [b, b]} per batch, the same batches on
+    both sides): a network's Grams can be computed once and compared with many others'."""
+    if len(grams_x) != len(grams_y) or not grams_x:
+        raise ValueError(f"need the same, non-zero number of batches on both sides, got {len(grams_x)} and "
+                         f"{len(grams_y)}")
+    sums: dict[str, np.ndarray] = {}
+    for kx, ky in zip(grams_x, grams_y):
+        for name in kx:
+            k, l = kx[name], ky[name]
+            sums[name] = sums.get(name, np.zeros(3)) + [hsic_unbiased(k, l), hsic_unbiased(k, k), hsic_unbiased(l, l)]
+    return {name: _ratio(*(s / len(grams_x))) for name, s in sums.items()}

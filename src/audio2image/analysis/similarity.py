@@ -2,7 +2,8 @@
 
 After the transfer runs, each network is run on a fixed sample of the target's validation items and the outputs
 of its stages are compared with linear CKA, accumulated over minibatches with the unbiased HSIC estimator
-(Kornblith et al. 2019; Nguyen et al. 2021), so memory stays at one minibatch of features. The stages: the stem
+(Kornblith et al. 2019; Nguyen et al. 2021): memory stays at one minibatch of features, and each network is run
+once, its per-batch Gram matrices serving every comparison it is in. The stages: the stem
 (conv1, bn1, relu, maxpool), layer1 to layer4, and the pooled features; feature maps are flattened (channels x
 positions), so CKA sees where in the image a feature fires, not only whether. Audio items are scored crop by crop
 and their features averaged over the crops, as evaluation averages predictions.
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audio2image.analysis.cka import MinibatchCKA
+from audio2image.analysis.cka import centred_gram, minibatch_cka
 from audio2image.config import Config
 from audio2image.prepare.store import Store
 from audio2image.training.inits import initialise
@@ -112,10 +113,10 @@ def analyse_similarity(config: Config, exp: Path, store: Store) -> dict:
     if todo:
         device = resolve_device(config.device)
         inputs = _Inputs(build_task(store, config, "transfer"), rows, device)
-        models = _ModelCache(exp, config, len(store.labels), device)
+        networks = _NetworkGrams(exp, config, len(store.labels), inputs, device)
         for comparison in todo:
             try:
-                cka = compare(models.get(comparison["a"]), models.get(comparison["b"]), inputs)
+                cka = compare(networks.get(comparison["a"]), networks.get(comparison["b"]))
             except (FileNotFoundError, InitError, ValueError) as error:  # no weights; non-finite features
                 problems.append(f"{comparison['kind']}, init {comparison['init']}, fraction "
                                 f"{comparison['fraction']}, seed {comparison['seed']}: {error}")
@@ -128,20 +129,25 @@ def analyse_similarity(config: Config, exp: Path, store: Store) -> dict:
     return {"items": config.cka_items, "comparisons": done, "problems": problems}
 
 
+def compare(grams_a: list[dict], grams_b: list[dict]) -> dict[str, float]:
+    """CKA per stage between two networks from their per-batch Gram matrices (`network_grams`) on the same
+    batches."""
+    return {name: round(value, 6) if math.isfinite(value) else value
+            for name, value in minibatch_cka(grams_a, grams_b).items()}
+
+
 @torch.no_grad()
-def compare(model_a, model_b, batches) -> dict[str, float]:
-    """CKA per stage between two networks over the same input batches (each [items, (crops,) C, H, W])."""
-    accumulator = MinibatchCKA()
+def network_grams(model, batches) -> list[dict[str, np.ndarray]]:
+    """Per batch, per stage, the centred Gram matrix of the network's features: all that CKA needs of it, a few
+    MB for 1,000 items, so each network runs once however many comparisons it is in."""
+    grams = []
     for x in batches:
-        accumulator.update(_features(model_a, x), _features(model_b, x))
-    return {name: round(value, 6) if math.isfinite(value) else value for name, value in accumulator.result().items()}
-
-
-def _features(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Stage features of a batch; with a crops axis, each item's features averaged over its crops."""
-    crops = x.shape[1] if x.dim() == 5 else 1
-    features = stage_features(model, x.flatten(0, 1) if x.dim() == 5 else x)
-    return {name: value.view(-1, crops, value.shape[1]).mean(1) for name, value in features.items()}
+        crops = x.shape[1] if x.dim() == 5 else 1
+        features = stage_features(model, x.flatten(0, 1) if x.dim() == 5 else x)
+        # audio: an item's features averaged over its crops, as evaluation averages its predictions
+        grams.append({name: centred_gram(value.view(-1, crops, value.shape[1]).mean(1))
+                      for name, value in features.items()})
+    return grams
 
 
 class _Inputs:
@@ -167,21 +173,19 @@ def _identity(run_dir: Path) -> dict | None:
     return {**run, "init_name": run.get("init_name", run.get("init")), "run_dir": run_dir}
 
 
-class _ModelCache:
-    """Networks by (run, weights), built when first asked for; the last few are kept, as consecutive
-    comparisons share them (a ResNet-18 is 45 MB: keeping every one of a sweep's would not fit)."""
+class _NetworkGrams:
+    """Each network's Gram matrices by (run, weights), computed when first asked for (`network_grams`)."""
 
-    def __init__(self, exp: Path, config: Config, outputs: int, device, keep: int = 4):
-        self.exp, self.config, self.outputs, self.device, self.keep = exp, config, outputs, device, keep
-        self.models: dict[tuple, torch.nn.Module] = {}
+    def __init__(self, exp: Path, config: Config, outputs: int, inputs, device):
+        self.exp, self.config, self.outputs, self.inputs, self.device = exp, config, outputs, inputs, device
+        self.grams: dict[tuple, list[dict]] = {}
 
-    def get(self, end: dict):
+    def get(self, end: dict) -> list[dict]:
         key = (end["run"], end["weights"])
-        if key not in self.models:
-            self.models[key] = self._build(self.exp / "transfer" / end["run"], end["weights"])
-            while len(self.models) > self.keep:
-                self.models.pop(next(iter(self.models)))
-        return self.models[key]
+        if key not in self.grams:
+            model = self._build(self.exp / "transfer" / end["run"], end["weights"])
+            self.grams[key] = network_grams(model, self.inputs)
+        return self.grams[key]
 
     def _build(self, run_dir: Path, weights: str):
         identity = read_json_or_none(run_dir / "run.json") or {}

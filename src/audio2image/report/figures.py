@@ -8,11 +8,13 @@ changes the global backend nor needs a display. Metric values in [0, 1] are draw
 from __future__ import annotations
 
 import math
+import zlib
 from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -23,7 +25,7 @@ from audio2image.report.stats import METRICS, cell_table, metric_name
 DPI = 120
 # fixed colours so an init has the same colour in every figure
 COLORS = {"random": "#555555", "audio": "#d95f02", "imagenet": "#1b9e77", "image": "#7570b3"}
-EXTRA_COLORS = ["#e7298a", "#66a61e", "#e6ab02", "#a6761d"]
+EXTRA_COLORS = ["#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#1f78b4", "#b15928", "#6a3d9a", "#33a02c"]
 LINESTYLES = ["-", "--", ":", "-."]
 HATCHES = ["", "//", "..", "xx"]  # bars tell freezes apart as lines do by style
 
@@ -273,13 +275,23 @@ def _series_points(items: list[dict]):
         yield SeriesPoints(group, _label(init, freeze, items), *_style(init, freeze, items), x, mean, low, high)
 
 
+def init_color(init: str):
+    """An init's colour, the same in every figure of every report. Variants of a pretrained init share its hue:
+    `audio@K` lighter the fewer stages it carries, `audio-stats` darker; other inits get a colour by name."""
+    name = init.split(":", 1)[0]
+    base, _, depth = name.partition("@")
+    if name.endswith("-stats") and name[:-6] in COLORS:
+        return tuple(0.55 * c for c in to_rgb(COLORS[name[:-6]]))
+    if depth.isdigit() and base in COLORS:
+        white = (5 - int(depth)) / 6.5  # 1 stage: mostly white; 5: the full init's colour
+        return tuple(c + (1 - c) * white for c in to_rgb(COLORS[base]))
+    return COLORS.get(name) or EXTRA_COLORS[zlib.crc32(name.encode()) % len(EXTRA_COLORS)]
+
+
 def _style(init: str, freeze: str, items) -> tuple[str, str]:
     """A fixed colour per init and a line style per freeze (solid for the first / only one)."""
-    inits = list(dict.fromkeys(i["init"] for i in items))
     freezes = list(dict.fromkeys(i.get("freeze", "none") for i in items))
-    extra = [i for i in inits if i not in COLORS]
-    color = COLORS.get(init) or EXTRA_COLORS[extra.index(init) % len(EXTRA_COLORS)]
-    return color, LINESTYLES[freezes.index(freeze) % len(LINESTYLES)]
+    return init_color(init), LINESTYLES[freezes.index(freeze) % len(LINESTYLES)]
 
 
 def _label(init: str, freeze: str, items) -> str:

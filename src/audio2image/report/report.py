@@ -21,6 +21,7 @@ from audio2image.report.read import (conv1_weights, experiment_facts, read_confi
                                      transfer_curves)
 from audio2image.report.text import (capitalised, config_value, finite, num, p_value, pct, percent, points, table,
                                      times, truthy)
+from audio2image.report.transfers import WhatTransfers
 from audio2image.util import atomic_write_text, read_json_or_none
 
 # a task's metrics on the test split, the first one primary (figures, conclusion), and its validation curve
@@ -52,19 +53,23 @@ def build_report(experiment_dir: Path) -> dict:
     efficiency = [e for init in pretrained for e in stats.data_efficiency(rows, init, metrics[0], BASELINE)]
     order = {init: k for k, init in enumerate(inits)}
     missing = sorted(missing_runs(cells[metrics[0]]), key=lambda m: (m[0], m[3], order.get(m[1], len(order)), m[2]))
+    curves = sorted(transfer_curves(exp, rows, VALIDATION_METRIC[task]),  # legends in the config's init order
+                    key=lambda c: (order.get(c["init"], len(order)), c["init"], c["freeze"], str(c["seed"])))
+    transfers = WhatTransfers.of(exp, config, rows, curves, metrics[0], VALIDATION_METRIC[task])
 
     fig_dir = exp / "figures"
     made = {}
     sections = [
         _title(config, facts, inits),
-        _conclusion(rows, gains, metrics, efficiency, missing),
+        _conclusion(rows, gains, metrics, efficiency, missing, transfers.sentences()),
         _datasets(facts),
         _configuration(config),
         _pretraining(exp, config, facts["source"], fig_dir, made),
         _transfer(cells, metrics, fig_dir, made),
         _gains(gains, metrics, fig_dir, made),
         _efficiency(efficiency, gains[metrics[0]], pretrained),
-        _validation(exp, rows, inits, VALIDATION_METRIC[task], fig_dir, made),
+        transfers.section(fig_dir, made),
+        _validation(curves, VALIDATION_METRIC[task], fig_dir, made),
         _seed_chart(rows, metrics[0], fig_dir, made),
         _filters(exp, config, facts["source"], fig_dir, made),
         _runs(rows, missing, inits),
@@ -119,12 +124,14 @@ def _title(config: dict, facts: dict, inits: list[str]) -> str:
             f"paired by seed, with the model chosen on validation.\n\nInits: {listed}.")
 
 
-def _conclusion(rows, gains: dict, metrics, efficiency, missing) -> str:
+def _conclusion(rows, gains: dict, metrics, efficiency, missing, transfers: list[str]) -> str:
     if not rows:
         text = ("No transfer results yet: results.csv is missing or empty, so there is nothing to compare. "
                 "The sections below show what exists so far.")
     else:
         text = stats.conclusion(gains[metrics[0]], efficiency, tuple(gains[m] for m in metrics[1:]))
+        if transfers:
+            text += "\n\nWhat transfers. " + " ".join(transfers)
         if missing:
             text += f" The sweep is incomplete: {len(missing)} planned runs have no result yet (listed under Runs)."
     return "## Conclusion\n\n" + text
@@ -263,10 +270,7 @@ def _efficiency(efficiency: list[dict], gains: list[dict], pretrained: list[str]
     return "\n\n".join(parts)
 
 
-def _validation(exp: Path, rows: list[dict], inits: list[str], metric: str, fig_dir: Path, made: dict) -> str:
-    curves = transfer_curves(exp, rows, metric)
-    order = {init: k for k, init in enumerate(inits)}  # the config's init order, so legends match other figures
-    curves.sort(key=lambda c: (order.get(c["init"], len(order)), c["init"], c["freeze"], str(c["seed"])))
+def _validation(curves: list[dict], metric: str, fig_dir: Path, made: dict) -> str:
     if not curves:
         return "## Validation curves\n\nNo transfer metrics.jsonl files yet."
     made["validation_curves"] = figures.validation_curves(curves, fig_dir / "validation_curves.png", metric)

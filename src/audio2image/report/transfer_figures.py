@@ -1,0 +1,89 @@
+"""The figures of the report's "What transfers" section: gain by transfer depth, CKA per stage, convergence speed.
+
+Same conventions as figures.py (object API on Agg, fixed colour per init, values in [0, 1] drawn as points).
+
+    >>> cka_by_stage(summaries, Path("figures/cka_by_stage.png"))
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from audio2image.analysis.similarity import STAGE_OUTPUTS
+from audio2image.report.figures import _fraction_axis, _legend, _save, _series_points, _yerr, init_color
+from audio2image.report.stats import metric_name
+
+KIND_STYLES = {"init vs random": "-", "before vs after": "--", "random vs random": ":"}
+
+
+def gain_by_depth(points: list[dict], path: Path, metric: str) -> Path:
+    """Gain over random (points, 95% CI) against the number of pretrained stages carried, a line per fraction.
+
+    `points`: {"fraction", "depth" (0 = random ... 5 = the full init), "mean", "ci_low", "ci_high", "n"}.
+    """
+    fig = Figure(figsize=(7.5, 4.6))
+    ax = fig.add_subplot()
+    ax.axhline(0, color="black", lw=0.8)
+    fractions = sorted({p["fraction"] for p in points})
+    for i, fraction in enumerate(fractions):
+        line = sorted((p for p in points if p["fraction"] == fraction), key=lambda p: p["depth"])
+        x = np.array([p["depth"] for p in line]) + (i - (len(fractions) - 1) / 2) * 0.06
+        mean, low, high = (np.array([100 * p[k] for p in line]) for k in ("mean", "ci_low", "ci_high"))
+        ax.errorbar(x, mean, yerr=_yerr(mean, low, high), marker="o", capsize=4, lw=1.5,
+                    label=f"{100 * fraction:g}% of the training split")
+    ax.set_xticks(range(6), ["0\n(random)", "1\nconv1", "2\n+layer1", "3\n+layer2", "4\n+layer3", "5\n+layer4"])
+    ax.set_xlabel("pretrained stages carried (the rest: the seed's random init)")
+    ax.set_ylabel(f"difference in {metric_name(metric)}\n(points, init - random)")
+    ax.set_title("Gain over random init by transfer depth, paired by seed (95% CI)")
+    ax.grid(alpha=0.3)
+    _legend(ax, [])
+    return _save(fig, path)
+
+
+def cka_by_stage(summaries: list[dict], path: Path) -> Path:
+    """Mean CKA per stage, a line per comparison (kind and init), bars: the range over seeds.
+
+    `summaries`: {"kind", "init", "stage", "mean", "low", "high", "n"} at one fraction.
+    """
+    fig = Figure(figsize=(7.5, 4.6))
+    ax = fig.add_subplot()
+    x = np.arange(len(STAGE_OUTPUTS))
+    lines = list(dict.fromkeys((s["kind"], s["init"]) for s in summaries))
+    for i, (kind, init) in enumerate(lines):
+        by_stage = {s["stage"]: s for s in summaries if (s["kind"], s["init"]) == (kind, init)}
+        mean, low, high = (np.array([by_stage[st][k] if st in by_stage else np.nan for st in STAGE_OUTPUTS])
+                           for k in ("mean", "low", "high"))
+        shift = (i - (len(lines) - 1) / 2) * 0.05
+        label = "random vs random (two seeds)" if kind == "random vs random" else f"{init}: {kind}"
+        ax.errorbar(x + shift, mean, yerr=_yerr(mean, low, high), ls=KIND_STYLES[kind], marker="o", capsize=3,
+                    color=init_color(init), lw=1.6, label=label)
+    ax.set_xticks(x, STAGE_OUTPUTS)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("network stage (outputs flattened; pooled: global average)")
+    ax.set_ylabel("linear CKA (unbiased, minibatch)")
+    ax.set_title("Representation similarity per stage (bars: range over seeds)")
+    ax.grid(alpha=0.3)
+    _legend(ax, [])
+    return _save(fig, path)
+
+
+def convergence_epochs(cells: list[dict], path: Path, share: float) -> Path:
+    """Mean first epoch at the threshold vs fraction, a line per init; hollow: some runs never reached it."""
+    fig = Figure(figsize=(7.5, 4.6))
+    ax = fig.add_subplot()
+    for p in _series_points(cells):
+        epochs = np.array([c["mean"] for c in p.group])
+        low, high = (np.array([c[k] for c in p.group]) for k in ("ci_low", "ci_high"))
+        ax.errorbar(p.x, epochs, yerr=_yerr(epochs, low, high), fmt=p.style, marker="o", color=p.color, capsize=4,
+                    lw=1.5, label=p.label)
+        short = np.array([c["reached"] < c["n"] for c in p.group])
+        ax.scatter(p.x[short], epochs[short], s=90, facecolor="white", edgecolor=p.color, zorder=3, lw=1.5)
+    _fraction_axis(ax, [c["fraction"] for c in cells])
+    ax.set_ylabel("first epoch at the threshold (mean over\nthe seeds that reached it)")
+    ax.set_title(f"Convergence: epochs to {100 * share:g}% of the random init's best validation value")
+    extra = [Line2D([], [], color="gray", marker="o", mfc="white", ls="", ms=9, label="some runs never reached it")]
+    _legend(ax, extra)
+    return _save(fig, path)

@@ -1,0 +1,223 @@
+"""The report's "What transfers" section: transfer depth, the weight-statistics control, per-stage CKA and
+convergence speed, each with a sentence for the conclusion.
+
+It reads results.csv's rows, the runs' validation curves and E/analysis/cka.json (written by the sweep's
+similarity analysis); an analysis that is absent or partial is said so, and the rest of the report stands.
+
+    >>> analysis = WhatTransfers.of(exp, config, rows, curves, "test_top1", "val_top1")
+    >>> analysis.section(fig_dir, made), analysis.sentences()
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from audio2image.analysis.convergence import convergence_sentence, convergence_table
+from audio2image.analysis.similarity import CKA_FILE, STAGE_OUTPUTS
+from audio2image.report import stats, transfer_figures
+from audio2image.report.text import num, p_value, pct, points, table
+from audio2image.training.initspec import describe_depth, parse_init
+from audio2image.util import read_json_or_none
+
+BASELINE = "random"
+FULL_DEPTH = 5
+
+
+@dataclass
+class WhatTransfers:
+    rows: list[dict]
+    metric: str  # the primary test metric
+    depth: dict  # depth init -> its full init
+    stats_inits: dict  # statistics-control init -> its full init
+    versus_full: list[dict]  # gains of depth and statistics inits over their full init, paired by seed
+    gains: list[dict]  # every init's gain over random
+    cka: dict | None  # E/analysis/cka.json
+    convergence: dict
+    val_metric: str
+
+    @classmethod
+    def of(cls, exp: Path, config: dict, rows: list[dict], curves: list[dict], metric: str, val_metric: str):
+        inits = stats.grid_of(rows, {"inits": config.get("inits")})["inits"]
+        specs = {init: _spec(init) for init in inits}
+        # a variant (audio@K, audio-stats) is judged against its full init (audio) where the grid has that one
+        full = {i: s.base for i, s in specs.items() if (s.depth or s.stats) and s.base in specs}
+        versus_full = []
+        for whole in dict.fromkeys(full.values()):
+            family = {whole, *(i for i, f in full.items() if f == whole)}
+            versus_full += stats.gain_table([r for r in rows if r["init"] in family], metric, whole)
+        share = float(config.get("convergence_share") or 0.9)
+        return cls(rows, metric, depth={i: f for i, f in full.items() if specs[i].depth},
+                   stats_inits={i: f for i, f in full.items() if specs[i].stats}, versus_full=versus_full,
+                   gains=stats.gain_table(rows, metric, BASELINE), cka=read_json_or_none(exp / CKA_FILE),
+                   convergence=convergence_table(curves, share, BASELINE, {"inits": inits}), val_metric=val_metric)
+
+    # --- the section -------------------------------------------------------------------------------------------------
+
+    def section(self, fig_dir: Path, made: dict) -> str:
+        parts = ["## What transfers",
+                 "Four questions beyond final accuracy (Raghu et al. 2019; Neyshabur et al. 2020; Kornblith et al. "
+                 "2019; He et al. 2019): which stages carry the gain, whether mere weight statistics do, how "
+                 "similar the learned representations are, and whether pretraining speeds convergence."]
+        parts += [self._depth(fig_dir, made), self._statistics(), self._similarity(fig_dir, made),
+                  self._convergence(fig_dir, made)]
+        return "\n\n".join(parts)
+
+    def _depth(self, fig_dir: Path, made: dict) -> str:
+        head = ("### Transfer depth\n\nAn init `audio@K` carries the first K of the five stages of the pretrained "
+                "network (1: conv1 + bn1, 2: + layer1, ... 5: + layer4) and keeps the rest exactly as the random "
+                "init of the same seed.")
+        if not self.depth:
+            return head + " This experiment has no such init (add e.g. `audio@2` to `inits`)."
+        parts = [head, self._versus_full_table(self.depth)]
+        dots = self._depth_points()
+        if any(p["n"] for p in dots):
+            made["gain_by_depth"] = transfer_figures.gain_by_depth(dots, fig_dir / "gain_by_depth.png", self.metric)
+            parts.append("![Gain over random init by transfer depth](figures/gain_by_depth.png)")
+        return "\n\n".join(parts)
+
+    def _statistics(self) -> str:
+        head = ("### Weight statistics\n\nAn init `audio-stats` draws every conv weight of the backbone i.i.d. from "
+                "N(mean, std^2) of the pretrained tensor (seeded by the run's seed) and resets batch-norm to the "
+                "identity (Raghu et al. 2019's Mean Var init): the pretrained weights' scale without their "
+                "features. Its gain over random is in the gain table above; here, against the full init.")
+        if not self.stats_inits:
+            return head + " This experiment has no such init (add e.g. `audio-stats` to `inits`)."
+        return head + "\n\n" + self._versus_full_table(self.stats_inits)
+
+    def _versus_full_table(self, inits: dict) -> str:
+        gains = [g for g in self.versus_full if g["init"] in inits]
+        rows = [[g["init"], g["baseline"], g["freeze"], pct(g["fraction"]), points(g["mean"]),
+                 f"{points(g['ci_low'])} to {points(g['ci_high'])}", p_value(g["p_holm"]), str(g["n"])] for g in gains]
+        if not rows:
+            return "No paired results yet."
+        return table(["init", "against", "freeze", "fraction", "difference (points)", "95% CI", "Holm p", "n pairs"],
+                     rows)
+
+    def _depth_points(self) -> list[dict]:
+        """Gain over random at each depth (0: random itself; 5: the full init), for every depth init's base."""
+        dots = []
+        for gain in self.gains:
+            spec = parse_init(gain["init"])
+            if gain["init"] in self.depth or gain["init"] in self.depth.values():
+                dots.append({**gain, "depth": spec.depth or FULL_DEPTH})
+        for fraction in sorted({d["fraction"] for d in dots}):
+            dots.append({"fraction": fraction, "depth": 0, "mean": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": 1})
+        return dots
+
+    def _similarity(self, fig_dir: Path, made: dict) -> str:
+        head = ("### Representation similarity\n\nLinear CKA per stage (Kornblith et al. 2019) on a fixed sample of "
+                "the target's validation items, unbiased and accumulated over minibatches (Nguyen et al. 2021), "
+                "from each run's best weights: a pretrained init's network against the random init's of the same "
+                "seed, each network before against after fine-tuning, and two random inits' networks (the "
+                "seed-to-seed baseline). Feature maps are flattened; pooled is the global average.")
+        if self.cka is None:
+            return head + ("\n\nNot computed: no analysis/cka.json (cka_items=0, or the sweep has not finished; "
+                           "running the same sweep again computes it).")
+        problems = self.cka.get("problems") or []
+        notes = "\n\n" + "\n".join(f"- {p}" for p in problems) if problems else ""
+        summaries, fraction = self._cka_summaries()
+        if not summaries:
+            return head + "\n\nNo comparison could be computed." + notes
+        made["cka_by_stage"] = transfer_figures.cka_by_stage(summaries, fig_dir / "cka_by_stage.png")
+        rows = []
+        for kind, init in dict.fromkeys((s["kind"], s["init"]) for s in summaries):
+            cells = {s["stage"]: s for s in summaries if (s["kind"], s["init"]) == (kind, init)}
+            rows.append([kind, init, *(_cka_cell(cells.get(stage)) for stage in STAGE_OUTPUTS)])
+        return "\n\n".join([head, f"At {pct(fraction)} of the training split ({self.cka.get('items')} validation "
+                            "items; mean over seeds, range in brackets):",
+                            table(["comparison", "init", *STAGE_OUTPUTS], rows),
+                            "![CKA per stage](figures/cka_by_stage.png)"]) + notes
+
+    def _cka_summaries(self) -> tuple[list[dict], float | None]:
+        """Mean and range over seeds per (kind, init, stage), at the largest fraction that has comparisons."""
+        comparisons = list((self.cka or {}).get("comparisons", {}).values())
+        if not comparisons:
+            return [], None
+        fraction = max(c["fraction"] for c in comparisons)
+        groups: dict = {}
+        for c in comparisons:
+            if c["fraction"] == fraction and c.get("freeze", "none") == "none":
+                for stage, value in c["cka"].items():
+                    groups.setdefault((c["kind"], c["init"], stage), []).append(value)
+        summaries = [{"kind": k, "init": i, "stage": s, "mean": float(np.mean(v)), "low": float(np.min(v)),
+                      "high": float(np.max(v)), "n": len(v)} for (k, i, s), v in groups.items()]
+        return summaries, fraction
+
+    def _convergence(self, fig_dir: Path, made: dict) -> str:
+        share = self.convergence["share"]
+        head = (f"### Convergence speed\n\nPer run, the first epoch whose {stats.metric_name(self.val_metric)} "
+                f"reaches {100 * share:g}% of the random init's mean best value at that fraction "
+                "(`convergence_share`), paired by seed; a run that never reaches it counts as reaching it one "
+                "epoch after its last (so the test is conservative), and is counted below.")
+        pairs = self.convergence["pairs"]
+        if not pairs:
+            return head + "\n\nNo pretrained init has runs to compare yet."
+        rows = [[p["init"], p["freeze"], pct(p["fraction"]), _epochs(p["mean"]),
+                 f"{_epochs(p['ci_low'])} to {_epochs(p['ci_high'])}", p_value(p["p_holm"]), str(p["n"]),
+                 f"{p['n'] - p['reached']} / {p['n'] - p['baseline_reached']}"] for p in pairs]
+        parts = [head, table(["init", "freeze", "fraction", "difference (epochs, init - random)", "95% CI",
+                              "Holm p", "n pairs", "never reached (init / random)"], rows)]
+        if any(c["n"] for c in self.convergence["cells"]):
+            made["convergence"] = transfer_figures.convergence_epochs(self.convergence["cells"],
+                                                                       fig_dir / "convergence.png", share)
+            parts.append("![Epochs to the convergence threshold](figures/convergence.png)")
+        return "\n\n".join(parts)
+
+    # --- the conclusion's sentences -----------------------------------------------------------------------------
+
+    def sentences(self) -> list[str]:
+        out = []
+        for key, group in stats.groups(self.versus_full, ("init", "freeze", "baseline")).items():
+            init = key[0]
+            what = (f"Transfer depth ({describe_depth(parse_init(init).depth)} only)" if init in self.depth
+                    else "Weight statistics alone")
+            out.append(f"{what}: " + stats.gain_sentence(*key, group))
+        out += self._cka_sentences()
+        if self.convergence["pairs"]:
+            out.append(convergence_sentence(self.convergence["pairs"], self.convergence["share"], BASELINE,
+                                            self.val_metric))
+        return out
+
+    def _cka_sentences(self) -> list[str]:
+        """Per pretrained init: the stages where its network is as similar to the random init's as two random
+        inits' are to each other (its mean CKA at least the lowest seed-to-seed value)."""
+        summaries, fraction = self._cka_summaries()
+        baseline = {s["stage"]: s for s in summaries if s["kind"] == "random vs random"}
+        out, order = [], {g["init"]: k for k, g in enumerate(self.gains)}
+        compared = {s["init"] for s in summaries if s["kind"] == "init vs random"}
+        for init in sorted(compared, key=lambda i: (order.get(i, len(order)), i)):
+            ours = {s["stage"]: s for s in summaries if (s["kind"], s["init"]) == ("init vs random", init)}
+            if not baseline:
+                out.append(f"CKA: {init} vs random was computed, but with one seed there is no seed-to-seed "
+                           "baseline to judge it by.")
+                continue
+            within = [st for st in STAGE_OUTPUTS if st in ours and st in baseline
+                      and ours[st]["mean"] >= baseline[st]["low"]]
+            words = ", ".join(within) if within else "no stage"
+            out.append(f"CKA (at {pct(fraction)}): the {init}- and random-init networks are as similar as two "
+                       f"random inits' at {words}" + (f" (lowest: {min(ours[s]['mean'] for s in ours):.2f} "
+                                                       f"at {min(ours, key=lambda s: ours[s]['mean'])})" if ours
+                                                       else "") + ".")
+        return out
+
+
+def _spec(init: str):
+    """The parts of an init name; a name that is not one (a foreign row) counts as a plain init."""
+    try:
+        return parse_init(init)
+    except ValueError:
+        return parse_init("random")
+
+
+def _cka_cell(summary: dict | None) -> str:
+    if summary is None:
+        return "-"
+    if summary["n"] == 1:
+        return num(summary["mean"])
+    return f"{summary['mean']:.3f} [{summary['low']:.2f}-{summary['high']:.2f}]"
+
+
+def _epochs(x) -> str:
+    return f"{x:+.1f}" if isinstance(x, float) and np.isfinite(x) else "-"
