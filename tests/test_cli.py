@@ -49,6 +49,9 @@ def test_run_writes_the_whole_experiment(tiny_run):
     assert json.loads((experiment / "pretrain" / "result.json").read_text())["status"] == "completed"
     report = (experiment / "report.md").read_text()
     assert "Conclusion" in report and "ROC-AUC" in report
+    # tiny's 8 validation images are fewer than the default CKA sample: said in one line, the rest still written
+    assert "validation split has 8 items, fewer than cka_items=1000; set cka_items=8 or less" in report
+    assert "### Convergence speed" in report
     assert (experiment / "report.html").read_text().count("data:image/png;base64") >= 5
     figures = list((experiment / "figures").glob("*.png"))
     assert len(figures) >= 5

@@ -62,12 +62,12 @@ def classification_clips(per_class: int = 8):
     return [(f"{label}/{i}.wav", [label], splits[i]) for label in TONES for i in range(per_class)]
 
 
-def sweep_and_report(tmp_path, name: str, *overrides: str):
+def sweep_and_report(tmp_path, name: str, *overrides: str, runs: int = 4):
     config = load_config("configs/tiny.yaml", [f"out_dir={tmp_path / 'runs'}", f"data_dir={tmp_path / 'data'}",
                                                f"name={name}", "fractions=1.0", "seeds=0,1", "transfer_epochs=1",
                                                *overrides])
     summary = run_sweep(config)
-    assert summary["finished"] == summary["runs"] == 4
+    assert summary["finished"] == summary["runs"] == runs
     build_report(config.experiment_dir)
     with open(config.experiment_dir / "results.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -159,3 +159,27 @@ def test_transfer_by_hand_is_the_sweeps_cell(tmp_path, capsys):
     expected = {k: str(v) for k, v in result_row(folder).items()}
     assert row == expected and row["init"] == "audio" and row["run_id"] == folder.name
     assert json.loads((folder / "run.json").read_text()) == hand_identity  # the sweep did not redo it
+
+
+@pytest.mark.slow
+def test_what_transfers_end_to_end(tmp_path):
+    """Depth and statistics inits, per-stage CKA and convergence, from the sweep to the report."""
+    exp, report, rows = sweep_and_report(tmp_path, "what", "inits=random,audio,audio@2,audio-stats", "cka_items=8",
+                                         runs=8)
+    assert {r["init"] for r in rows} == {"random", "audio", "audio@2", "audio-stats"}
+    identity = json.loads(next((exp / "transfer").glob("*/run.json")).read_text())
+    assert identity["init_name"] in {"random", "audio", "audio@2", "audio-stats"}
+    section_text = section(report, "What transfers")
+    assert "| audio@2 | audio | none | 100% |" in section_text  # depth against the full init
+    assert "| audio-stats | audio | none | 100% |" in section_text
+    for comparison in ("| init vs random | audio |", "| init vs random | audio@2 |", "| before vs after | random |",
+                       "| random vs random | random |"):
+        assert comparison in section_text, comparison
+    assert "difference (epochs, init - random)" in section_text
+    figures = {p.name for p in (exp / "figures").glob("*.png")}
+    assert {"gain_by_depth.png", "cka_by_stage.png", "convergence.png"} <= figures
+    conclusion = section(report, "Conclusion")
+    assert "Transfer depth (conv1 + bn1, layer1 only)" in conclusion and "Weight statistics alone" in conclusion
+    assert "as similar as two random inits'" in conclusion and "Convergence of the audio init" in conclusion
+    cka = json.loads((exp / "analysis" / "cka.json").read_text())
+    assert cka["items"] == 8 and cka["problems"] == [] and len(cka["comparisons"]) == 3 * 2 + 8 + 1
