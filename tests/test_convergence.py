@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from audio2image.analysis.convergence import convergence_sentence, convergence_table, crossing_epoch, thresholds
+from audio2image.report.convergence import convergence_sentence, convergence_table, crossing_epoch, thresholds
 from audio2image.report import stats
 
 EPOCHS = 8

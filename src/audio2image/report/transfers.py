@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audio2image.analysis.convergence import convergence_sentence, convergence_table
+from audio2image.report.convergence import convergence_sentence, convergence_table
 from audio2image.analysis.similarity import CKA_FILE, STAGE_OUTPUTS
 from audio2image.report import stats, transfer_figures
 from audio2image.report.text import num, p_value, pct, points, table
