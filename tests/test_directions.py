@@ -58,7 +58,7 @@ def tagging_clips(n: int = 30):
 
 
 def classification_clips(per_class: int = 8):
-    splits = ["train"] * 5 + ["valid"] + ["test"] * 2
+    splits = ["train"] * 4 + ["valid"] * 2 + ["test"] * 2
     return [(f"{label}/{i}.wav", [label], splits[i]) for label in TONES for i in range(per_class)]
 
 
@@ -113,13 +113,16 @@ def test_image_to_image(tmp_path):
 
 
 @pytest.mark.slow
-def test_audio_folder_to_audio_folder(tmp_path):
-    """Two folders of one kind: a multi-label folder pretrains (tagging), a single-label one is the target."""
+def test_audio_folder_to_audio_folder_and_what_transfers(tmp_path):
+    """Two folders of one kind: a multi-label folder pretrains (tagging), a single-label one is the target; with
+    depth and statistics inits, per-stage CKA (on audio: features averaged over crops) and convergence."""
     source = audio_folder(tmp_path / "tags", tagging_clips())
     target = audio_folder(tmp_path / "classes", classification_clips())
-    _, report, rows = sweep_and_report(tmp_path, "a2a", "source=audiofolder", f"source_root={source}",
-                                       "target=audiofolder", f"target_root={target}", "inits=random,audio")
-    assert {r["init"] for r in rows} == {"random", "audio"} and all(r["test_top1"] for r in rows)
+    exp, report, rows = sweep_and_report(tmp_path, "a2a", "source=audiofolder", f"source_root={source}",
+                                         "target=audiofolder", f"target_root={target}",
+                                         "inits=random,audio,audio@2,audio-stats", "cka_items=6", runs=8)
+    assert {r["init"] for r in rows} == {"random", "audio", "audio@2", "audio-stats"}
+    assert all(r["test_top1"] for r in rows)
     assert "pretrained on audiofolder (audio tagging) learn audiofolder (audio classification)" in report
     assert "test top-1 accuracy" in section(report, "Transfer results")
     pretraining = section(report, "Pretraining")
@@ -127,6 +130,19 @@ def test_audio_folder_to_audio_folder(tmp_path):
     assert "No published results are recorded for audiofolder" in pretraining
     datasets = section(report, "Datasets")
     assert str(source) in datasets and str(target) in datasets and "3 tags" in datasets and "3 classes" in datasets
+    transfers = section(report, "What transfers")
+    assert "| audio@2 | audio | none | 100% |" in transfers and "| audio-stats | audio | none | 100% |" in transfers
+    for comparison in ("| init vs random | audio |", "| init vs random | audio@2 |", "| before vs after | random |",
+                       "| random vs random | random |"):
+        assert comparison in transfers, comparison
+    assert "difference (epochs, init - random)" in transfers
+    figures = {p.name for p in (exp / "figures").glob("*.png")}
+    assert {"gain_by_depth.png", "cka_by_stage.png", "convergence.png"} <= figures
+    conclusion = section(report, "Conclusion")
+    assert "Transfer depth (conv1 + bn1, layer1 only)" in conclusion and "Weight statistics alone" in conclusion
+    assert "as similar as two random inits'" in conclusion and "Convergence of the audio init" in conclusion
+    cka = json.loads((exp / "analysis" / "cka.json").read_text())
+    assert cka["items"] == 6 and cka["problems"] == [] and len(cka["comparisons"]) == 3 * 2 + 8 + 1
 
 
 def cli_json(capsys, *argv) -> tuple[dict, str]:
@@ -160,26 +176,3 @@ def test_transfer_by_hand_is_the_sweeps_cell(tmp_path, capsys):
     assert row == expected and row["init"] == "audio" and row["run_id"] == folder.name
     assert json.loads((folder / "run.json").read_text()) == hand_identity  # the sweep did not redo it
 
-
-@pytest.mark.slow
-def test_what_transfers_end_to_end(tmp_path):
-    """Depth and statistics inits, per-stage CKA and convergence, from the sweep to the report."""
-    exp, report, rows = sweep_and_report(tmp_path, "what", "inits=random,audio,audio@2,audio-stats", "cka_items=8",
-                                         runs=8)
-    assert {r["init"] for r in rows} == {"random", "audio", "audio@2", "audio-stats"}
-    identity = json.loads(next((exp / "transfer").glob("*/run.json")).read_text())
-    assert identity["init_name"] in {"random", "audio", "audio@2", "audio-stats"}
-    section_text = section(report, "What transfers")
-    assert "| audio@2 | audio | none | 100% |" in section_text  # depth against the full init
-    assert "| audio-stats | audio | none | 100% |" in section_text
-    for comparison in ("| init vs random | audio |", "| init vs random | audio@2 |", "| before vs after | random |",
-                       "| random vs random | random |"):
-        assert comparison in section_text, comparison
-    assert "difference (epochs, init - random)" in section_text
-    figures = {p.name for p in (exp / "figures").glob("*.png")}
-    assert {"gain_by_depth.png", "cka_by_stage.png", "convergence.png"} <= figures
-    conclusion = section(report, "Conclusion")
-    assert "Transfer depth (conv1 + bn1, layer1 only)" in conclusion and "Weight statistics alone" in conclusion
-    assert "as similar as two random inits'" in conclusion and "Convergence of the audio init" in conclusion
-    cka = json.loads((exp / "analysis" / "cka.json").read_text())
-    assert cka["items"] == 8 and cka["problems"] == [] and len(cka["comparisons"]) == 3 * 2 + 8 + 1

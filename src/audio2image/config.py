@@ -155,9 +155,9 @@ POSITIVE = {"synth_clips", "synth_seconds", "synth_classes", "synth_per_class", 
             "audio_eval_crops", "image_store_size", "image_size", "pretrain_epochs", "pretrain_batch_size",
             "pretrain_lr", "transfer_epochs", "transfer_batch_size", "transfer_lr", "workers", "parallel",
             "slurm_time_min"}
-NON_NEGATIVE = {"threads", "precise_bn_batches", "cka_items", "audio_crop_seconds", "pretrain_weight_decay", "transfer_weight_decay",
-                "pretrain_warmup_epochs", "transfer_warmup_epochs", "pretrain_label_smoothing",
-                "transfer_label_smoothing"}
+NON_NEGATIVE = {"threads", "precise_bn_batches", "cka_items", "audio_crop_seconds", "pretrain_weight_decay",
+                "transfer_weight_decay", "pretrain_warmup_epochs", "transfer_warmup_epochs",
+                "pretrain_label_smoothing", "transfer_label_smoothing"}
 FREEZE_PATTERN = re.compile(r"^(none|seed|linear|stages:[0-5])$")
 
 

@@ -115,8 +115,8 @@ def transfer_curves(exp: Path, rows: list[dict], metric: str) -> list[dict]:
     by_id = {r.get("run_id"): r for r in rows}
     curves = []
     for run_dir in sorted((exp / "transfer").glob("*/")):
-        ident = ((read_json_or_none(run_dir / "result.json") or {}).get("run") or read_json_or_none(run_dir / "run.json")
-                 or by_id.get(run_dir.name))
+        result = read_json_or_none(run_dir / "result.json") or {}
+        ident = result.get("run") or read_json_or_none(run_dir / "run.json") or by_id.get(run_dir.name)
         lines = [m for m in read_jsonl(run_dir / "metrics.jsonl") if m.get(metric) is not None]
         if not ident or not lines or ident.get("fraction") is None:
             continue
