@@ -82,6 +82,7 @@ def convergence_epochs(cells: list[dict], path: Path, share: float) -> Path:
         short = np.array([c["reached"] < c["n"] for c in p.group])
         ax.scatter(p.x[short], epochs[short], s=90, facecolor="white", edgecolor=p.color, zorder=3, lw=1.5)
     _fraction_axis(ax, [c["fraction"] for c in cells])
+    ax.set_ylim(bottom=0)  # small-n intervals must not suggest epochs before the first
     ax.set_ylabel("first epoch at the threshold (mean over\nthe seeds that reached it)")
     ax.set_title(f"Convergence: epochs to {100 * share:g}% of the random init's best validation value")
     extra = [Line2D([], [], color="gray", marker="o", mfc="white", ls="", ms=9, label="some runs never reached it")]
