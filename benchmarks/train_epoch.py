@@ -5,7 +5,7 @@ prepare_caltech256 at the default config's image_store_size (256). The training 
 transfer stage (the stage that trains on Caltech-256), with --size as image_size and --batch-size as
 transfer_batch_size: build_model's ResNet-18, build_task (crop-flip ImageInputs, label smoothing 0.1),
 build_optimizer (SGD + Nesterov) and build_schedule (per-step warm-up + cosine). As train_run does: channels_last
-on CUDA and the CPU; on CUDA also bf16 autocast and pinned memory. Every timed pass is one call of
+on CUDA and the CPU; bf16 autocast on CUDA and on CPUs with native bf16 (run.uses_amp); pinned memory on CUDA. Every timed pass is one call of
 engine.train_one_epoch (torch.cuda.synchronize before and after on CUDA), in one process with one torch thread
 count:
   - warm-up (not timed): --warmup steps through the real pipeline, the last one of the epoch's last batch size;
@@ -13,7 +13,8 @@ count:
     epoch_generator(0, 1), a new order each repeat) + the task's ImageInputs training augmentation on the device;
   - floor: the same number of steps with the same batch sizes, whose inputs are 4 batches augmented and
     normalised by the real pipeline before timing, kept on the device and cycled: the same model, optimiser,
-    loss and loop with only the input pipeline removed;
+    loss and loop with only the input pipeline removed; in bf16 where the run uses it (the fastest floor), and
+    then also in fp32, printed as the bf16-vs-fp32 step speedup;
   - with --seed-loader (--size 224 only): the same steps through the seed's loader (seed_images.py's dataset and
     transforms, DataLoader with 1 worker, shuffled, pinned memory on CUDA) in plain fp32, NCHW, after 2 untimed
     fp32 steps on ready batches; its worker start-up is timed, as it is paid in each of the seed's epochs; run once.
@@ -84,7 +85,7 @@ def main() -> None:
     from audio2image.training.loader import Loader, RawBatch, epoch_generator
     from audio2image.training.model import build_model
     from audio2image.training.optim import build_optimizer, build_schedule
-    from audio2image.training.run import resolve_device, stage_settings, uses_channels_last
+    from audio2image.training.run import resolve_device, stage_settings, uses_amp, uses_channels_last
     from audio2image.training.tasks import build_task
 
     if args.threads:
@@ -92,7 +93,7 @@ def main() -> None:
     config = Config(image_size=args.size, transfer_batch_size=args.batch_size, device=args.device)
     device = resolve_device(config.device)
     cuda = device.type == "cuda"
-    amp, channels_last = config.amp and cuda, uses_channels_last(config, device)
+    amp, channels_last = uses_amp(config, device), uses_channels_last(config, device)
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         tmpdir = Path(tmp)
@@ -151,12 +152,21 @@ def main() -> None:
                          for i, n in enumerate(sizes)]
         ready_task = dataclasses.replace(task, inputs=Ready())
 
-        real, floor = [], []
-        for _ in range(args.repeats):  # alternated, so that a slow spell of a shared machine hits both alike
+        real, floor, fp32 = [], [], []
+        if amp:
+            epoch(ready_task, floor_batches[:2], amp=False)  # fp32 kernels warmed up too
+        for _ in range(args.repeats):  # alternated, so that a slow spell of a shared machine hits all alike
             real.append(epoch(task, loader))
             floor.append(epoch(ready_task, floor_batches))
+            if amp:
+                fp32.append(epoch(ready_task, floor_batches, amp=False))
         real_rate = report("real (Loader + ImageInputs crop-flip)", min(real))
-        floor_rate = report("floor (ready batches on the device)", min(floor))
+        floor_rate = report(f"floor (ready batches on the device, {'bf16' if amp else 'fp32'})", min(floor))
+        if amp:
+            fp32_rate = report("floor in fp32 (amp=false)", min(fp32))
+            print(f"bf16 vs fp32 step speedup at {args.size} px: {floor_rate / fp32_rate:.2f}x")
+        else:
+            print("bf16: off (amp=false, or no native bf16 on this CPU): the floor is fp32")
         if args.seed_loader:
             files = torch.utils.data.Subset(seed.Caltech256Files(root), range(images))  # same batches
             seed_loader = torch.utils.data.DataLoader(files, batch_size=args.batch_size, shuffle=True,

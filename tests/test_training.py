@@ -164,3 +164,53 @@ def test_label_smoothing_follows_the_task_and_each_stage_has_its_key(stores):
     logits, targets = torch.tensor([[4.0, 0.0, 0.0, 0.0]]), torch.tensor([0])
     smoothed = build_task(image, settings, "pretrain").train_loss(logits, targets)
     assert smoothed > torch.nn.functional.cross_entropy(logits, targets)  # the smoothing reaches the loss
+
+
+@pytest.mark.parametrize("amx, avx512_bf16, expected", [(True, False, True), (False, True, True),
+                                                         (False, False, False)])
+def test_native_bf16_is_read_from_torchs_cpu_checks(monkeypatch, amx, avx512_bf16, expected):
+    from audio2image.training import run
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    assert run.native_bf16() is expected
+
+
+@pytest.mark.parametrize("flags, expected", [("fpu sse avx512f avx512_bf16 amx_tile", True),
+                                             ("fpu sse amx_bf16", True), ("fpu sse avx2 avx512f", False)])
+def test_native_bf16_falls_back_to_the_cpu_flags(monkeypatch, tmp_path, flags, expected):
+    from audio2image.training import run
+
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    (tmp_path / "cpuinfo").write_text(f"processor : 0\nflags : {flags}\n")
+    monkeypatch.setattr(run, "CPUINFO", tmp_path / "cpuinfo")
+    assert run.native_bf16() is expected
+    monkeypatch.setattr(run, "CPUINFO", tmp_path / "absent")
+    assert run.native_bf16() is False
+
+
+def test_amp_is_bf16_where_native_and_fp32_otherwise(monkeypatch):
+    from audio2image.training import run
+
+    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda", 0), torch.device("mps")
+    monkeypatch.setattr(run, "native_bf16", lambda: True)
+    assert run.uses_amp(config(), cpu) and run.uses_amp(config(), cuda) and not run.uses_amp(config(), mps)
+    assert not run.uses_amp(config("amp=false"), cpu) and not run.uses_amp(config("amp=false"), cuda)
+    monkeypatch.setattr(run, "native_bf16", lambda: False)
+    assert not run.uses_amp(config(), cpu) and run.uses_amp(config(), cuda)
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with engine.autocast(cpu, True):
+        assert conv(torch.randn(1, 3, 8, 8)).dtype == torch.bfloat16
+    with engine.autocast(cpu, False):
+        assert conv(torch.randn(1, 3, 8, 8)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("amp, native, precision", [("true", True, "bf16"), ("false", True, "fp32"),
+                                                     ("true", False, "fp32")])
+def test_a_run_records_its_precision_and_learns_in_either(stores, tmp_path, monkeypatch, amp, native, precision):
+    from audio2image.training import run
+
+    monkeypatch.setattr(run, "native_bf16", lambda: native)
+    result = train_run(config(f"amp={amp}"), RunSpec("transfer", stores["image"], seed=0), tmp_path / "run")
+    assert result["precision"] == precision and result["status"] == "completed"
+    assert result["test"]["top1"] > 0.5  # 4 colour classes: chance is 0.25

@@ -102,7 +102,7 @@ class Config:
     convergence_share: float = 0.9  # converged: validation metric at this share of the random init's mean best
     # --- how to run -----------------------------------------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | mps
-    amp: bool = True  # bf16 autocast on CUDA
+    amp: bool = True  # bf16 autocast on CUDA and on CPUs with native bf16 (AMX / AVX-512 BF16); false: fp32
     channels_last: bool = True  # NHWC model and inputs on CUDA and the CPU (faster on both)
     compile: bool = False
     workers: int = 2  # processes for preparation; loader threads for training

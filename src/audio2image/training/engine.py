@@ -15,8 +15,11 @@ from audio2image.training.model import train_mode
 
 
 def autocast(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast on CUDA and the CPU when `enabled` (see run.uses_amp for where it is); losses and metrics
+    are taken in fp32 from the logits."""
+    kind = torch.device(device).type
+    if enabled and kind in ("cuda", "cpu"):
+        return torch.autocast(kind, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

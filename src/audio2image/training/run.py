@@ -72,6 +72,28 @@ def uses_channels_last(config: Config, device: torch.device) -> bool:
     return config.channels_last and device.type in ("cuda", "cpu")
 
 
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively: AMX tiles or AVX-512 BF16 (oneDNN's bf16 convolutions then run
+    1.6-2.4x faster than fp32 on ResNet-18 training steps; without them bf16 is emulated and slower). Read from
+    torch's own CPU checks, or where this torch lacks them from the CPU flags in /proc/cpuinfo."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    if all(check is not None for check in checks):
+        return any(check() for check in checks)
+    try:
+        flags = CPUINFO.read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def uses_amp(config: Config, device: torch.device) -> bool:
+    """bf16 autocast (config `amp`): on CUDA, and on a CPU with native bf16; never on MPS (untested there)."""
+    return config.amp and (device.type == "cuda" or (device.type == "cpu" and native_bf16()))
+
+
 def stage_settings(config: Config, stage: str) -> dict:
     """The `<stage>_*` keys without their prefix: epochs, batch_size, optimizer, lr, ..."""
     prefix = f"{stage}_"
@@ -107,9 +129,10 @@ def train_run(config: Config, spec: RunSpec, run_dir: Path) -> dict:
     state = _resume(run_dir, model, optimizer, schedule, device)
     wrapped = distributed.wrap(model, device)
     compiled = torch.compile(wrapped) if config.compile else wrapped
-    amp = config.amp and device.type == "cuda"
+    amp = uses_amp(config, device)
     log(f"{spec.stage} {run_dir.name}: {store.manifest['dataset']} {task.kind}, {len(rows)} training items, "
-        f"init {spec.init}, freeze {spec.freeze} ({', '.join(frozen) or 'nothing'}), device {device}")
+        f"init {spec.init}, freeze {spec.freeze} ({', '.join(frozen) or 'nothing'}), device {device}"
+        + (" (bf16)" if amp else ""))
 
     for epoch in range(state["epoch"] + 1, settings["epochs"] + 1):
         tic = time.perf_counter()
@@ -140,7 +163,7 @@ def train_run(config: Config, spec: RunSpec, run_dir: Path) -> dict:
     result = {"status": "completed", "message": "", "task": task.kind,
               "selection_metric": f"val_{task.selection_metric}", "best_epoch": state["best_epoch"],
               "epochs_run": state["epoch"], "train_items": int(len(rows)), "val": state["best_val"],
-              "test": test, "init": loaded,
+              "test": test, "init": loaded, "precision": "bf16" if amp else "fp32",
               "wall_seconds": round(state.get("seconds", 0.0) + time.perf_counter() - tic, 3),
               "run": spec.identity(store)}
     if is_main:

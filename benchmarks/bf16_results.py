@@ -1,0 +1,93 @@
+"""Does bf16 change the demo's results? The same experiment trained in fp32 and in bf16, compared cell by cell.
+
+Runs a config (default: the demo) twice with `amp=false` and `amp=true`, each its own experiment folder (its own
+pretraining, transfer runs, analysis and report) under runs/bf16-check/, on the same data and stores, prepared
+before either is timed. For every cell
+(fraction, init, freeze) it prints the fp32 mean and standard deviation over seeds of the primary test metric,
+the bf16 mean, and whether the bf16 mean lies within the fp32 seed-to-seed spread (mean +- 2 sd; with fewer than
+2 fp32 seeds, not judged). It also prints both pretraining runs' test metrics and each experiment's wall time.
+On a CPU without native bf16 both runs are fp32 (run.uses_amp) and the script says so.
+
+The last line: `bf16_results: K of N cells within the fp32 seed spread; time bf16/fp32 = X.XX`.
+
+Run: .venv/bin/python benchmarks/bf16_results.py [CONFIG] [key=value ...]   (default CONFIG: demo)
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+def experiment(name: str, amp: bool, config_path: Path, overrides: list[str]):
+    from audio2image.config import load_config
+    from audio2image.report import build_report
+    from audio2image.sweep import run_sweep
+
+    config = load_config(config_path, [*overrides, f"name={name}", f"amp={str(amp).lower()}",
+                                       "out_dir=runs/bf16-check", "progress=false"])
+    start = time.perf_counter()
+    run_sweep(config)
+    seconds = time.perf_counter() - start
+    build_report(config.experiment_dir)
+    return config, seconds
+
+
+def prepare_data(config_path: Path, overrides: list[str]) -> None:
+    from audio2image.config import load_config
+    from audio2image.prepare.stores import ensure_store
+
+    config = load_config(config_path, [*overrides, "progress=false"])
+    for side in ("source", "target"):
+        ensure_store(config, side)
+
+
+def cells(experiment_dir: Path, metric: str) -> dict:
+    from audio2image.report.read import read_results
+
+    table: dict = {}
+    for row in read_results(experiment_dir / "results.csv"):
+        if row.get("status") == "completed" and math.isfinite(row.get(metric, math.nan)):
+            table.setdefault((row["fraction"], row["init"], row["freeze"]), []).append(row[metric])
+    return table
+
+
+def main() -> None:
+    from audio2image.cli import config_path
+    from audio2image.report.read import experiment_facts, read_config
+    from audio2image.report.report import TEST_METRICS
+    from audio2image.training.run import native_bf16
+    from audio2image.util import read_json_or_none
+
+    args = sys.argv[1:]
+    path = config_path(args.pop(0) if args and "=" not in args[0] else None)
+    if not native_bf16():
+        print("this CPU has no native bf16 (AMX / AVX-512 BF16): both runs would be fp32")
+    prepare_data(path, args)  # both experiments then time their training alone, on the same stores
+    fp32, fp32_seconds = experiment("fp32", False, path, args)
+    bf16, bf16_seconds = experiment("bf16", True, path, args)
+    facts = experiment_facts(fp32.experiment_dir, read_config(fp32.experiment_dir / "config.yaml"))
+    metric = TEST_METRICS.get(facts["target"]["task"], ("test_top1",))[0]
+    for config in (fp32, bf16):
+        result = read_json_or_none(config.experiment_dir / "pretrain" / "result.json") or {}
+        print(f"pretraining {config.name}: precision {result.get('precision')}, test {result.get('test')}")
+    ours, theirs = cells(fp32.experiment_dir, metric), cells(bf16.experiment_dir, metric)
+    within = judged = 0
+    print(f"cell (fraction, init, freeze): fp32 mean +- sd over seeds | bf16 mean  ({metric}, x 100)")
+    for key in sorted(ours):
+        a, b = ours[key], theirs.get(key, [])
+        if len(a) < 2 or not b:
+            print(f"{key}: not judged (fp32 seeds {len(a)}, bf16 seeds {len(b)})")
+            continue
+        mean, sd, other = statistics.mean(a), statistics.stdev(a), statistics.mean(b)
+        inside = abs(other - mean) <= 2 * sd
+        judged, within = judged + 1, within + inside
+        print(f"{key}: {100 * mean:.2f} +- {100 * sd:.2f} | {100 * other:.2f}  {'within' if inside else 'OUTSIDE'}")
+    print(f"experiment wall time: fp32 {fp32_seconds:.1f} s, bf16 {bf16_seconds:.1f} s")
+    print(f"bf16_results: {within} of {judged} cells within the fp32 seed spread; "
+          f"time bf16/fp32 = {bf16_seconds / fp32_seconds:.2f}")
+
+
+if __name__ == "__main__":
+    main()
