@@ -15,8 +15,9 @@ import math
 
 import numpy as np
 
-from audio2image.report.stats import ALPHA, grid_of, groups, holm, metric_name, paired_difference, summarize
-from audio2image.report.text import finite, pct
+from audio2image.report.stats import (ALPHA, comparison_clauses, grid_of, groups, holm, metric_name,
+                                      paired_difference, summarize)
+from audio2image.report.text import finite
 
 
 def crossing_epoch(epochs: list[int], values: list[float], threshold: float) -> int | None:
@@ -140,23 +141,7 @@ def convergence_sentence(pairs: list[dict], share: float, baseline: str = "rando
 
 
 def _clauses(group: list[dict], init: str, baseline: str) -> list[str]:
-    tested = [p for p in group if p["n"] >= 2]
-    sooner = [p for p in tested if p["significant"] and p["mean"] < 0]
-    later = [p for p in tested if p["significant"] and p["mean"] > 0]
-    same = [p for p in tested if not p["significant"]]
-    untested = [p for p in group if p["n"] < 2]
-    clauses = []
-    if sooner:
-        clauses.append("significantly sooner at " + ", ".join(_epoch_words(p) for p in sooner))
-    if later:
-        clauses.append("significantly later at " + ", ".join(_epoch_words(p) for p in later))
-    if same:
-        diffs = [p["mean"] for p in same]
-        clauses.append(f"indistinguishable at {', '.join(pct(p['fraction']) for p in same)} (differences "
-                       f"{min(diffs):+.1f} to {max(diffs):+.1f} epochs)")
-    if untested:
-        clauses.append(f"not testable at {', '.join(pct(p['fraction']) for p in untested)} "
-                       "(fewer than 2 seeds paired)")
+    clauses = comparison_clauses(group, 1, "epochs", ((-1, "sooner"), (1, "later")))
     n = sum(p["n"] for p in group)
     ours, base = n - sum(p["reached"] for p in group), n - sum(p["baseline_reached"] for p in group)
     if ours or base:
@@ -164,10 +149,6 @@ def _clauses(group: list[dict], init: str, baseline: str) -> list[str]:
         clauses.append(f"{ours} of {n} paired {init} runs and {base} of {n} {baseline} runs never reached the "
                        "threshold (each counted as reaching it one epoch after its last)")
     return clauses
-
-
-def _epoch_words(p: dict) -> str:
-    return f"{pct(p['fraction'])} ({p['mean']:+.1f} epochs, 95% CI {p['ci_low']:+.1f} to {p['ci_high']:+.1f})"
 
 
 def _bounded(run: dict) -> int:

@@ -293,22 +293,30 @@ def gain_sentence(init, freeze, baseline, group) -> str:
     head = (f"The {init} init against the {baseline} init ({metric}, paired by seed, Holm-corrected across "
             f"{len(tested)} fraction{'s' if len(tested) != 1 else ''}"
             + (f", freeze {freeze}" if freeze != "none" else "") + "):")
-    better = [g for g in tested if g["significant"] and g["mean"] > 0]
-    worse = [g for g in tested if g["significant"] and g["mean"] < 0]
-    same = [g for g in tested if not g["significant"]]
-    untested = [g for g in group if g["n"] < 2]
+    return head + " " + "; ".join(comparison_clauses(group, 100, "points", ((1, "better"), (-1, "worse")))) + "."
+
+
+def comparison_clauses(group: list[dict], scale: float, unit: str, words: tuple[tuple[int, str], ...]) -> list[str]:
+    """The clauses of paired differences over fractions (gains, convergence): per (sign, word) in `words`, where
+    the difference is significant with that sign; then where it is indistinguishable (with the range of the
+    differences) and where it is not testable. Differences are shown times `scale`, in `unit`."""
+    tested = [g for g in group if g["n"] >= 2]
     clauses = []
-    if better:
-        clauses.append("significantly better at " + ", ".join(_gain_words(g) for g in better))
-    if worse:
-        clauses.append("significantly worse at " + ", ".join(_gain_words(g) for g in worse))
+    for sign, word in words:
+        hits = [g for g in tested if g["significant"] and sign * g["mean"] > 0]
+        if hits:
+            clauses.append(f"significantly {word} at " + ", ".join(
+                f"{pct(g['fraction'])} ({scale * g['mean']:+.1f} {unit}, 95% CI {scale * g['ci_low']:+.1f} to "
+                f"{scale * g['ci_high']:+.1f})" for g in hits))
+    same = [g for g in tested if not g["significant"]]
     if same:
-        diffs = [100 * g["mean"] for g in same]
+        diffs = [scale * g["mean"] for g in same]
         clauses.append(f"indistinguishable at {_fractions_words(same)} (differences {min(diffs):+.1f} to "
-                       f"{max(diffs):+.1f} points)")
+                       f"{max(diffs):+.1f} {unit})")
+    untested = [g for g in group if g["n"] < 2]
     if untested:
         clauses.append(f"not testable at {_fractions_words(untested)} (fewer than 2 seeds paired)")
-    return head + " " + "; ".join(clauses) + "."
+    return clauses
 
 
 def efficiency_sentence(init, baseline, eff, significant=None) -> str:
@@ -338,11 +346,6 @@ def efficiency_sentence(init, baseline, eff, significant=None) -> str:
                      "anywhere on the grid (it would need more data than the grid has)")
     text = "Data efficiency: " + "; ".join(parts)
     return text + "."
-
-
-def _gain_words(g) -> str:
-    return (f"{pct(g['fraction'])} ({100 * g['mean']:+.1f} points, 95% CI {100 * g['ci_low']:+.1f} to "
-            f"{100 * g['ci_high']:+.1f})")
 
 
 def _fractions_words(group) -> str:
