@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 
 import pytest
+import yaml
 
 from audio2image.config import load_config
 from audio2image.sweep.executors import execute, run_slurm
@@ -112,3 +114,24 @@ def test_a_sweep_killed_three_times_gives_the_uninterrupted_results(tmp_path):
     expected = _rows_without_ids(tmp_path / "whole" / "tiny" / "results.csv")
     assert len(expected) == 8
     assert _rows_without_ids(tmp_path / "killed" / "tiny" / "results.csv") == expected
+
+
+def test_each_run_gets_its_share_of_the_cores(tmp_path, store, monkeypatch):
+    """Threads are resolved once from the config (threads, else cores // parallel) and recorded in each result,
+    so every executor runs a run alike and parallel runs do not fight over the cores."""
+    import os
+
+    from audio2image.sweep import executors
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    for parallel, threads, expected in ((1, 0, 8), (4, 0, 2), (3, 0, 2), (16, 0, 1), (4, 3, 3)):
+        config, _ = plan(tmp_path, store, parallel=parallel, threads=threads)
+        assert executors.run_threads(config) == expected, (parallel, threads)
+    monkeypatch.undo()
+    cores = len(os.sched_getaffinity(0))
+    config, runs = plan(tmp_path / "two", store, parallel=2, fractions="1.0")
+    execute(runs, config)
+    for run in runs:
+        result = json.loads((run.run_dir / "result.json").read_text())
+        assert result["threads"] == max(1, cores // 2)  # set in each pool worker, whatever torch's default
+        assert yaml.safe_load((run.run_dir / "config.yaml").read_text())["threads"] == max(1, cores // 2)

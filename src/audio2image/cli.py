@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,11 +88,13 @@ def cmd_prepare(args) -> dict:
 # --- training commands ---------------------------------------------------------------------------------------------
 def cmd_pretrain(args) -> dict:
     from audio2image.prepare.stores import ensure_store
+    from audio2image.sweep.executors import use_threads
     from audio2image.sweep.grid import pretrain_plan
     from audio2image.training.run import train_run
 
     config = load(args)
     plan = pretrain_plan(config, ensure_store(config, "source").path)
+    use_threads(config)
     return _summary(train_run(config, plan.spec, args.run_dir or plan.run_dir))
 
 
@@ -100,6 +103,7 @@ def cmd_transfer(args) -> dict:
     import dataclasses
 
     from audio2image.prepare.stores import ensure_store
+    from audio2image.sweep.executors import use_threads
     from audio2image.sweep.grid import plan_transfer
     from audio2image.training import distributed
     from audio2image.training.run import train_run
@@ -111,6 +115,7 @@ def cmd_transfer(args) -> dict:
     store = ensure_store(config, "target") if distributed.is_main() else None
     store_path = Path(distributed.broadcast_object(str(store.path) if store else None))
     run = plan_transfer(config, store_path, config.fraction, config.init, config.seed, config.freeze)
+    use_threads(config, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun's processes share the cores
     return _summary(train_run(run.config, run.spec, args.run_dir or run.run_dir))
 
 

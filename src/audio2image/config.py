@@ -106,7 +106,7 @@ class Config:
     channels_last: bool = True  # NHWC model and inputs on CUDA and the CPU (faster on both)
     compile: bool = False
     workers: int = 2  # processes for preparation; loader threads for training
-    threads: int = 0  # torch CPU threads per run; 0: torch's default (fix it to compare runs across executors)
+    threads: int = 0  # torch CPU threads per run; 0: this machine's cores divided by parallel (sweep/executors.py)
     executor: str = "local"  # local | ray | slurm
     parallel: int = 1  # local executor: runs at once (one per GPU where there are GPUs)
     ray_address: str = ""  # empty: start a local Ray

@@ -4,7 +4,7 @@ from __future__ import annotations
 from audio2image.config import Config, save_config
 from audio2image.prepare.store import Store
 from audio2image.prepare.stores import check_roots, ensure_store
-from audio2image.sweep.executors import execute
+from audio2image.sweep.executors import execute, use_threads
 from audio2image.sweep.grid import pretrain_plan, transfer_plan, uses_pretraining
 from audio2image.sweep.results import write_results
 from audio2image.training.run import train_run
@@ -26,6 +26,7 @@ def run_sweep(config: Config) -> dict:
         _check_same_pretraining(pretrain)
         log(f"pretraining on {config.source} ({stores['source'].modality} {stores['source'].task}) "
             f"in {pretrain.run_dir}")
+        use_threads(config)  # the pretraining runs here, in the sweep's process
         train_run(pretrain.config, pretrain.spec, pretrain.run_dir)
     stores["target"] = ensure_store(config, "target")
     write_json(experiment / DATASETS_FILE, {side: describe_store(store) for side, store in stores.items()})
