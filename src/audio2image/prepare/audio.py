@@ -15,7 +15,7 @@ import soundfile
 from audio2image.datasets import audiofolder, mtat
 from audio2image.datasets.tags import TOP50
 from audio2image.prepare.features import FEATURE_PRESETS, MelFrontEnd, MelSettings
-from audio2image.prepare.store import (SplitItems, check_splits, complete_manifest, row_blocks, split_signatures,
+from audio2image.prepare.store import (Row, SplitItems, check_splits, complete_manifest, split_signatures,
                                        worker_pool, write_manifest, write_splits)
 from audio2image.util import log
 
@@ -92,9 +92,10 @@ def write_audio_store(root: Path, out: Path, splits: dict[str, SplitItems], fact
     }
     check_splits(out, manifest)
     # Only log-mels are standardised (config refuses audio_normalize for the seed's power features).
-    manifest["normalization"] = _mel_statistics(out, settings) if settings.log else None
+    manifest["normalization"] = band_statistics(summaries["train"].get("sums", {})) if settings.log else None
     if not settings.log:
-        manifest["fp16_saturated_values"] = {name: _saturated_values(out / f"{name}.x.npy") for name in summaries}
+        manifest["fp16_saturated_values"] = {name: int(s.get("sums", {}).get("saturated", 0))
+                                             for name, s in summaries.items()}
     write_manifest(out, manifest)
     dropped = len(facts.get("annotation_problems", []))
     log(f"audio store {out}: " + ", ".join(f"{k} {v['count']}" for k, v in manifest["splits"].items())
@@ -103,18 +104,32 @@ def write_audio_store(root: Path, out: Path, splits: dict[str, SplitItems], fact
 
 
 def features_of_clips(paths: list[str], settings: MelSettings, samples: int) -> list:
-    """Decode a chunk of clips and return, per clip, its fp16 mel array [mels, frames] or why it was skipped."""
+    """Decode a chunk of clips; per clip, a `Row` of its fp16 mel array [mels, frames] and the sums the store
+    keeps (per-band sums and squares for the training statistics, fp16-saturated values), or why it was
+    skipped. The sums are taken here, on the workers, of the stored fp16 values, not by reading the store back
+    (measured: that pass cost ~3 ms per clip in the parent)."""
     front_end = MelFrontEnd(settings)
     results = []
     for path in paths:
         audio = decode_clip(Path(path), settings.sample_rate, samples)
-        results.append(audio if isinstance(audio, str) else to_fp16(front_end(audio)))
+        if isinstance(audio, str):
+            results.append(audio)
+            continue
+        stored = to_fp16(front_end(audio))
+        values = stored.astype(np.float32)  # the statistics are of what training reads: the fp16 values
+        results.append(Row(stored, {"band_sum": values.sum(axis=1, dtype=np.float64),
+                                    "band_squares": np.square(values).sum(axis=1, dtype=np.float64),
+                                    "frames": values.shape[1],
+                                    "saturated": int(np.count_nonzero(stored == np.float16(FP16_MAX)))}))
     return results
 
 
 def to_fp16(mel: np.ndarray) -> np.ndarray:
-    """Power features can exceed fp16's range: saturate them (counted in the manifest) rather than store inf."""
-    return np.minimum(mel, FP16_MAX).astype(np.float16)
+    """Power features can exceed fp16's range: saturate them (counted in the manifest) rather than store inf.
+    (dB features lie far inside it: only what is out of range is clipped, without a copy of the whole clip.)"""
+    if mel.max() > FP16_MAX:
+        mel = np.minimum(mel, FP16_MAX)
+    return mel.astype(np.float16)
 
 
 def decode_clip(path: Path, rate: int, samples: int) -> np.ndarray | str:
@@ -140,34 +155,20 @@ def decode_clip(path: Path, rate: int, samples: int) -> np.ndarray | str:
         return f"too short: {len(audio) / rate:.2f} s, need at least {MIN_LENGTH_SHARE * samples / rate:.2f} s"
     if not np.isfinite(audio).all():
         return "decoded samples are not finite"
+    if len(audio) >= samples:  # the usual case: decoding read one sample more than needed
+        return audio[:samples]
     fixed = np.zeros(samples, dtype=np.float32)
-    fixed[:min(samples, len(audio))] = audio[:samples]
+    fixed[:len(audio)] = audio
     return fixed
 
 
-def _mel_statistics(out: Path, settings: MelSettings) -> dict:
-    """Per-mel-band mean and std of the stored features over the training split, streamed (bounded memory).
-
-    Per clip, band sums are taken in float32 (a few thousand frames: ample precision; the ufuncs cast fp16 in
-    their buffered loops, several times faster than astype) and accumulated in float64.
-    """
-    total = np.zeros(settings.n_mels)
-    squares = np.zeros(settings.n_mels)
-    values = 0
-    for block in row_blocks(out / "train.x.npy"):
-        total += block.sum(axis=2, dtype=np.float32).sum(axis=0, dtype=np.float64)
-        squares += np.square(block, dtype=np.float32).sum(axis=2).sum(axis=0, dtype=np.float64)
-        values += block.shape[0] * block.shape[2]
-    if values == 0:
-        return {"mean": [0.0] * settings.n_mels, "std": [1.0] * settings.n_mels}
-    mean = total / values
-    std = np.sqrt(np.maximum(squares / values - mean ** 2, 1e-12))
+def band_statistics(sums: dict) -> dict:
+    """Per-mel-band mean and std over a split's stored values, from the rows' accumulated sums."""
+    if not sums or not sums["frames"]:
+        return {"mean": [0.0] * len(sums.get("band_sum", [])), "std": [1.0] * len(sums.get("band_sum", []))}
+    mean = np.asarray(sums["band_sum"]) / sums["frames"]
+    std = np.sqrt(np.maximum(np.asarray(sums["band_squares"]) / sums["frames"] - mean ** 2, 1e-12))
     return {"mean": mean.round(6).tolist(), "std": std.round(6).tolist()}
-
-
-def _saturated_values(path: Path) -> int:
-    """How many stored values sit at fp16's maximum (power features saturated by `to_fp16`), streamed."""
-    return int(sum((block == np.float16(FP16_MAX)).sum() for block in row_blocks(path)))
 
 
 __all__ = ["prepare_mtat", "prepare_audiofolder", "write_audio_store", "decode_clip", "features_of_clips"]
