@@ -1,88 +1,127 @@
-"""Time the project's audio preparation against the seed's mel extraction, on the same synthetic MTAT clips.
+"""Time the project's audio preparation against the decode floor and the seed's mel extraction, same clips.
 
-Synthesises MTAT-format clips into a temporary folder, then measures, on the SAME mp3 files:
-  (a) the project: audio2image.prepare.audio.prepare_mtat(..., features="recipe", split="full")
-      (split "full" so that every clip is prepared);
-  (b) a reference floor: plain soundfile decoding of every mp3, in one process, nothing else;
-  (c) the seed: /work/shared/baselines/seed_mel.py run as a subprocess, timed around the call (its
-      interpreter and import start-up included; nothing subtracted). Its own printed rate is shown too.
-The last line is `prepare_audio speedup: X.Xx` = project clips/s / seed clips/s (both wall time around the call).
+Synthesises MTAT-format clips into a temporary folder and makes two datasets of them: the first --small clips
+and all --clips clips (the small one's annotations list only its clips; the mp3 files are shared). Each
+measurement runs on both and reports the *marginal* rate, (clips - small) / (seconds - seconds_small), so that
+start-up (interpreters, process pools, imports) does not count:
+  (a) the project: audio2image.prepare.audio.prepare_mtat(..., features="recipe", split="full") with --workers
+      processes (split "full": every clip is prepared), into a fresh store each time;
+  (b) the decode floor: plain soundfile decoding of the same mp3s in a process per core (all --workers cores,
+      nothing else: no resampling, no features, no writing);
+  (c) the seed: shared/baselines/seed_mel.py (librosa load at 22,050 Hz + power mel, one clip at a time, one
+      process) as a subprocess on the same files, after one untimed run on 4 clips (librosa's numba functions
+      compile and cache on the first call: seconds that would otherwise fall on the small size only).
+Prints each side's marginal clips/s; then `ratio project / all-core decode floor: 0.XX` and, last,
+`prepare_audio speedup: X.Xx` (project over seed, marginal rates).
 
-Run: .venv/bin/python benchmarks/prepare_audio.py [--clips 300] [--seconds 29.1] [--workers 2]
+Run: .venv/bin/python benchmarks/prepare_audio.py [--clips 300] [--small 100] [--seconds 29.1] [--workers 2]
 """
 from __future__ import annotations
 
 import argparse
-import re
+import csv
+import os
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import baselines
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=300, help="synthetic clips to make and prepare")
-    parser.add_argument("--seconds", type=float, default=29.1, help="length of each clip")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes for synthesis and preparation")
-    args = parser.parse_args()
-    seed_script = baselines.seed_script("seed_mel.py")
-
+def decode(path: str) -> int:
     import soundfile
 
-    from audio2image.datasets.synth import synth_mtat
+    return len(soundfile.read(path, dtype="float32")[0])
+
+
+def subset(root: Path, out: Path, clips: int) -> list[Path]:
+    """An MTAT root holding the first `clips` annotation rows (mp3s linked, not copied); their mp3 paths."""
+    with open(root / "annotations_final.csv", newline="") as handle:
+        rows = list(csv.reader(handle, delimiter="\t"))
+    out.mkdir(parents=True)
+    with open(out / "annotations_final.csv", "w", newline="") as handle:
+        csv.writer(handle, delimiter="\t", quoting=csv.QUOTE_ALL).writerows(rows[:clips + 1])
+    path_col = rows[0].index("mp3_path")
+    mp3s = [root / "mp3" / row[path_col] for row in rows[1:clips + 1]]
+    for mp3 in mp3s:
+        target = out / "mp3" / mp3.relative_to(root / "mp3")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(mp3, target)
+    return mp3s
+
+
+def time_project(root: Path, store: Path, seconds: float, workers: int) -> tuple[int, float]:
     from audio2image.prepare.audio import prepare_mtat
+
+    start = time.perf_counter()
+    manifest = prepare_mtat(root, store, features="recipe", split="full", clip_seconds=seconds, workers=workers,
+                            progress=False)
+    return sum(s["count"] for s in manifest["splits"].values()), time.perf_counter() - start
+
+
+def time_decode(mp3s: list[Path], workers: int) -> float:
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(decode, map(str, mp3s), chunksize=8))
+    return time.perf_counter() - start
+
+
+def time_seed(script: Path, root: Path, out: Path) -> float:
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, str(script), str(root / "mp3"), str(out)], capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        sys.exit(f"seed_mel.py failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=300, help="clips of the large dataset")
+    parser.add_argument("--small", type=int, default=100, help="clips of the small dataset (its first ones)")
+    parser.add_argument("--seconds", type=float, default=29.1, help="length of each clip")
+    parser.add_argument("--workers", type=int, default=2, help="processes (cores) for synthesis, preparation and "
+                                                                "the decode floor")
+    args = parser.parse_args()
+    if not 0 < args.small < args.clips:
+        parser.error("--small must be between 0 and --clips")
+    seed_script = baselines.seed_script("seed_mel.py")
+    from audio2image.datasets.synth import synth_mtat
 
     with tempfile.TemporaryDirectory(prefix="bench-audio-") as tmp:
         tmpdir = Path(tmp)
-        root = tmpdir / "mtat"
         start = time.perf_counter()
-        synth_mtat(root, args.clips, seed=0, seconds=args.seconds, workers=args.workers, progress=False)
-        mp3s = sorted((root / "mp3").rglob("*.mp3"))
-        print(f"synthesised {len(mp3s)} clips of {args.seconds} s in {time.perf_counter() - start:.2f} s")
-
-        # (a) the project
-        start = time.perf_counter()
-        manifest = prepare_mtat(root, tmpdir / "store", features="recipe", split="full",
-                                clip_seconds=args.seconds, workers=args.workers, progress=False)
-        project_s = time.perf_counter() - start
-        project_n = sum(s["count"] for s in manifest["splits"].values())
-        project_rate = project_n / project_s
-        print(f"project prepare_mtat (recipe, {args.workers} workers): {project_n} clips in {project_s:.2f} s"
-              f" = {project_rate:.2f} clips/s ({len(manifest['skipped'])} skipped)")
-
-        # (b) decoding alone, one process
-        start = time.perf_counter()
-        for path in mp3s:
-            soundfile.read(path, dtype="float32")
-        decode_s = time.perf_counter() - start
-        decode_rate = len(mp3s) / decode_s
-        print(f"soundfile decode only (1 process): {len(mp3s)} clips in {decode_s:.2f} s = {decode_rate:.2f} clips/s")
-
-        # (c) the seed
-        start = time.perf_counter()
-        result = subprocess.run([sys.executable, str(seed_script), str(root / "mp3"), str(tmpdir / "seed")],
-                                capture_output=True, text=True)
-        seed_s = time.perf_counter() - start
-        if result.returncode != 0:
-            sys.exit(f"seed_mel.py failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-        seed_line = result.stdout.strip().splitlines()[-1]
-        match = re.search(r"seed_mel: (\d+) clips in ([\d.]+) s = ([\d.]+) clips/s", seed_line)
-        seed_n = int(match.group(1)) if match else len(mp3s)
-        seed_rate = seed_n / seed_s
-        print(f"seed seed_mel.py (1 process, wall incl. start-up): {seed_n} clips in {seed_s:.2f} s"
-              f" = {seed_rate:.2f} clips/s")
-        if match:
-            print(f"seed seed_mel.py (its own timing, loop only): {match.group(3)} clips/s")
-        errors = [line for line in result.stdout.splitlines() if line.startswith("error reading")]
-        if errors:
-            print(f"seed reported {len(errors)} unreadable clips, e.g. {errors[0]}")
-
-        print(f"ratio project prepare / decode only: {project_rate / decode_rate:.2f}")
-        print(f"prepare_audio speedup: {project_rate / seed_rate:.1f}x")
+        synth_mtat(tmpdir / "mtat", args.clips, seed=0, seconds=args.seconds, workers=args.workers, progress=False)
+        print(f"synthesised {args.clips} clips of {args.seconds} s in {time.perf_counter() - start:.2f} s")
+        sizes = {"small": args.small, "large": args.clips}
+        roots = {name: tmpdir / name for name in sizes}
+        mp3s = {name: subset(tmpdir / "mtat", roots[name], n) for name, n in sizes.items()}
+        # librosa compiles (numba) and caches on its first call: a warm-up run keeps that out of the small size
+        warm = tmpdir / "warm"
+        subset(tmpdir / "mtat", warm, 4)
+        time_seed(seed_script, warm, tmpdir / "seed-warm")
+        timings = {"project": {}, "decode": {}, "seed": {}}
+        for name in sizes:  # small then large for each side, the sides interleaved so drift hits all alike
+            count, seconds = time_project(roots[name], tmpdir / f"store-{name}", args.seconds, args.workers)
+            if count != sizes[name]:
+                sys.exit(f"prepare_mtat kept {count} of {sizes[name]} clips: the rates would not compare")
+            timings["project"][name] = seconds
+            timings["decode"][name] = time_decode(mp3s[name], args.workers)
+            timings["seed"][name] = time_seed(seed_script, roots[name], tmpdir / f"seed-{name}")
+        extra = args.clips - args.small
+        rates = {}
+        for side, label in (("project", f"project prepare_mtat (recipe, {args.workers} workers)"),
+                            ("decode", f"decode floor (soundfile only, {args.workers} processes)"),
+                            ("seed", "seed seed_mel.py (1 process)")):
+            small, large = timings[side]["small"], timings[side]["large"]
+            rates[side] = extra / (large - small)
+            print(f"{label}: {args.small} clips {small:.2f} s, {args.clips} clips {large:.2f} s -> marginal "
+                  f"{rates[side]:.2f} clips/s")
+        print(f"ratio project / all-core decode floor: {rates['project'] / rates['decode']:.2f}")
+        print(f"prepare_audio speedup: {rates['project'] / rates['seed']:.1f}x")
 
 
 if __name__ == "__main__":
