@@ -6,6 +6,7 @@ import pytest
 from scipy import stats as sps
 
 from audio2image.report import stats
+from audio2image.report.text import CLIPPED_NOTE
 
 
 def rows_for(curves: dict, seeds_offsets: dict, metric="test_top1", freeze="none"):
@@ -204,16 +205,61 @@ def test_conclusion_indistinguishable_and_no_gain():
             row["test_top1"] += (-0.01, 0.012, -0.004)[row["seed"]]
     text = stats.conclusion(stats.gain_table(rows), stats.data_efficiency(rows, "audio", n_boot=100))
     assert "indistinguishable at 10%, 100%" in text
-    assert "no measurable gain" in text
+    assert "no clear difference at 10%, 100%" in text and "No clear gain" in text
     assert "only" not in text  # three seeds: no small-n warning
 
 
 def test_efficiency_claims_need_a_significant_gain():
-    eff = [{"init": "audio", "freeze": "none", "fraction": 0.25, "status": "gain", "ratio": 1.4, "ci_low": 1.2,
-            "ci_high": 1.6, "ratio_bound": 4.0}]
-    assert "about 1.4x at 25%" in stats.efficiency_sentence("audio", "random", eff)
-    gated = stats.efficiency_sentence("audio", "random", eff, significant=set())
-    assert "no measurable gain" in gated and "up to 1.4x" in gated
+    entry = {"init": "audio", "freeze": "none", "fraction": 0.25, "status": "gain", "ratio": 1.4, "ci_low": 1.2,
+             "ci_high": 1.6, "ratio_bound": 4.0}
+    significant, not_significant = {"significant": True, "mean": 0.05}, {"significant": False, "mean": 0.05}
+    assert stats.efficiency_verdict(entry, significant) == "gain"
+    assert stats.efficiency_verdict(entry, not_significant) == "no clear difference"
+    assert stats.efficiency_verdict(entry, None) == "no clear difference"  # no pairs at this fraction
+    assert stats.efficiency_verdict({**entry, "ci_low": 0.9}, significant) == "no clear difference"
+    worse = {**entry, "status": "no gain", "ratio": 0.7, "ci_low": 0.6, "ci_high": 0.8}
+    assert stats.efficiency_verdict(worse, {"significant": True, "mean": -0.05}) == "loss"
+    assert stats.efficiency_verdict({**entry, "status": "missing"}, significant) == "missing"
+    claimed = stats.efficiency_sentence("audio", "random", [{**entry, "verdict": "gain"}])
+    assert "gain at 25% (the random init needs about 1.4x" in claimed
+    gated = stats.efficiency_sentence("audio", "random", [{**entry, "verdict": "no clear difference"}])
+    assert "no clear difference at 25%" in gated and "No clear gain" in gated and "up to 1.4x" in gated
+
+
+def efficiency_rows(extra: tuple[float, ...]):
+    """random on baseline_curve; audio 0.05 above it (about 1.4x the data) plus extra[seed] on each seed's pair."""
+    curves = {"random": {f: baseline_curve(f) for f in FRACTIONS},
+              "audio": {f: baseline_curve(f) + 0.05 for f in FRACTIONS}}
+    rows = rows_for(curves, {s: 0.01 * s for s in range(len(extra))})
+    for row in rows:
+        if row["init"] == "audio":
+            row["test_top1"] += extra[row["seed"]]
+    return rows
+
+
+@pytest.mark.parametrize("extra, verdict", [
+    # every seed's gain is positive, so the bootstrap of f*/f lies above 1x, but the paired t-interval of the
+    # gain still holds zero: the point estimate favours audio, the verdict must not
+    ((-0.04, 0.0, 0.04), "no clear difference"),
+    # gains of 0.045 to 0.055: the t-interval excludes zero, even after Holm over the four fractions
+    ((-0.005, 0.0, 0.005), "gain"),
+])
+def test_efficiency_table_and_sentences_share_one_verdict(extra, verdict):
+    rows = efficiency_rows(extra)
+    gains = stats.gain_table(rows)
+    eff = stats.data_efficiency(rows, "audio", n_boot=200)
+    within = [e for e in eff if e["status"] == "gain"]  # the point estimate says audio saves data
+    assert within and all(e["ratio"] > 1 for e in within)
+    assert [e["verdict"] for e in eff] == [verdict] * len(FRACTIONS)  # the table's column
+    assert all(g["significant"] == (verdict == "gain") for g in gains)
+    assert all(e["ci_low"] > 1 for e in within)  # the bootstrap alone would have claimed a gain
+    for text in (stats.efficiency_sentence("audio", "random", eff), stats.conclusion(gains, eff)):
+        if verdict == "gain":
+            assert "Data efficiency of the audio init against the random init: gain at 12.5%" in text
+            assert "no clear difference" not in text and "No clear gain" not in text
+        else:
+            assert "no clear difference at 12.5%, 25%, 50%, 100%" in text and "No clear gain" in text
+            assert "gain at" not in text
 
 
 def test_freezes_are_separate_comparisons():
@@ -222,3 +268,22 @@ def test_freezes_are_separate_comparisons():
     gains = {g["freeze"]: g for g in stats.gain_table(rows)}
     assert gains["none"]["mean"] == pytest.approx(0.1) and gains["layer1"]["mean"] == pytest.approx(0.05)
     assert {e["freeze"] for e in stats.data_efficiency(rows, "audio", n_boot=10)} == {"none", "layer1"}
+
+
+def test_conclusion_clips_a_gain_interval_and_says_so():
+    rows = [{"fraction": 1.0, "init": init, "seed": s, "freeze": "none", "status": "completed", "test_top1": v}
+            for init, values in (("random", (0.0, 0.0, 0.0)), ("audio", (0.9, 0.95, 1.0)))
+            for s, v in enumerate(values)]
+    gains = stats.gain_table(rows)
+    assert gains[0]["significant"] and gains[0]["ci_high"] > 1  # stored unclipped
+    text = stats.conclusion(gains, stats.data_efficiency(rows, "audio", n_boot=20))
+    assert "95% CI +82.6 to +100.0†)" in text
+    assert text.count(CLIPPED_NOTE) == 1 and text.endswith(CLIPPED_NOTE)
+
+
+def test_metric_ranges():
+    assert stats.metric_range("test_top1") == (0.0, 1.0) and stats.metric_range("val_roc_auc") == (0.0, 1.0)
+    assert stats.metric_range("test_loss") == (0.0, math.inf)
+    assert stats.metric_range("something_new") == (-math.inf, math.inf)
+    assert stats.gain_range("test_pr_auc") == (-1.0, 1.0)
+    assert stats.gain_range("test_loss") == (-math.inf, math.inf)

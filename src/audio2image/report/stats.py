@@ -17,7 +17,7 @@ from collections import defaultdict
 import numpy as np
 from scipy import stats as sps
 
-from audio2image.report.text import finite, pct
+from audio2image.report.text import bounded, clipped_note, finite, pct
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
@@ -33,6 +33,10 @@ METRICS = {
     "val_roc_auc": ("validation macro ROC-AUC", "x 100"),
     "val_pr_auc": ("validation macro PR-AUC", "x 100"),
 }
+# metric column -> the values it can take; the report clips an interval's display to them (a metric not listed:
+# unbounded). Every metric above is a share (accuracy, area under a curve); a loss has no upper end.
+RANGES = {**{metric: (0.0, 1.0) for metric in (*METRICS, "val_mean_class_acc")},
+          **{f"{split}_loss": (0.0, math.inf) for split in ("train", "val", "test")}}
 # a std this small relative to the mean is rounding noise in a constant difference, not spread
 _ZERO_SPREAD = 1e-12
 
@@ -40,6 +44,17 @@ _ZERO_SPREAD = 1e-12
 def metric_name(metric: str) -> str:
     """'test top-1 accuracy' for 'test_top1'; unknown columns read as their name."""
     return METRICS.get(metric, (metric.replace("_", " "),))[0]
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """(0, 1) for 'test_top1', (0, inf) for 'test_loss'; (-inf, inf) for a metric not in RANGES."""
+    return RANGES.get(metric, (-math.inf, math.inf))
+
+
+def gain_range(metric: str) -> tuple[float, float]:
+    """The range of a difference of two values of `metric`: (-1, 1) for 'test_top1', unbounded for a loss."""
+    low, high = metric_range(metric)
+    return low - high, high - low
 
 
 # --- elementary statistics -----------------------------------------------------------------------------------------
@@ -174,13 +189,15 @@ def data_efficiency(rows, init: str, metric: str = "test_top1", baseline: str = 
 
     For each fraction f, A(f) is `init`'s mean. The baseline's mean curve over the grid's fractions is read as
     piecewise-linear in log fraction; f* is the smallest fraction where it reaches A(f) and `ratio` = f*/f.
-    status: "gain" (ratio > 1), "no gain" (ratio <= 1; when A(f) is below the baseline's first point, f* is taken
-    as that first fraction, an upper bound), "beyond grid" (A(f) exceeds the baseline's best: ratio is inf and
-    `ratio_bound` = largest fraction / f is a lower bound) or "missing" (not enough runs).
+    status, where the point estimate lies: "gain" (ratio > 1), "no gain" (ratio <= 1; when A(f) is below the
+    baseline's first point, f* is taken as that first fraction, an upper bound), "beyond grid" (A(f) exceeds the
+    baseline's best: ratio is inf and `ratio_bound` = largest fraction / f is a lower bound) or "missing" (not
+    enough runs). verdict, what the report claims: `efficiency_verdict`, which also needs the paired gain at f.
     The interval resamples seeds with replacement and recomputes both curves (percentiles 2.5 / 97.5).
     """
     values = completed_values(rows, metric)
     grid = grid_of(rows)
+    paired = {(g["freeze"], g["fraction"]): g for g in gain_table(rows, metric, baseline) if g["init"] == init}
     out = []
     for freeze in grid["freezes"]:
         ours = {f: values.get((f, init, freeze), {}) for f in grid["fractions"]}
@@ -195,11 +212,37 @@ def data_efficiency(rows, init: str, metric: str = "test_top1", baseline: str = 
             # one seed of `init` at f gives no spread to resample: no interval, so no "measurable" claim either
             enough = status != "missing" and len(ours[fraction]) >= 2
             low, high = _interval(boot[:, i]) if enough else (math.nan, math.nan)
-            out.append({"init": init, "baseline": baseline, "freeze": freeze, "fraction": fraction,
-                        "metric": metric, "value": target, "fraction_needed": f_star, "ratio": ratio,
-                        "ratio_bound": max(grid["fractions"]) / fraction, "ci_low": low, "ci_high": high,
-                        "status": status, "n": len(ours[fraction])})
+            entry = {"init": init, "baseline": baseline, "freeze": freeze, "fraction": fraction,
+                     "metric": metric, "value": target, "fraction_needed": f_star, "ratio": ratio,
+                     "ratio_bound": max(grid["fractions"]) / fraction, "ci_low": low, "ci_high": high,
+                     "status": status, "n": len(ours[fraction])}
+            out.append({**entry, "verdict": efficiency_verdict(entry, paired.get((freeze, fraction)))})
     return out
+
+
+# the data-efficiency verdicts, in these words in the report's table and in every sentence about data efficiency
+GAIN, NO_CLEAR, LOSS, MISSING = "gain", "no clear difference", "loss", "missing"
+VERDICT_RULE = (f"{GAIN} where the paired gain at f is significant (Holm-adjusted, as in the gain table) and the "
+                f"bootstrap interval of f*/f lies above 1x; {LOSS} where the paired gain is significantly negative "
+                f"and that interval does not reach above 1x; {NO_CLEAR} otherwise")
+
+
+def efficiency_verdict(entry: dict, gain: dict | None) -> str:
+    """The verdict (VERDICT_RULE) of one data_efficiency entry, given the paired gain at its fraction (or None).
+
+    Both intervals must agree. With few seeds a percentile bootstrap has only a handful of distinct resamples and
+    is too narrow to carry a claim on its own; a significant accuracy gain alone does not show that the baseline
+    needs more data (its mean curve need not rise). Holm, not the raw t-interval, so that the verdict never claims
+    a gain where the conclusion calls the accuracies indistinguishable.
+    """
+    if entry["status"] == MISSING:
+        return MISSING
+    significant = gain is not None and gain["significant"]
+    if significant and gain["mean"] > 0 and entry["ci_low"] > 1:
+        return GAIN
+    if significant and gain["mean"] < 0 and entry["ci_high"] <= 1:
+        return LOSS  # <= 1: at the grid's smallest fraction f* is clamped to f, so the ratio cannot fall below 1
+    return NO_CLEAR
 
 
 def baseline_reach(fractions, means, target: float) -> float:
@@ -276,14 +319,15 @@ def conclusion(gains: list[dict], efficiency: list[dict], secondary: tuple[list[
     for (init, freeze, baseline), group in groups(gains, ("init", "freeze", "baseline")).items():
         parts.append(gain_sentence(init, freeze, baseline, group))
         eff = [e for e in efficiency if e["init"] == init and e["freeze"] == freeze]
-        parts.append(efficiency_sentence(init, baseline, eff, {g["fraction"] for g in group if g["significant"]}))
+        parts.append(efficiency_sentence(init, baseline, eff))
     for table in secondary:
         parts += [gain_sentence(*key, group) for key, group in groups(table, ("init", "freeze", "baseline")).items()]
     n_min = min(g["n"] for g in tested)
     if n_min < 3:
         parts.append(f"With only {n_min} seeds in some cells the 95% intervals are wide and the tests have little "
                      "power: \"indistinguishable\" means no difference was shown, not that there is none.")
-    return " ".join(parts)
+    text = " ".join(parts)
+    return " ".join(filter(None, (text, clipped_note(text))))
 
 
 def gain_sentence(init, freeze, baseline, group) -> str:
@@ -293,21 +337,28 @@ def gain_sentence(init, freeze, baseline, group) -> str:
     head = (f"The {init} init against the {baseline} init ({metric}, paired by seed, Holm-corrected across "
             f"{len(tested)} fraction{'s' if len(tested) != 1 else ''}"
             + (f", freeze {freeze}" if freeze != "none" else "") + "):")
-    return head + " " + "; ".join(comparison_clauses(group, 100, "points", ((1, "better"), (-1, "worse")))) + "."
+    clauses = comparison_clauses(group, 100, "points", ((1, "better"), (-1, "worse")),
+                                 gain_range(group[0]["metric"]))
+    return head + " " + "; ".join(clauses) + "."
 
 
-def comparison_clauses(group: list[dict], scale: float, unit: str, words: tuple[tuple[int, str], ...]) -> list[str]:
+def comparison_clauses(group: list[dict], scale: float, unit: str, words: tuple[tuple[int, str], ...],
+                       bounds: tuple[float, float] = (-math.inf, math.inf)) -> list[str]:
     """The clauses of paired differences over fractions (gains, convergence): per (sign, word) in `words`, where
     the difference is significant with that sign; then where it is indistinguishable (with the range of the
-    differences) and where it is not testable. Differences are shown times `scale`, in `unit`."""
+    differences) and where it is not testable. Differences are shown times `scale`, in `unit`; an interval's end
+    beyond `bounds` (unscaled) is clipped and marked (text.bounded)."""
+    def shown(x):
+        return bounded(x, bounds, lambda v: f"{scale * v:+.1f}")
+
     tested = [g for g in group if g["n"] >= 2]
     clauses = []
     for sign, word in words:
         hits = [g for g in tested if g["significant"] and sign * g["mean"] > 0]
         if hits:
             clauses.append(f"significantly {word} at " + ", ".join(
-                f"{pct(g['fraction'])} ({scale * g['mean']:+.1f} {unit}, 95% CI {scale * g['ci_low']:+.1f} to "
-                f"{scale * g['ci_high']:+.1f})" for g in hits))
+                f"{pct(g['fraction'])} ({scale * g['mean']:+.1f} {unit}, 95% CI {shown(g['ci_low'])} to "
+                f"{shown(g['ci_high'])})" for g in hits))
     same = [g for g in tested if not g["significant"]]
     if same:
         diffs = [scale * g["mean"] for g in same]
@@ -319,33 +370,34 @@ def comparison_clauses(group: list[dict], scale: float, unit: str, words: tuple[
     return clauses
 
 
-def efficiency_sentence(init, baseline, eff, significant=None) -> str:
-    """One sentence: where the baseline needs clearly more data to match `init`, or 'no measurable gain'.
+def efficiency_sentence(init, baseline, eff) -> str:
+    """One sentence on one init's data efficiency, in the words of its verdicts (efficiency_verdict), the same
+    words as the report's table: gain (with how much more data the baseline needs), no clear difference, loss."""
+    by = {verdict: group for (verdict,), group in groups(eff, ("verdict",)).items()}
+    if not eff:
+        return f"Data efficiency of the {init} init against the {baseline} init: no runs of the {init} init yet."
+    clauses = []
+    if by.get(GAIN):
+        clauses.append(f"{GAIN} at " + "; ".join(_gain_words(e, init, baseline) for e in by[GAIN]))
+    clauses += [f"{verdict} at {_fractions_words(by[verdict])}" for verdict in (NO_CLEAR, LOSS) if by.get(verdict)]
+    if by.get(MISSING):
+        clauses.append(f"not enough runs at {_fractions_words(by[MISSING])}")
+    text = f"Data efficiency of the {init} init against the {baseline} init: " + "; ".join(clauses) + "."
+    if by.get(GAIN):
+        return text
+    hint = [e["ratio"] for e in eff if e["status"] == "gain"]
+    more = (f" (point estimates up to {max(hint):.1f}x, not backed by both a significant paired gain and a "
+            "bootstrap interval above 1x)" if hint else "")
+    return text + (f" No clear gain: at no fraction does the {baseline} init clearly need more data to match "
+                   f"the {init} init{more}.")
 
-    A fraction counts when its bootstrap interval lies above 1x and, if `significant` (fractions whose paired
-    gain survived Holm) is given, its gain is significant too: with few seeds a percentile bootstrap has only a
-    handful of distinct resamples and is too narrow to carry a claim on its own.
-    """
-    clear = [e for e in eff if not math.isnan(e["ci_low"]) and e["ci_low"] > 1
-             and (significant is None or e["fraction"] in significant)]
-    within = [e for e in clear if e["status"] == "gain"]
-    beyond = [e for e in clear if e["status"] == "beyond grid"]
-    if not clear:
-        hint = [e["ratio"] for e in eff if e["status"] == "gain"]
-        more = (f" (point estimates up to {max(hint):.1f}x, not backed by a significant accuracy gain)"
-                if hint and significant is not None else "")
-        return (f"Data efficiency: no measurable gain; at no fraction does the {baseline} init clearly need more "
-                f"data to match the {init} init{more}.")
-    parts = []
-    if within:
-        parts.append(f"to match the {init} init, the {baseline} init needs " + "; ".join(
-            f"about {e['ratio']:.1f}x at {pct(e['fraction'])} (95% CI {e['ci_low']:.1f}x to "
-            f"{_times(e['ci_high'])})" for e in within) + " the training data")
-    if beyond:
-        parts.append(f"at {_fractions_words(beyond)} the {baseline} init never reaches the {init} init's level "
-                     "anywhere on the grid (it would need more data than the grid has)")
-    text = "Data efficiency: " + "; ".join(parts)
-    return text + "."
+
+def _gain_words(e: dict, init: str, baseline: str) -> str:
+    if e["status"] == "beyond grid":
+        return (f"{pct(e['fraction'])} (the {baseline} init never reaches the {init} init's level anywhere on the "
+                "grid: it would need more data than the grid has)")
+    return (f"{pct(e['fraction'])} (the {baseline} init needs about {e['ratio']:.1f}x the training data, 95% CI "
+            f"{e['ci_low']:.1f}x to {_times(e['ci_high'])})")
 
 
 def _fractions_words(group) -> str:

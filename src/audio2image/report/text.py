@@ -30,6 +30,36 @@ def points(x) -> str:
     return f"{100 * x:+.2f}" if finite(x) else "-"
 
 
+# a t interval's end beyond its metric's range is shown at the edge with this mark; CLIPPED_NOTE says so once
+DAGGER = "†"
+CLIPPED_NOTE = (f"{DAGGER} the t interval reaches beyond the metric's range (few seeds); shown clipped at the "
+                "range's edge.")
+
+
+def bounded(x, bounds: tuple[float, float], fmt=percent) -> str:
+    """fmt(x) for x within bounds (low, high); beyond them, fmt of the nearer edge marked with DAGGER.
+
+    >>> bounded(1.117, (0.0, 1.0))
+    '100.00†'
+    """
+    low, high = bounds
+    if finite(x) and not low <= x <= high:
+        return fmt(min(max(x, low), high)) + DAGGER
+    return fmt(x)
+
+
+def interval(low, high, bounds: tuple[float, float], fmt=percent) -> str:
+    """'86.29 to 100.00†': both ends through `bounded`; '-' when there is no interval (one seed)."""
+    if not (finite(low) and finite(high)):
+        return "-"
+    return f"{bounded(low, bounds, fmt)} to {bounded(high, bounds, fmt)}"
+
+
+def clipped_note(*texts: str) -> str:
+    """CLIPPED_NOTE when a marked value appears in `texts`, else '': a section explains the mark only if it uses it."""
+    return CLIPPED_NOTE if any(DAGGER in text for text in texts) else ""
+
+
 def num(x) -> str:
     return f"{x:.4f}" if finite(x) else "-"
 
