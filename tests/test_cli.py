@@ -46,7 +46,7 @@ def test_run_writes_the_whole_experiment(tiny_run):
         assert (run / "result.json").is_file() and (run / "metrics.jsonl").is_file()
         assert (run / "config.yaml").is_file()
         assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
-    assert json.loads((experiment / "pretrain" / "result.json").read_text())["status"] == "completed"
+    assert json.loads((experiment / "pretrain" / "source-seed0" / "result.json").read_text())["status"] == "completed"
     report = (experiment / "report.md").read_text()
     assert "Conclusion" in report and "ROC-AUC" in report
     # tiny's 8 validation images are fewer than the default CKA sample: said in one line, the rest still written

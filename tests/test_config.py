@@ -244,7 +244,7 @@ def test_bundled_configs_differ_where_they_should():
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_save_then_load_round_trips(tmp_path, name):
-    config = load_config(CONFIGS / f"{name}.yaml", ["fractions=0.05,1", "inits=random,audio:runs/p"])
+    config = load_config(CONFIGS / f"{name}.yaml", ["fractions=0.05,1", "inits=random,audio:runs/p", "control="])
     save_config(config, tmp_path / "saved.yaml")
     again = load_config(tmp_path / "saved.yaml")
     assert again == config

@@ -158,7 +158,7 @@ def test_transfer_by_hand_is_the_sweeps_cell(tmp_path, capsys):
     common = [f"out_dir={tmp_path / 'runs'}", f"data_dir={tmp_path / 'data'}", "name=hand", "fractions=1.0",
               "seeds=0", "inits=audio", "fraction=1.0", "seed=0", "transfer_epochs=1"]
     assert cli_json(capsys, "pretrain", "--config", "tiny", *common)[0]["status"] == "completed"
-    pretrain = tmp_path / "runs" / "hand" / "pretrain"
+    pretrain = tmp_path / "runs" / "hand" / "pretrain" / "source-seed0"
     by_hand, _ = cli_json(capsys, "transfer", "--config", "tiny", *common, "--init", "audio")
     assert by_hand["status"] == "completed"
     (folder,) = (tmp_path / "runs" / "hand" / "transfer").iterdir()

@@ -10,14 +10,18 @@ import torchvision
 import yaml
 from PIL import Image
 
-from audio2image.report import build_report
-from audio2image.report.report import read_results, render_html, transfer_curves
+from audio2image.config import from_dict, save_config
+from audio2image.report import build_report, stats
+from audio2image.report.read import read_config
+from audio2image.report.report import (_ci, _configuration, _gain_ci, _gains, _transfer, read_results, render_html,
+                                       transfer_curves)
+from audio2image.report.text import CLIPPED_NOTE
 
 HEADER = ["run_id", "stage", "dataset", "fraction", "init", "seed", "freeze", "status", "best_epoch", "epochs_run",
           "val_loss", "val_top1", "val_top5", "val_mean_class_acc", "test_loss", "test_top1", "test_top5",
           "test_mean_class_acc", "wall_seconds"]
-SECTIONS = ["## Conclusion", "## Configuration summary", "## Pretraining", "## Transfer results",
-            "## Gain over random init", "## Data efficiency", "## What transfers", "## Validation curves",
+SECTIONS = ["## Conclusion", "## Configuration summary", "## Pretraining", "## Settings chosen on validation",
+            "## Transfer results", "## Gain over random init", "## Positive control", "## Data efficiency", "## What transfers", "## Validation curves",
             "## Seed-style chart", "## First-layer filters", "## Runs"]
 EPOCHS = 4
 
@@ -31,7 +35,7 @@ def resnet_state(outputs: int, seed: int) -> dict:
 
 def accuracy(fraction, init, seed) -> float:
     """Accuracy rising linearly in log fraction, an init's gain, and a fixed pseudo-random seed effect."""
-    gain = {"random": 0.0, "audio": 0.03, "imagenet": 0.25}[init]
+    gain = {"random": 0.0, "audio": 0.03, "imagenet": 0.25, "control": 0.2}[init]
     noise = 0.015 * math.sin(1000 * fraction + 7 * seed + len(init))  # run-to-run noise, the same on every call
     return 0.2 + 0.1 * math.log2(fraction * 8) + gain + 0.01 * seed + noise
 
@@ -39,7 +43,7 @@ def accuracy(fraction, init, seed) -> float:
 def make_experiment(root, fractions=(0.25, 1.0), inits=("random", "audio"), seeds=(0, 1), skip=(), extra=None):
     """An experiment folder as the sweep writes it; `skip` holds (fraction, init, seed) runs left out."""
     exp = root / "exp"
-    (exp / "pretrain").mkdir(parents=True)
+    (exp / "pretrain" / "source-seed0").mkdir(parents=True)
     config = {"name": "fixture", "source": "mtat", "target": "caltech256", "fractions": list(fractions),
               "inits": list(inits), "seeds": list(seeds), "freezes": ["none"], "pretrain_epochs": EPOCHS,
               "transfer_epochs": EPOCHS, "pretrain_optimizer": "sgd", "pretrain_lr": 0.05,
@@ -47,7 +51,7 @@ def make_experiment(root, fractions=(0.25, 1.0), inits=("random", "audio"), seed
               "audio_split": "standard", "image_split": "stratified", "synthetic": True, "imagenet_weights": "",
               **(extra or {})}
     (exp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    write_pretrain(exp / "pretrain")
+    write_pretrain(exp / "pretrain" / "source-seed0")
     rows = []
     for fraction in fractions:
         for init in inits:
@@ -82,7 +86,7 @@ def write_transfer_run(exp, fraction, init, seed) -> dict:
               "val_top1": final * e / EPOCHS, "val_top5": min(1.0, 2 * final * e / EPOCHS),
               "val_mean_class_acc": final * e / EPOCHS, "seconds": 1.0} for e in range(1, EPOCHS + 1)]
     (folder / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
-    loaded = f"audio:{exp / 'pretrain'}" if init == "audio" else init  # as the sweep resolves it
+    loaded = f"audio:{exp / 'pretrain' / 'source-seed0'}" if init == "audio" else init  # as the sweep resolves it
     ident = {"stage": "transfer", "dataset": "caltech256", "modality": "image", "fraction": fraction,
              "init": loaded, "init_name": init, "seed": seed, "freeze": "none", "run_id": run_id}
     val = {"loss": 1.0, "top1": final, "top5": min(1.0, 2 * final), "mean_class_acc": final}
@@ -120,7 +124,7 @@ def test_full_report(tmp_path):
     assert out["markdown"].is_file() and out["html"].is_file()
     assert out["missing_cells"] == 0
     names = {p.name for p in out["figures"]}
-    assert names == {"pretrain_curves.png", "accuracy_vs_fraction.png", "gain_vs_fraction.png",
+    assert names == {"pretrain_curves_source.png", "accuracy_vs_fraction.png", "gain_vs_fraction.png",
                      "validation_curves.png", "seed_style_bars.png", "conv1_filters.png", "convergence.png"}
     assert_pngs_ok(out["figures"])
     md = out["markdown"].read_text()
@@ -129,6 +133,9 @@ def test_full_report(tmp_path):
     assert md.startswith("# fixture")
     assert "0.9129" in md and "0.824" in md and "synthetic" in md
     assert "only 2 seeds" in md
+    # the data-efficiency table and its sentences share one verdict: here the paired gains are not significant
+    assert md.count("| no clear difference | 2 |") == 2 and "gain |" not in md.split("## Data efficiency")[1]
+    assert "no clear difference at 25%, 100%. No clear gain" in md
     html = out["html"].read_text()
     assert html.count("data:image/png;base64,") == len(out["figures"])
     assert_self_contained(html)
@@ -167,7 +174,7 @@ def test_empty_results_still_report(tmp_path):
     md = out["markdown"].read_text()
     assert "No transfer results yet" in md
     assert all(s in md for s in SECTIONS)
-    assert {p.name for p in out["figures"]} == {"pretrain_curves.png", "conv1_filters.png"}
+    assert {p.name for p in out["figures"]} == {"pretrain_curves_source.png", "conv1_filters.png"}
     assert_self_contained(out["html"].read_text())
 
 
@@ -208,3 +215,126 @@ def test_render_html_subset(tmp_path):
 def _no_hub(monkeypatch, tmp_path):
     # the ImageNet panel must come only from what a test provides, never from this machine's hub cache
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+
+# --- configuration summary -------------------------------------------------------------------------------------------
+
+def test_configuration_lists_only_keys_off_their_default(tmp_path):
+    path = tmp_path / "config.yaml"
+    save_config(from_dict({"transfer_epochs": 2, "seeds": [0, 1]}), path)  # what the sweep writes
+    text = _configuration(read_config(path))
+    keys = re.findall(r"^\| `(\w+)` \|", text, flags=re.M)
+    assert keys == ["transfer_epochs", "seeds"]  # defaults (e.g. fractions, a list of floats; bools) are not listed
+    assert "| `seeds` | 0, 1 | 0, 1, 2 |" in text
+    assert text.endswith("The full resolved config: [config.yaml](config.yaml).")
+
+
+def test_configuration_all_defaults_and_unknown_keys(tmp_path):
+    path = tmp_path / "config.yaml"
+    save_config(from_dict({}), path)
+    config = read_config(path)
+    assert "Every key has its default value. The full resolved config: [config.yaml](config.yaml)." in \
+        _configuration(config)
+    older = _configuration({**config, "mixup": 0.2, "synthetic": 0})  # 0 is not the default False
+    assert re.findall(r"^\| `(\w+)` \|", older, flags=re.M) == ["synthetic", "mixup"]
+    assert "(not a key of this version)" in older
+
+
+# --- intervals at the edge of a metric's range -----------------------------------------------------------------------
+
+def test_cell_interval_is_clipped_and_marked(tmp_path):
+    rows = [{"fraction": 1.0, "init": init, "seed": s, "freeze": "none", "status": "completed", "test_top1": v}
+            for init, values in (("random", (0.40, 0.42)), ("audio", (0.98, 1.0))) for s, v in enumerate(values)]
+    cells = {c["init"]: c for c in stats.cell_table(rows, "test_top1")}
+    assert cells["audio"]["ci_high"] > 1  # the stored interval stays as computed
+    assert _ci(cells["audio"]) == "86.29 to 100.00†"
+    assert _ci(cells["random"]) == "28.29 to 53.71"  # inside the range: no mark
+    text = _transfer({"test_top1": list(cells.values())}, ("test_top1",), tmp_path, {})
+    method = text.split("\n\n")[1]
+    assert "Student-t" in method and "n = 1: no interval" in method and CLIPPED_NOTE in method
+    assert text.count(CLIPPED_NOTE) == 1
+
+
+def test_interval_inside_the_range_has_no_mark(tmp_path):
+    rows = [{"fraction": 1.0, "init": "random", "seed": s, "freeze": "none", "status": "completed",
+             "test_top1": v} for s, v in enumerate((0.40, 0.41, 0.42))]
+    cells = stats.cell_table(rows, "test_top1")
+    assert "†" not in _ci(cells[0])
+    text = _transfer({"test_top1": cells}, ("test_top1",), tmp_path, {})
+    assert "†" not in text and "Student-t" in text
+
+
+def test_gain_interval_beyond_plus_minus_one_is_clipped(tmp_path):
+    rows = [{"fraction": 1.0, "init": init, "seed": s, "freeze": "none", "status": "completed", "test_top1": v}
+            for init, values in (("random", (0.0, 0.3)), ("audio", (1.0, 0.9))) for s, v in enumerate(values)]
+    (gain,) = stats.gain_table(rows)
+    assert gain["ci_low"] < -1 and gain["ci_high"] > 1
+    assert _gain_ci(gain) == "-100.00† to +100.00†"
+    text = _gains({"test_top1": [gain]}, ("test_top1",), tmp_path, {})
+    assert "| -100.00† to +100.00† |" in text and CLIPPED_NOTE in text.split("\n\n")[1]
+    assert text.count(CLIPPED_NOTE) == 1
+
+
+def section_of(md: str, head: str) -> str:
+    return md.split(head, 1)[1].split("\n## ", 1)[0]
+
+
+def test_a_control_that_gained_and_one_that_did_not(tmp_path):
+    """The control's verdict: a detectable gain says the experiment can detect one; no detectable gain says the
+    experiment lacks the power, in the section and in the conclusion."""
+    from audio2image.report.fairness import control_verdict
+
+    exp = make_experiment(tmp_path, inits=("random", "audio", "control"), seeds=(0, 1, 2),
+                          extra={"control": "caltech256"})
+    md = build_report(exp)["markdown"].read_text()
+    control = section_of(md, "## Positive control")
+    assert "The positive control (control) showed a detectable gain over random at 25%, 100%" in control
+    assert "the experiment can detect a gain of that size" in section_of(md, "## Conclusion")
+    assert "pretrained on caltech256 (image classification) in this experiment: the positive control" in md
+    rows = [{"fraction": f, "init": i, "seed": s, "freeze": "none", "status": "completed",
+             "test_top1": 0.5 + 0.01 * s + (0.002 * (-1) ** s if i == "control" else 0.0)}
+            for f in (0.25, 1.0) for i in ("random", "control") for s in (0, 1, 2)]
+    weak = control_verdict(stats.gain_table(rows, "test_top1"), ["control"])
+    assert "showed no detectable gain" in weak and "lacks the power to detect a gain of that size" in weak
+    assert "no positive control" in control_verdict([], [])
+
+
+def test_imagenet_is_the_control_of_an_image_target_only():
+    from audio2image.report.fairness import control_inits
+
+    image, audio = {"target": {"modality": "image"}}, {"target": {"modality": "audio"}}
+    assert control_inits(["random", "imagenet", "imagenet@2", "control-stats"], image) == ["imagenet"]
+    assert control_inits(["random", "imagenet", "control"], audio) == ["control"]
+
+
+def test_selection_section_shows_each_setting_the_choice_and_the_edge(tmp_path):
+    exp = make_experiment(tmp_path)
+    candidates = [{"lr": lr, "weight_decay": 0.0, "seeds": [0], "values": [v], "mean": v, "diverged": 0}
+                  for lr, v in ((0.01, 0.61), (0.1, 0.72))]
+    cells = [{"fraction": 0.25, "init": "random", "freeze": "none", "metric": "val_top1", "candidates": candidates,
+              "chosen": [0.1, 0.0], "edges": ["highest learning rate"]}]
+    (exp / "selection.json").write_text(json.dumps({"settings": [[0.01, 0.0], [0.1, 0.0]], "tune_seeds": [0],
+                                                    "cells": cells}))
+    section = section_of(build_report(exp)["markdown"].read_text(), "## Settings chosen on validation")
+    assert "| random | none | 25% | 61.00 | **72.00** | highest learning rate |" in section
+    assert "Warning: random at 25% chose the highest learning rate" in section
+    assert "the other settings' test metrics are never read" in section
+
+
+def test_every_pretraining_run_is_listed_with_how_seeds_pair(tmp_path):
+    exp = make_experiment(tmp_path, seeds=(0, 1, 2))
+    second = exp / "pretrain" / "source-seed1"
+    second.mkdir()
+    write_pretrain(second)
+    with open(exp / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["pretrain_seed"] = (0, 1, 0)[int(row["seed"])] if row["init"] == "audio" else ""
+    with open(exp / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[*HEADER, "pretrain_seed"])
+        writer.writeheader()
+        writer.writerows(rows)
+    section = section_of(build_report(exp)["markdown"].read_text(), "## Pretraining")
+    assert section.count("| source | mtat |") == 2
+    assert "transfer seed -> pretraining seed: 0 -> 0, 1 -> 1, 2 -> 0" in section
+    assert "the intervals over seeds include the spread between pretraining runs" in section

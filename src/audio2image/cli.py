@@ -212,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     _dataset_commands(commands)
     pretrain = commands.add_parser("pretrain", help="train on the source dataset (one run)")
     _config_arguments(pretrain)
-    pretrain.add_argument("--run-dir", type=Path, help="run folder (default: OUT_DIR/NAME/pretrain)")
+    pretrain.add_argument("--run-dir", type=Path,
+                          help="run folder (default: OUT_DIR/NAME/pretrain/source-seedS, S = pretrain_seed)")
     pretrain.set_defaults(func=cmd_pretrain)
 
     transfer = commands.add_parser("transfer", help="train on the target dataset from an init (one run); "

@@ -23,7 +23,10 @@ import yaml
 from audio2image.datasets.registry import DATASETS
 from audio2image.training.initspec import INIT_HELP, parse_init
 
-SIDES = ("source", "target")  # the dataset pretrained on, and the one transferred to
+SIDES = ("source", "control", "target")  # the dataset pretrained on, the positive control's, the one transferred to
+PRETRAINED_SIDES = ("source", "control")  # the sides a sweep pretrains on
+PRETRAIN_DIR = "pretrain"  # E/pretrain/<side>-seed<S>: one folder per pretrained side and pretraining seed
+SELECTION_FILE = "selection.json"  # E/selection.json: each cell's transfer setting chosen on validation
 # keys that no longer exist -> what to use instead
 RENAMED = {"mtat_root": "source_root or target_root (the folder of the source or the target dataset)",
            "caltech256_root": "source_root or target_root (the folder of the source or the target dataset)"}
@@ -43,6 +46,8 @@ class Config:
     target: str = "caltech256"  # the dataset transferred to
     source_root: str = ""  # the source dataset's folder; empty with synthetic=true means "synthesise it"
     target_root: str = ""
+    control: str = ""  # a second source, pretrained on as the positive control (init `control`); empty: none
+    control_root: str = ""  # synthetic=true and empty: a synthetic set with classes disjoint from the target's
     synthetic: bool = False
     synth_seed: int = 0
     synth_clips: int = 400
@@ -96,7 +101,15 @@ class Config:
     inits: list[str] = field(default_factory=lambda: ["random", "audio"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     freezes: list[str] = field(default_factory=lambda: ["none"])
+    # the settings chosen per init, fraction and freeze on validation (sweep/selection.py): every setting is trained
+    # on the first tune_seeds seeds, the best mean validation metric wins and runs on every seed
+    transfer_lrs: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1])
+    transfer_weight_decays: list[float] = field(default_factory=lambda: [5e-4])
+    tune_seeds: int = 1
+    # pretraining runs per pretrained side; transfer seed number i (its position in seeds) uses run i mod n
+    pretrain_seeds: list[int] = field(default_factory=lambda: [0])
     precise_bn_batches: int = 50  # batch-norm statistics recomputed over this many training batches per epoch
+    checkpoint_seconds: float = 60.0  # a run's checkpoint is rewritten after this much training; 0: every epoch
     # --- what transfers (analysis/) ----------------------------------------------------------------------------------
     cka_items: int = 1000  # validation items on which per-stage CKA compares networks; 0: no similarity analysis
     convergence_share: float = 0.9  # converged: validation metric at this share of the random init's mean best
@@ -138,6 +151,7 @@ class Config:
 CHOICES: dict[str, tuple[str, ...]] = {
     "source": tuple(DATASETS),
     "target": tuple(DATASETS),
+    "control": ("", *DATASETS),
     "audio_features": ("recipe", "seed"),
     "audio_split": ("standard", "full", "seed"),
     "audio_task": ("auto", "tagging", "classification"),
@@ -154,9 +168,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
 POSITIVE = {"synth_clips", "synth_seconds", "synth_classes", "synth_per_class", "audio_clip_seconds",
             "audio_eval_crops", "image_store_size", "image_size", "pretrain_epochs", "pretrain_batch_size",
             "pretrain_lr", "transfer_epochs", "transfer_batch_size", "transfer_lr", "workers", "parallel",
-            "slurm_time_min"}
-NON_NEGATIVE = {"threads", "precise_bn_batches", "cka_items", "audio_crop_seconds", "pretrain_weight_decay",
-                "transfer_weight_decay", "pretrain_warmup_epochs", "transfer_warmup_epochs",
+            "slurm_time_min", "tune_seeds"}
+NON_NEGATIVE = {"threads", "precise_bn_batches", "checkpoint_seconds", "cka_items", "audio_crop_seconds",
+                "pretrain_weight_decay", "transfer_weight_decay", "pretrain_warmup_epochs", "transfer_warmup_epochs",
                 "pretrain_label_smoothing", "transfer_label_smoothing"}
 FREEZE_PATTERN = re.compile(r"^(none|seed|linear|stages:[0-5])$")
 
@@ -177,14 +191,27 @@ def validate_freeze(key: str, freeze: str) -> None:
         _fail(key, freeze, "use none, seed, linear or stages:K with K from 0 to 5")
 
 
+def _same_data(config: Config, side: str, other: str) -> bool:
+    """Whether two sides name the same data: one dataset kind and one folder (or no folder for either)."""
+    if getattr(config, side) != getattr(config, other):
+        return False
+    roots = config.root_of(side), config.root_of(other)
+    if side == "control" and config.synthetic and not roots[0] and config.dataset(side).synth_disjoint:
+        return False  # synthesised with classes disjoint from the other side's (prepare/stores.py)
+    return not all(roots) or os.path.normpath(roots[0]) == os.path.normpath(roots[1])
+
+
 def _check_sides(config: Config) -> None:
-    """Source and target may be the same kind of dataset (two audio folders), but not the same data."""
-    if config.source != config.target:
-        return
-    same_root = os.path.normpath(config.source_root or ".") == os.path.normpath(config.target_root or ".")
-    if same_root or not (config.source_root and config.target_root):
+    """Source, control and target may be the same kind of dataset (two audio folders), but not the same data."""
+    if _same_data(config, "source", "target"):
         _fail("target", config.target, "it is the same dataset as source; transfer between two folders of one kind "
               "by giving both source_root and target_root, different folders")
+    if not config.control:
+        return
+    for other in ("target", "source"):
+        if _same_data(config, "control", other):
+            _fail("control", config.control, f"it is the same dataset as {other}; a control is pretrained on other "
+                  f"data (control_root=PATH, a folder other than {other}_root)")
 
 
 def validate_value(key: str, value) -> None:
@@ -226,11 +253,34 @@ def validate(config: Config) -> None:
     validate_freeze("freeze", config.freeze)
     for value in config.freezes:
         validate_freeze("freezes", value)
-    for key in ("fractions", "inits", "seeds", "freezes"):
+    _check_settings(config)
+    for key in SWEEP_LISTS:
         if not getattr(config, key):
             _fail(key, getattr(config, key), "give at least one value")
         if len(set(getattr(config, key))) != len(getattr(config, key)):
             _fail(key, getattr(config, key), "values must not repeat")
+
+
+def _check_settings(config: Config) -> None:
+    """The lists the sweep chooses transfer settings from, the tuning seeds, and the control's init."""
+    for value in config.transfer_lrs:
+        if not (math.isfinite(value) and value > 0):
+            _fail("transfer_lrs", value, "every learning rate must be a finite number greater than 0")
+    for value in config.transfer_weight_decays:
+        if not (math.isfinite(value) and value >= 0):
+            _fail("transfer_weight_decays", value, "every weight decay must be a finite number, 0 or more")
+    if config.tune_seeds > len(config.seeds):
+        _fail("tune_seeds", config.tune_seeds, f"it must not exceed the number of seeds ({len(config.seeds)})")
+    uses_control = any(parse_init(init).base == "control" and not parse_init(init).path for init in config.inits)
+    if uses_control and not config.control:
+        _fail("inits", config.inits, "the init 'control' is the pretraining on the control dataset; name it "
+              "(control=DATASET and control_root=PATH) or drop 'control' from inits")
+    if config.control and not uses_control:
+        _fail("control", config.control, "no init uses it; add 'control' to inits (or leave control empty)")
+
+
+# the sweep's lists: none may be empty or repeat a value; none enters a run's identity (each run records its value)
+SWEEP_LISTS = ("fractions", "inits", "seeds", "freezes", "transfer_lrs", "transfer_weight_decays", "pretrain_seeds")
 
 
 # --- reading, overriding, saving ---------------------------------------------------------------------------------
@@ -365,5 +415,7 @@ SHARED_TRAINING_KEYS = ("precise_bn_batches",)
 
 
 def keys_for(modality: str, stage: str) -> list[str]:
-    """The config keys that a stage's run on a modality reads: its identity, apart from run-specific values."""
-    return [k for k in _FIELDS if k.startswith((f"{modality}_", f"{stage}_")) or k in SHARED_TRAINING_KEYS]
+    """The config keys that a stage's run on a modality reads: its identity, apart from run-specific values
+    (the sweep's lists are not read by a run: each run has its own transfer_lr, pretrain_seed, ...)."""
+    return [k for k in _FIELDS if (k.startswith((f"{modality}_", f"{stage}_")) or k in SHARED_TRAINING_KEYS)
+            and k not in SWEEP_LISTS]

@@ -78,6 +78,9 @@ class Dataset:
     inspect_options: tuple[Option, ...] = ()
     synth: Ref | None = None  # synth(out, *, workers, progress, **synth options) -> summary; every option keyed
     synth_options: tuple[Option, ...] = ()
+    # the synth parameter that, set to N, makes its classes disjoint from a synthetic set of N classes: how a
+    # synthetic positive control of the target's kind is made (prepare/stores.py); empty: the dataset has none
+    synth_disjoint: str = ""
     download: Ref | None = None  # download(dir, **download options) -> summary
     download_options: tuple[Option, ...] = ()
     anchors: Anchors | None = None
@@ -147,6 +150,7 @@ CALTECH256 = Dataset(
     synth=Ref("audio2image.datasets.synth:synth_caltech256"),
     synth_options=(Option("--classes", "number of classes", key="synth_classes"),
                    Option("--per-class", "images per class", key="synth_per_class"), SYNTH_SEED),
+    synth_disjoint="first_class",
     download=Ref("audio2image.datasets.download:download_caltech256"),
     download_options=(Option("--url", "URL of 256_ObjectCategories.tar instead of the official one", type=str),),
 )

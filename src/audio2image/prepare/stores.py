@@ -1,6 +1,6 @@
 """Where an experiment's datasets and stores live, and making them when they are not there yet.
 
-Everything here works on a *side* of the experiment ("source" or "target") and asks the dataset registry what
+Everything here works on a *side* of the experiment ("source", "control" or "target") and asks the dataset registry what
 that side's dataset is: its root key, its synthetic version, the config keys that shape its store and its
 `prepare` function. A store's folder name carries a hash of the dataset, its root and those keys, so changing a
 setting prepares a new store instead of silently reusing a stale one.
@@ -26,7 +26,18 @@ def dataset_root(config: Config, side: str) -> Path:
         raise FileNotFoundError(f"config key '{side}_root' is empty and {dataset.name} has no synthetic version: "
                                 f"{wanted}")
     values = {option.key: getattr(config, option.key) for option in dataset.synth_options}
+    values.update({key: value for key, value in synth_values(config, side).items() if key == dataset.synth_disjoint})
     return Path(config.data_dir) / "synthetic" / f"{dataset.name}-{config_hash(values)}"
+
+
+def synth_values(config: Config, side: str) -> dict:
+    """The arguments of the side's synthetic dataset, by parameter name. The control's classes come after the
+    target's (synth_disjoint), so a synthetic control of the target's kind never shares a class with it."""
+    dataset = config.dataset(side)
+    values = {option.param: getattr(config, option.key) for option in dataset.synth_options}
+    if side == "control" and dataset.synth_disjoint:
+        values[dataset.synth_disjoint] = config.synth_classes
+    return values
 
 
 def check_roots(config: Config, sides) -> None:
@@ -50,8 +61,7 @@ def ensure_dataset(config: Config, side: str) -> Path:
     root = dataset_root(config, side)
     dataset = config.dataset(side)
     if config.synthetic and not config.root_of(side):
-        dataset.synth(root, workers=config.workers, progress=config.progress,
-                      **{option.param: getattr(config, option.key) for option in dataset.synth_options})
+        dataset.synth(root, workers=config.workers, progress=config.progress, **synth_values(config, side))
     if not root.exists():
         raise FileNotFoundError(f"{dataset.name} data folder {root} does not exist (config key '{side}_root')")
     return root

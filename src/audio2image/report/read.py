@@ -13,23 +13,26 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from audio2image.config import SIDES, Config
+from audio2image.config import PRETRAIN_DIR, PRETRAINED_SIDES, SIDES, Config
 from audio2image.datasets.registry import DATASETS
 from audio2image.util import read_json_or_none
 
 IMAGENET_HUB_FILE = "checkpoints/resnet18-f37072fd.pth"
-INT_COLUMNS = ("seed", "best_epoch", "epochs_run")
+INT_COLUMNS = ("seed", "best_epoch", "epochs_run", "pretrain_seed")
 TEXT_COLUMNS = ("run_id", "stage", "dataset", "init", "freeze", "status")
 DATASETS_FILE = "datasets.json"  # written by the sweep (sweep/__init__.py)
 
 
 def experiment_facts(exp: Path, config: dict) -> dict[str, dict]:
-    """Per side ("source", "target"): dataset, modality and task, from what the sweep recorded of its stores
-    (datasets.json), else from the runs' results, else from the registry by the config's dataset names."""
+    """Per side ("source", "target", and "control" where there is one): dataset, modality and task, from what the
+    sweep recorded of its stores (datasets.json), else from the runs' results, else from the registry by the
+    config's dataset names."""
     recorded = read_json_or_none(exp / DATASETS_FILE) or {}
     facts = {}
     for side in SIDES:
         name = config.get(side) or getattr(Config, side)  # an old config without the key: the default
+        if not name:
+            continue  # no control
         known = DATASETS.get(name)
         fact = {"dataset": name, "modality": known.modality if known else "unknown",
                 "task": (known.task if known else None) or _task_from_runs(exp, side)}
@@ -40,12 +43,25 @@ def experiment_facts(exp: Path, config: dict) -> dict[str, dict]:
 
 def _task_from_runs(exp: Path, side: str) -> str:
     """The task a side's runs recorded in result.json ("unknown" before any finished)."""
-    folders = [exp / "pretrain"] if side == "source" else sorted((exp / "transfer").glob("*/"))
+    folders = pretrain_dirs(exp, side) if side in PRETRAINED_SIDES else sorted((exp / "transfer").glob("*/"))
     for folder in folders:
         result = read_json_or_none(folder / "result.json") or {}
         if result.get("task"):
             return result["task"]
     return "unknown"
+
+
+def pretrain_dirs(exp: Path, side: str = "source") -> list[Path]:
+    """The folders of a side's pretraining runs (E/pretrain/<side>-seed<S>), by seed."""
+    found = [(_seed_of(d.name), d) for d in (exp / PRETRAIN_DIR).glob(f"{side}-seed*/") if d.is_dir()]
+    return [d for seed, d in sorted(found) if seed is not None]
+
+
+def _seed_of(name: str) -> int | None:
+    try:
+        return int(name.rpartition("-seed")[2])
+    except ValueError:
+        return None
 
 
 def read_config(path: Path) -> dict:
@@ -115,6 +131,8 @@ def transfer_curves(exp: Path, rows: list[dict], metric: str) -> list[dict]:
     by_id = {r.get("run_id"): r for r in rows}
     curves = []
     for run_dir in sorted((exp / "transfer").glob("*/")):
+        if by_id and run_dir.name not in by_id:
+            continue  # a tuning run of a setting not chosen: not one of the experiment's results
         result = read_json_or_none(run_dir / "result.json") or {}
         ident = result.get("run") or read_json_or_none(run_dir / "run.json") or by_id.get(run_dir.name)
         lines = [m for m in read_jsonl(run_dir / "metrics.jsonl") if m.get(metric) is not None]
@@ -141,7 +159,8 @@ def conv1_weights(exp: Path, config: dict, source: dict) -> dict[str, np.ndarray
     with torch.random.fork_rng(devices=[]):  # a fixed draw, without disturbing the caller's random state
         torch.manual_seed(0)
         filters = {"random init": torchvision.models.resnet18(weights=None).conv1.weight.detach().numpy()}
-    best = _state_dict(exp / "pretrain" / "best.pt")
+    first = pretrain_dirs(exp, "source")[:1]
+    best = _state_dict(first[0] / "best.pt") if first else None
     if best is not None and "conv1.weight" in best:
         filters[f"{source['modality']} ({source['dataset']}) pretrained"] = best["conv1.weight"].numpy()
     imagenet = _imagenet_path(config)

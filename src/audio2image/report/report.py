@@ -11,23 +11,26 @@ PR-AUC for tagging), and the source's task picks the pretraining metrics.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
-from audio2image.datasets.registry import DATASETS
+import yaml
+
+from audio2image.config import Config
 from audio2image.report import figures, stats
+from audio2image.report.fairness import control_inits, control_section, control_verdict, selection_section
 from audio2image.report.html import render_html
-from audio2image.report.read import (conv1_weights, experiment_facts, read_config, read_jsonl, read_results,
-                                     transfer_curves)
-from audio2image.report.text import (capitalised, config_value, finite, num, p_value, pct, percent, points, table,
-                                     times, truthy)
+from audio2image.report.pretraining import pretraining_section, side_words
+from audio2image.report.read import conv1_weights, experiment_facts, read_config, read_results, transfer_curves
+from audio2image.report.text import (capitalised, clipped_note, config_value, finite, interval, p_value, pct, percent,
+                                     points, table, times)
 from audio2image.report.transfers import WhatTransfers
-from audio2image.util import atomic_write_text, read_json_or_none
+from audio2image.util import atomic_write_text
 
 # a task's metrics on the test split, the first one primary (figures, conclusion), and its validation curve
 TEST_METRICS = {"classification": ("test_top1",), "tagging": ("test_roc_auc", "test_pr_auc")}
 VALIDATION_METRIC = {"classification": "val_top1", "tagging": "val_roc_auc"}
-PRETRAIN_METRICS = {"classification": ("top1", "top5", "mean_class_acc"), "tagging": ("roc_auc", "pr_auc")}
 LABEL_NOUN = {"classification": "classes", "tagging": "tags"}
 BASELINE = "random"
 RUN_COLUMNS = ["run_id", "fraction", "init", "seed", "freeze", "status", "best_epoch", "epochs_run", "val_top1",
@@ -56,17 +59,21 @@ def build_report(experiment_dir: Path) -> dict:
     curves = sorted(transfer_curves(exp, rows, VALIDATION_METRIC[task]),  # legends in the config's init order
                     key=lambda c: (order.get(c["init"], len(order)), c["init"], c["freeze"], str(c["seed"])))
     transfers = WhatTransfers.of(exp, config, rows, curves, metrics[0], VALIDATION_METRIC[task])
+    controls = control_inits(inits, facts)
 
     fig_dir = exp / "figures"
     made = {}
     sections = [
         _title(config, facts, inits),
-        _conclusion(rows, gains, metrics, efficiency, missing, transfers.sentences()),
+        _conclusion(rows, gains, metrics, efficiency, missing,
+                    transfers.sentences() + ([control_verdict(gains[metrics[0]], controls)] if rows else [])),
         _datasets(facts),
         _configuration(config),
-        _pretraining(exp, config, facts["source"], fig_dir, made),
+        pretraining_section(exp, config, facts, rows, fig_dir, made),
+        selection_section(exp, config),
         _transfer(cells, metrics, fig_dir, made),
         _gains(gains, metrics, fig_dir, made),
+        control_section(gains[metrics[0]], controls),
         _efficiency(efficiency, gains[metrics[0]], pretrained),
         transfers.section(fig_dir, made),
         _validation(curves, VALIDATION_METRIC[task], fig_dir, made),
@@ -89,14 +96,11 @@ def missing_runs(cells: list[dict]) -> list[tuple]:
 
 # --- words for the datasets and inits --------------------------------------------------------------------------------
 
-def side_words(fact: dict) -> str:
-    """'mtat (audio tagging)': a side's dataset with its own modality and task."""
-    return f"{fact['dataset']} ({fact['modality']} {fact['task']})"
-
-
-def init_words(init: str, source: dict) -> str:
-    """What an init (as results name it) was pretrained on, for any source."""
+def init_words(init: str, source: dict, control: dict | None = None) -> str:
+    """What an init (as results name it) was pretrained on, for any source (and the control, where there is one)."""
     name, _, path = init.partition(":")
+    if name == "control" and control and not path:
+        return f"pretrained on {side_words(control)} in this experiment: the positive control (pretrain/control-*)"
     if name == BASELINE:
         return "random weights (the same draw for every init of a seed)"
     if name == "imagenet":
@@ -104,7 +108,7 @@ def init_words(init: str, source: dict) -> str:
     if name == "checkpoint":
         return f"the weights in {path}"
     if name == source["modality"] and not path:
-        return f"pretrained on {side_words(source)} in this experiment (pretrain/)"
+        return f"pretrained on {side_words(source)} in this experiment (pretrain/source-*)"
     return f"pretrained {name} weights" + (f" from {path}" if path else "")
 
 
@@ -114,7 +118,7 @@ def _title(config: dict, facts: dict, inits: list[str]) -> str:
     source, target = facts["source"], facts["target"]
     fractions = ", ".join(pct(f) for f in config.get("fractions") or [])
     seeds = len(config.get("seeds") or [])
-    listed = "; ".join(f"{init}: {init_words(init, source)}" for init in inits) or "none yet"
+    listed = "; ".join(f"{init}: {init_words(init, source, facts.get('control'))}" for init in inits) or "none yet"
     return (f"# {config.get('name', 'experiment')}: does pretraining on {source['dataset']} help "
             f"{target['dataset']}?\n\n"
             f"Does a ResNet-18 pretrained on {side_words(source)} learn {side_words(target)} better than one "
@@ -149,67 +153,33 @@ def _datasets(facts: dict) -> str:
 
 
 def _configuration(config: dict) -> str:
+    """The keys whose value is not Config's default (the full list would fill the first screen), and a link."""
     if not config:
         return "## Configuration summary\n\nconfig.yaml is missing."
-    rows = [[f"`{k}`", config_value(v)] for k, v in config.items()]
-    return "## Configuration summary\n\n" + table(["key", "value"], rows)
+    link = "The full resolved config: [config.yaml](config.yaml)."  # the report sits next to it in the experiment
+    defaults = _config_defaults()
+    rows = [[f"`{k}`", config_value(v), config_value(defaults[k]) if k in defaults else "(not a key of this version)"]
+            for k, v in config.items() if k not in defaults or not _same_value(v, defaults[k])]
+    if not rows:
+        return f"## Configuration summary\n\nEvery key has its default value. {link}"
+    return ("## Configuration summary\n\nThe keys whose value differs from the default; every other key has its "
+            "default value.\n\n" + table(["key", "value", "default"], rows) + f"\n\n{link}")
 
 
-def _pretraining(exp: Path, config: dict, source: dict, fig_dir: Path, made: dict) -> str:
-    result = read_json_or_none(exp / "pretrain" / "result.json")
-    metrics = read_jsonl(exp / "pretrain" / "metrics.jsonl")
-    anchors = getattr(DATASETS.get(source["dataset"]), "anchors", None)
-    parts = ["## Pretraining"]
-    if result is None:
-        parts.append("No pretraining result (pretrain/result.json) yet.")
-    else:
-        parts.append(_pretrain_text(result, source, config, anchors))
-        if anchors is not None:
-            parts.append(_anchor_table(result, config, anchors))
-    if metrics:
-        best = (result or {}).get("best_epoch")
-        made["pretrain_curves"] = figures.pretrain_curves(metrics, fig_dir / "pretrain_curves.png", best)
-        parts.append("![Pretraining loss and validation metrics per epoch](figures/pretrain_curves.png)")
-    return "\n\n".join(parts)
+def _config_defaults() -> dict:
+    """Config's defaults as config.yaml holds them: through the same YAML round trip (tuples become lists)."""
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(Config)}
+    return yaml.safe_load(yaml.safe_dump(defaults))
 
 
-def _pretrain_text(result: dict, source: dict, config: dict, anchors) -> str:
-    if result.get("status") != "completed":
-        return (f"Pretraining did not complete (status {result.get('status')}): {result.get('message', '')} "
-                f"It ran {result.get('epochs_run')} epochs.")
-    task = result.get("task") or source["task"]
-    keys = PRETRAIN_METRICS.get(task, ())
-    test, val = result.get("test") or {}, result.get("val") or {}
-    selection = result.get("selection_metric", f"val_{keys[0]}" if keys else "")
-    text = (f"Pretraining on {side_words(source)} ran {result.get('epochs_run')} epochs; the best epoch by "
-            f"{stats.metric_name(selection)} was {result.get('best_epoch')} ({stats.metric_name(selection)} "
-            f"{num(val.get(selection.removeprefix('val_')))}). On the test split: "
-            + ", ".join(f"{stats.metric_name('test_' + k)} {num(test.get(k))}" for k in keys) + ".")
-    if anchors is None:
-        return text + f" No published results are recorded for {source['dataset']} to compare with."
-    if truthy(config.get("synthetic")):
-        return text + (" This experiment ran on synthetic data (config `synthetic: true`): its numbers check the "
-                       "pipeline and are not comparable with the published ones below.")
-    differing = [f"`{k}: {config.get(k)}`" for k, v in anchors.protocol.items() if config.get(k, v) != v]
-    if differing:
-        return text + (f" It used {', '.join(differing)}, not the protocol of the published numbers below "
-                       f"({', '.join(f'{k}: {v}' for k, v in anchors.protocol.items())}), so the comparison is "
-                       "approximate.")
-    column, (model, _, values) = anchors.columns[0], anchors.rows[0]
-    ours = {**{f"test_{k}": v for k, v in test.items()}, **{f"val_{k}": v for k, v in val.items()}}.get(column)
-    if finite(ours) and finite(values[0]):
-        text += f" That is {100 * (ours - values[0]):+.1f} points of {stats.metric_name(column)} from {model}."
-    return text
-
-
-def _anchor_table(result: dict, config: dict, anchors) -> str:
-    ours = {**{f"test_{k}": v for k, v in (result.get("test") or {}).items()},
-            **{f"val_{k}": v for k, v in (result.get("val") or {}).items()}}
-    protocol = ", ".join(f"{k} {config.get(k, '?')}" for k in anchors.protocol) or "this config"
-    rows = [["this run", protocol, *(num(ours.get(c)) for c in anchors.columns)]]
-    rows += [[model, data, *(num(v) if v is not None else "-" for v in values)]
-             for model, data, values in anchors.rows]
-    return table(["model", "data / evaluation", *(stats.metric_name(c) for c in anchors.columns)], rows)
+def _same_value(a, b) -> bool:
+    """Equal as YAML values: 1 and 1.0 are, but a bool equals only a bool (in Python True == 1)."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_same_value, a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b
 
 
 def _transfer(cells: dict, metrics, fig_dir: Path, made: dict) -> str:
@@ -221,6 +191,9 @@ def _transfer(cells: dict, metrics, fig_dir: Path, made: dict) -> str:
                 for c in sorted(cells[metric], key=lambda c: (c["fraction"], c["freeze"]))]
         parts += [f"The {stats.metric_name(metric)} of each cell, over the seeds that completed.",
                   table(head, rows) if rows else "No transfer runs planned or found."]
+    method = ("Mean ± std over the seeds that completed; the 95% CI is the Student-t interval of the mean over "
+              "seeds (n = 1: no interval; with 2 seeds it has one degree of freedom and is very wide).")
+    parts.insert(1, " ".join(filter(None, (method, clipped_note(*parts)))))
     if any(c["n"] for c in cells[metrics[0]]):
         made["accuracy_vs_fraction"] = figures.accuracy_vs_fraction(cells[metrics[0]],
                                                                     fig_dir / "accuracy_vs_fraction.png")
@@ -236,12 +209,12 @@ def _gains(gains: dict, metrics, fig_dir: Path, made: dict) -> str:
     if not any(gains.values()):
         return "\n\n".join(parts + ["No pretrained init has results to compare yet."])
     for metric in metrics:
-        rows = [[g["init"], g["freeze"], pct(g["fraction"]), points(g["mean"]),
-                 f"{points(g['ci_low'])} to {points(g['ci_high'])}", p_value(g["p"]), p_value(g["p_holm"]),
-                 _significant(g), str(g["n"])] for g in gains[metric]]
+        rows = [[g["init"], g["freeze"], pct(g["fraction"]), points(g["mean"]), _gain_ci(g), p_value(g["p"]),
+                 p_value(g["p_holm"]), _significant(g), str(g["n"])] for g in gains[metric]]
         parts += [f"{capitalised(stats.metric_name(metric))}:",
                   table(["init", "freeze", "fraction", "difference (points)", "95% CI", "p", "Holm p", "significant",
                          "n pairs"], rows)]
+    parts[1] = " ".join(filter(None, (parts[1], clipped_note(*parts))))
     if any(g["n"] for g in gains[metrics[0]]):
         made["gain_vs_fraction"] = figures.gain_vs_fraction(gains[metrics[0]], fig_dir / "gain_vs_fraction.png")
         parts.append("![Gain over random init vs fraction](figures/gain_vs_fraction.png)")
@@ -249,24 +222,24 @@ def _gains(gains: dict, metrics, fig_dir: Path, made: dict) -> str:
 
 
 def _efficiency(efficiency: list[dict], gains: list[dict], pretrained: list[str]) -> str:
+    """The table and one sentence per init, both in the words of each entry's verdict (stats.efficiency_verdict,
+    which already weighed the paired gains: `gains` is no longer read here)."""
     parts = ["## Data efficiency",
              "For each fraction f, the fraction f* at which the random init's mean curve (linear in log fraction "
              "between the grid's points) reaches the pretrained init's mean at f; the ratio f*/f says how many "
              "times the data random init needs. Interval: bootstrap over seeds (2000 resamples, 2.5/97.5 "
-             "percentiles); with few seeds it has few distinct resamples and is too narrow, so the sentence "
-             "below claims a gain only where the paired accuracy gain is also significant."]
+             "percentiles); with few seeds it has few distinct resamples and is too narrow to carry a claim alone. "
+             f"The verdict, in the table and in the sentences: {stats.VERDICT_RULE}."]
     if not efficiency:
         return "\n\n".join(parts + ["Not enough results to compute it yet."])
     rows = [[e["init"], e["freeze"], pct(e["fraction"]), percent(e["value"]), _fraction_needed(e),
-             _ratio(e), _ratio_ci(e), e["status"], str(e["n"])] for e in efficiency]
+             _ratio(e), _ratio_ci(e), e["verdict"], str(e["n"])] for e in efficiency]
     parts.append(table(["init", "freeze", "fraction f", "init mean (%)", "random needs f*", "f*/f", "95% CI",
-                         "status", "n"], rows))
+                         "verdict", "n"], rows))
     for init in pretrained:
         for freeze in dict.fromkeys(e["freeze"] for e in efficiency if e["init"] == init):
             subset = [e for e in efficiency if e["init"] == init and e["freeze"] == freeze]
-            significant = {g["fraction"] for g in gains if (g["init"], g["freeze"]) == (init, freeze)
-                           and g["significant"]}
-            parts.append(stats.efficiency_sentence(init, BASELINE, subset, significant))
+            parts.append(stats.efficiency_sentence(init, BASELINE, subset))
     return "\n\n".join(parts)
 
 
@@ -338,7 +311,13 @@ def _mean_std(c: dict) -> str:
 
 
 def _ci(c: dict) -> str:
-    return f"{100 * c['ci_low']:.2f} to {100 * c['ci_high']:.2f}" if finite(c["ci_low"]) else "-"
+    """A cell's t interval in %, clipped to its metric's range (the stored numbers stay as computed)."""
+    return interval(c["ci_low"], c["ci_high"], stats.metric_range(c["metric"]), percent)
+
+
+def _gain_ci(g: dict) -> str:
+    """A paired gain's t interval in points, clipped to the range of a difference of its metric."""
+    return interval(g["ci_low"], g["ci_high"], stats.gain_range(g["metric"]), points)
 
 
 def _gaps(c: dict) -> str:

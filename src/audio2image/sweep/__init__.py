@@ -1,11 +1,12 @@
-"""The sweep: plan the runs, execute them anywhere, collect results.csv."""
+"""The sweep: plan the runs, choose settings on validation, execute them anywhere, collect results.csv."""
 from __future__ import annotations
 
-from audio2image.config import Config, save_config
+from audio2image.config import Config, key_spec, save_config
 from audio2image.prepare.store import Store
 from audio2image.prepare.stores import check_roots, ensure_store
 from audio2image.sweep.executors import execute, use_threads
-from audio2image.sweep.grid import pretrain_plan, transfer_plan, uses_pretraining
+from audio2image.sweep.grid import pretrain_plan, pretrain_seed_for, pretrained_sides, transfer_plan
+from audio2image.sweep.selection import run_selection
 from audio2image.sweep.results import write_results
 from audio2image.training.run import train_run
 from audio2image.util import log, read_json, write_json
@@ -14,36 +15,60 @@ DATASETS_FILE = "datasets.json"  # what the source and target are, for the repor
 
 
 def run_sweep(config: Config) -> dict:
-    """Prepare both stores, pretrain if an init needs it, run every transfer cell, write results.csv."""
+    """Prepare the stores, pretrain where an init needs it, choose each cell's setting on validation, run the chosen
+    settings on every seed, write results.csv (the chosen runs only)."""
     experiment = config.experiment_dir
-    check_roots(config, ("source", "target") if uses_pretraining(config) else ("target",))
+    sides = pretrained_sides(config)
+    check_roots(config, (*sides, "target"))
     experiment.mkdir(parents=True, exist_ok=True)
     save_config(config, experiment / "config.yaml")
-    stores = {}
-    if uses_pretraining(config):
-        stores["source"] = ensure_store(config, "source")
-        pretrain = pretrain_plan(config, stores["source"].path)
-        _check_same_pretraining(pretrain)
-        log(f"pretraining on {config.source} ({stores['source'].modality} {stores['source'].task}) "
-            f"in {pretrain.run_dir}")
-        use_threads(config)  # the pretraining runs here, in the sweep's process
-        train_run(pretrain.config, pretrain.spec, pretrain.run_dir)
+    _warn_unused_single_run_keys(config)
+    stores = {side: ensure_store(config, side) for side in sides}
+    pretrain(config, stores)
     stores["target"] = ensure_store(config, "target")
     write_json(experiment / DATASETS_FILE, {side: describe_store(store) for side, store in stores.items()})
-    runs = transfer_plan(config, stores["target"].path)
+    chosen = run_selection(config, stores["target"].path, lambda runs: execute(runs, config))
+    runs = transfer_plan(config, stores["target"].path, chosen)
     execute(runs, config)
     rows = write_results([run.run_dir for run in runs], experiment / "results.csv")
     log(f"results: {len(rows)} of {len(runs)} runs in {experiment / 'results.csv'}")
     if config.cka_items:
-        analyse(config, stores["target"])
+        analyse(config, stores["target"], [run.run_dir for run in runs])
     return {"experiment": str(experiment), "runs": len(runs), "finished": len(rows)}
 
 
-def analyse(config: Config, target: Store) -> dict:
-    """The analyses that need the networks (per-stage CKA), after the runs; cached in the experiment folder."""
+def pretrain(config: Config, stores: dict) -> None:
+    """Every pretraining run the grid's inits need: per pretrained side, one per pretraining seed."""
+    if not stores:
+        return
+    pairs = ", ".join(f"{seed}->{pretrain_seed_for(config, seed)}" for seed in config.seeds)
+    log(f"pretraining seeds {', '.join(map(str, config.pretrain_seeds))}; transfer seed -> pretraining seed: "
+        f"{pairs} (seed number i uses pretraining run i mod {len(config.pretrain_seeds)})")
+    use_threads(config)  # pretraining runs here, in the sweep's process
+    for side, store in stores.items():
+        for seed in config.pretrain_seeds:
+            plan = pretrain_plan(config, store.path, side, seed)
+            _check_same_pretraining(plan)
+            log(f"pretraining on {getattr(config, side)} ({store.modality} {store.task}), seed {seed}, "
+                f"in {plan.run_dir}")
+            train_run(plan.config, plan.spec, plan.run_dir)
+
+
+def _warn_unused_single_run_keys(config: Config) -> None:
+    """A sweep trains with the values of its lists; say so when a one-run key was set to something else."""
+    for one, many in (("transfer_lr", "transfer_lrs"), ("transfer_weight_decay", "transfer_weight_decays"),
+                      ("pretrain_seed", "pretrain_seeds")):
+        if getattr(config, one) != key_spec(one)[1] and getattr(config, one) not in getattr(config, many):
+            log(f"warning: {one}={getattr(config, one)} sets one run; the sweep uses {many}="
+                f"{getattr(config, many)} (set {many} instead)")
+
+
+def analyse(config: Config, target: Store, run_dirs: list | None = None) -> dict:
+    """The analyses that need the networks (per-stage CKA) of the experiment's runs (default: every transfer run
+    folder), after the runs; cached in the experiment folder."""
     from audio2image.analysis.similarity import analyse_similarity
 
-    result = analyse_similarity(config, config.experiment_dir, target)
+    result = analyse_similarity(config, config.experiment_dir, target, run_dirs)
     log(f"similarity: {len(result['comparisons'])} comparisons of networks"
         + "".join(f"; {problem}" for problem in result["problems"]))
     return result

@@ -12,13 +12,10 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from audio2image.config import Config, config_hash, keys_for
+from audio2image.config import PRETRAIN_DIR, PRETRAINED_SIDES, Config, config_hash, keys_for
 from audio2image.training.initspec import PRETRAINED_RUNS, parse_init
 from audio2image.training.run import RunSpec
 from audio2image.util import read_json_or_none
-
-PRETRAIN_DIR = "pretrain"
-
 
 @dataclass
 class PlannedRun:
@@ -31,55 +28,89 @@ class PlannedRun:
 class Init:
     """An init as a run loads it, as results name it, and as it enters the run's identity."""
 
-    load: str  # "audio:runs/demo/pretrain", "random", "checkpoint:PATH", ...
+    load: str  # "audio:runs/demo/pretrain/source-seed0", "random", "checkpoint:PATH", ...
     name: str  # "audio", "random", "checkpoint:PATH": what results.csv and the report call it
     identity: str  # the pretraining run's id for a pretraining with one, else `load`
     pretrain_run: str = ""  # that id, recorded in the run's identity
+    pretrain_seed: int | None = None  # the seed of this experiment's pretraining run it loads
 
 
-def pretrain_identity(config: Config, store: Path) -> dict:
-    values = {k: getattr(config, k) for k in keys_for(config.dataset("source").modality, "pretrain")}
-    return {**values, "source": config.source, "store": Path(store).name}
+def pretrain_identity(config: Config, store: Path, side: str = "source") -> dict:
+    values = {k: getattr(config, k) for k in keys_for(config.dataset(side).modality, "pretrain")}
+    return {**values, "source": getattr(config, side), "store": Path(store).name}
 
 
-def pretrain_plan(config: Config, store: Path) -> PlannedRun:
-    run_id = config_hash(pretrain_identity(config, store))
-    spec = RunSpec("pretrain", Path(store), 1.0, "random", config.pretrain_seed, "none", run_id)
-    return PlannedRun(config, spec, config.experiment_dir / PRETRAIN_DIR)
+def pretrain_dir(config: Config, side: str, seed: int) -> Path:
+    return config.experiment_dir / PRETRAIN_DIR / f"{side}-seed{seed}"
+
+
+def pretrain_plan(config: Config, store: Path, side: str = "source", seed: int | None = None) -> PlannedRun:
+    """The pretraining run on a side's store with one pretraining seed (default: the config's pretrain_seed)."""
+    config = dataclasses.replace(config, pretrain_seed=config.pretrain_seed if seed is None else seed)
+    run_id = config_hash(pretrain_identity(config, store, side))
+    spec = RunSpec("pretrain", Path(store), 1.0, "random", config.pretrain_seed, "none", run_id,
+                   extra={"side": side, "source": getattr(config, side)})
+    return PlannedRun(config, spec, pretrain_dir(config, side, config.pretrain_seed))
+
+
+def pretrained_side(config: Config, base: str) -> str:
+    """Which of this experiment's pretrainings a bare pretrained init names: `control` the control's, the source's
+    modality ("audio") the source's."""
+    if base == "control":
+        return "control"
+    source = config.dataset("source").modality
+    if base != source:
+        raise ValueError(f"config key 'inits': {base!r} names a pretrained init, but the source dataset "
+                         f"{config.source} is {source}; use {source!r} or {base}:RUN_DIR")
+    return "source"
+
+
+def pretrained_sides(config: Config) -> list[str]:
+    """The sides this experiment pretrains on: those an init of the grid uses (in full, in part, its statistics)."""
+    used = {pretrained_side(config, spec.base) for spec in map(parse_init, config.inits)
+            if spec.base in PRETRAINED_RUNS and not spec.path}
+    return [side for side in PRETRAINED_SIDES if side in used]
 
 
 def uses_pretraining(config: Config) -> bool:
-    """Whether an init of the grid is this experiment's pretraining (in full, in part, or its statistics)."""
-    source = config.dataset("source").modality
-    return any(parse_init(init).base == source and not parse_init(init).path for init in config.inits)
+    return bool(pretrained_sides(config))
 
 
-def resolve_init(init: str, config: Config) -> Init:
-    """What an init in the config means. A bare modality ("audio", "audio@2", "audio-stats") is this experiment's
-    pretraining on its source; "audio:RUN_DIR" names a pretraining run folder, identified by the run id in its
+def pretrain_seed_for(config: Config, seed: int) -> int:
+    """The pretraining seed a transfer seed's pretrained init uses: seed number i (its position in `seeds`; a seed
+    outside the list: its value) takes pretrain_seeds[i mod n], so the pretrained runs' own spread enters every
+    comparison paired by seed."""
+    index = config.seeds.index(seed) if seed in config.seeds else seed
+    return config.pretrain_seeds[index % len(config.pretrain_seeds)]
+
+
+def resolve_init(init: str, config: Config, seed: int | None = None) -> Init:
+    """What an init in the config means for a run of transfer seed `seed`. A bare modality ("audio", "audio@2",
+    "audio-stats") or `control` is this experiment's pretraining on the source or control, the run of
+    `pretrain_seed_for(seed)`; "audio:RUN_DIR" names a pretraining run folder, identified by the run id in its
     run.json when it has one."""
     spec = parse_init(init)
     if spec.base not in PRETRAINED_RUNS:
         return Init(init, spec.name if spec.base != "checkpoint" else init, init)
-    source = config.dataset("source").modality
-    path = spec.path
-    if not path:
-        if spec.base != source:
-            raise ValueError(f"config key 'inits': {init!r} names a pretrained init, but the source dataset "
-                             f"{config.source} is {source}; use {source!r} or {init}:RUN_DIR")
-        path = str(config.experiment_dir / PRETRAIN_DIR)
-    run_dir = Path(path)
+    pretrain_seed = None
+    if spec.path:
+        run_dir = Path(spec.path)
+    else:
+        pretrain_seed = pretrain_seed_for(config, config.seed if seed is None else seed)
+        run_dir = pretrain_dir(config, pretrained_side(config, spec.base), pretrain_seed)
     own = config.experiment_dir / PRETRAIN_DIR
-    if run_dir.resolve() == own.resolve():
-        run_dir = own  # one spelling of this experiment's pretraining, however the user wrote it
+    if run_dir.resolve().parent == own.resolve():
+        run_dir = own / run_dir.name  # one spelling of this experiment's pretraining, however the user wrote it
     identity = read_json_or_none(run_dir / "run.json") or {}
     pretrain_run = str(identity.get("run_id", "")) if identity.get("stage") == "pretrain" else ""
+    if pretrain_seed is None and identity.get("stage") == "pretrain":
+        pretrain_seed = identity.get("seed")
     load = f"{spec.name}:{run_dir}"
     if not pretrain_run:
-        return Init(load, spec.name, load)
+        return Init(load, spec.name, load, pretrain_seed=pretrain_seed)
     # the full init keeps the bare run id as its identity (the run ids of earlier sweeps stay valid)
     return Init(load, spec.name, pretrain_run if spec.name == spec.base else f"{spec.name}:{pretrain_run}",
-                pretrain_run)
+                pretrain_run, pretrain_seed)
 
 
 def transfer_run_id(config: Config, store: Path, fraction: float, init: str, seed: int, freeze: str) -> str:
@@ -91,17 +122,37 @@ def transfer_run_id(config: Config, store: Path, fraction: float, init: str, see
     return config_hash(identity)
 
 
-def plan_transfer(config: Config, store: Path, fraction: float, init: str, seed: int, freeze: str) -> PlannedRun:
-    """The one definition of a transfer run (its config, identity and folder) from a cell of the grid."""
-    chosen = resolve_init(init, config)
+def plan_transfer(config: Config, store: Path, fraction: float, init: str, seed: int, freeze: str,
+                  setting: tuple[float, float] | None = None) -> PlannedRun:
+    """The one definition of a transfer run (its config, identity and folder) from a cell of the grid and, in a
+    sweep, the (learning rate, weight decay) it trains with (default: the config's transfer_lr and
+    transfer_weight_decay)."""
+    if setting is not None:
+        config = dataclasses.replace(config, transfer_lr=setting[0], transfer_weight_decay=setting[1])
+    chosen = resolve_init(init, config, seed)
     run_id = transfer_run_id(config, store, fraction, chosen.identity, seed, freeze)
     run_config = dataclasses.replace(config, fraction=fraction, init=chosen.load, seed=seed, freeze=freeze)
-    extra = {"init_name": chosen.name, **({"pretrain_run": chosen.pretrain_run} if chosen.pretrain_run else {})}
+    extra = {"init_name": chosen.name, "lr": config.transfer_lr, "weight_decay": config.transfer_weight_decay,
+             **({"pretrain_run": chosen.pretrain_run} if chosen.pretrain_run else {}),
+             **({"pretrain_seed": chosen.pretrain_seed} if chosen.pretrain_seed is not None else {})}
     spec = RunSpec("transfer", Path(store), fraction, chosen.load, seed, freeze, run_id, extra=extra)
     return PlannedRun(run_config, spec, config.experiment_dir / "transfer" / run_id)
 
 
-def transfer_plan(config: Config, store: Path) -> list[PlannedRun]:
-    """fractions x inits x seeds x freezes, in that nesting order."""
-    return [plan_transfer(config, store, fraction, init, seed, freeze) for fraction in config.fractions
-            for init in config.inits for seed in config.seeds for freeze in config.freezes]
+def cells(config: Config) -> list[tuple[float, str, str]]:
+    """(fraction, init, freeze) of the grid, in the report's nesting order; each gets its own setting chosen."""
+    return [(fraction, init, freeze) for fraction in config.fractions for init in config.inits
+            for freeze in config.freezes]
+
+
+def transfer_plan(config: Config, store: Path, chosen: dict | None = None, seeds: list[int] | None = None
+                  ) -> list[PlannedRun]:
+    """fractions x inits x seeds x freezes, in that nesting order; `chosen` maps a cell (fraction, init, freeze)
+    to its setting (cells without one are left out), `seeds` narrows the seeds (the tuning runs)."""
+    runs = []
+    for fraction, init, freeze in cells(config):
+        setting = chosen.get((fraction, init, freeze)) if chosen is not None else None
+        if chosen is not None and setting is None:
+            continue
+        runs += [plan_transfer(config, store, fraction, init, seed, freeze, setting) for seed in seeds or config.seeds]
+    return runs

@@ -1,7 +1,7 @@
 """Giving a model the starting weights an init names (see training/initspec.py for the names): all of a
 pretrained backbone, its first K stages, or the weight-statistics control.
 
-    >>> initialise(build_model(10, seed=0), "audio@2:runs/demo/pretrain", seed=0)
+    >>> initialise(build_model(10, seed=0), "audio@2:runs/demo/pretrain/source-seed0", seed=0)
 """
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 An init is `BASE[@K | -stats][:PATH]`:
 
 - BASE: `random`, `imagenet` (torchvision's weights), `audio` / `image` (a pretraining run folder: PATH, or in a
-  sweep this experiment's own pretraining), `checkpoint` (a state dict at PATH).
+  sweep this experiment's own pretraining on its source), `control` (the same, on the experiment's control
+  dataset: the positive control), `checkpoint` (a state dict at PATH).
 - `@K` (K = 1..5) carries only the first K stages of those weights (1: conv1 + bn1, 2: + layer1, ... 5: + layer4,
   the whole backbone); the other stages keep exactly the random init of the run's seed (Raghu et al. 2019's
   Transfusion: reuse weights up to block k, re-initialise the rest).
@@ -13,8 +14,8 @@ An init is `BASE[@K | -stats][:PATH]`:
 
 The head is always new. `random` takes no modifier. training/inits.py gives a model the weights an init names.
 
-    >>> parse_init("audio@2:runs/demo/pretrain")
-    InitSpec(base='audio', depth=2, stats=False, path='runs/demo/pretrain')
+    >>> parse_init("audio@2:runs/demo/pretrain/source-seed0")
+    InitSpec(base='audio', depth=2, stats=False, path='runs/demo/pretrain/source-seed0')
 """
 from __future__ import annotations
 
@@ -24,12 +25,12 @@ from dataclasses import dataclass
 # ResNet-18's stages, in order: an init's depth counts them, a freeze policy freezes the first ones
 STAGES = (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",))
 STAGE_WORDS = ("conv1 + bn1", "layer1", "layer2", "layer3", "layer4")
-PRETRAINED_RUNS = ("audio", "image")  # a pretraining run folder: PATH/best.pt
+PRETRAINED_RUNS = ("audio", "image", "control")  # a pretraining run folder: PATH/best.pt
 BASES = ("random", "imagenet", *PRETRAINED_RUNS, "checkpoint")
 INIT_PATTERN = re.compile(r"^(?P<base>[a-z]+)(?:@(?P<depth>\d+)|(?P<stats>-stats))?(?::(?P<path>.+))?$")
-INIT_HELP = ("random, imagenet, audio, image, audio:RUN_DIR, image:RUN_DIR or checkpoint:PATH, each but random "
-             "optionally with @K (the first K of 5 stages, e.g. audio@2) or -stats (the weight-statistics control, "
-             "e.g. audio-stats)")
+INIT_HELP = ("random, imagenet, audio, image, control, audio:RUN_DIR, image:RUN_DIR or checkpoint:PATH, each but "
+             "random optionally with @K (the first K of 5 stages, e.g. audio@2) or -stats (the weight-statistics "
+             "control, e.g. audio-stats)")
 
 
 @dataclass(frozen=True)

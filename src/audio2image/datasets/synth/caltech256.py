@@ -62,8 +62,11 @@ def _write_image(job: dict) -> bool:
 
 
 def synth_caltech256(out: Path, classes: int, per_class: int, seed: int = 0, min_side: int = 200,
-                     max_side: int = 500, workers: int = 1, progress: bool = True) -> dict:
+                     max_side: int = 500, workers: int = 1, progress: bool = True, first_class: int = 0) -> dict:
     """Write a synthetic Caltech-256 to `out`: 256_ObjectCategories/NNN.name/NNN_XXXX.jpg.
+
+    `first_class` shifts the classes: with first_class=N the set holds classes N.. N+classes-1, disjoint from a
+    set of N classes, yet drawn from the same shapes, palettes and textures (a positive control's pretraining data).
 
     Example: ``synth_caltech256(Path("data/caltech-synth"), classes=10, per_class=40, workers=2)``
     (workers > 1: see synth_mtat about the ``__main__`` guard).
@@ -72,15 +75,20 @@ def synth_caltech256(out: Path, classes: int, per_class: int, seed: int = 0, min
     out = Path(out)
     params = {"kind": "caltech256", "version": FORMAT_VERSION, "classes": int(classes), "per_class": int(per_class),
               "seed": int(seed), "min_side": int(min_side), "max_side": int(max_side)}
+    if first_class:
+        params["first_class"] = int(first_class)  # absent when 0: earlier synthetic sets stay complete
     done = completed(out, params)
     if done is not None:
         return done
-    if not 1 <= classes <= min(MAX_CLASSES, 999) or per_class < 1 or not 1 <= min_side <= max_side:
-        raise ValueError(f"synth_caltech256 needs 1 <= classes <= {min(MAX_CLASSES, 999)}, per_class >= 1 and "
-                         f"1 <= min_side <= max_side; got {classes}, {per_class}, {min_side}, {max_side}")
+    top = min(MAX_CLASSES, 999)
+    if not (1 <= classes and 0 <= first_class and first_class + classes <= top) or per_class < 1 \
+            or not 1 <= min_side <= max_side:
+        raise ValueError(f"synth_caltech256 needs 1 <= classes, first_class >= 0, first_class + classes <= {top}, "
+                         f"per_class >= 1 and 1 <= min_side <= max_side; got {classes}, {first_class}, {per_class}, "
+                         f"{min_side}, {max_side}")
     claim(out, params, CALTECH_DIR)
     jobs = []
-    for c in range(classes):
+    for c in range(first_class, first_class + classes):
         folder = out / CALTECH_DIR / class_folder(c)
         folder.mkdir(parents=True, exist_ok=True)
         jobs += [{"path": str(folder / f"{c + 1:03d}_{k + 1:04d}.jpg"), "class": c, "index": c * 100_000 + k,
