@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -220,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "runs under torchrun for several GPUs")
     _config_arguments(transfer)
     transfer.add_argument("--init", help="random | imagenet | audio | image (this experiment's pretraining) | "
-                                         "audio:RUN_DIR | image:RUN_DIR | checkpoint:PATH")
+                                         "control (its control's) | audio:RUN_DIR | image:RUN_DIR | "
+                                         "checkpoint:PATH")
     transfer.add_argument("--run-dir", type=Path, help="run folder (default: OUT_DIR/NAME/transfer/RUN_ID)")
     transfer.set_defaults(func=cmd_transfer)
 
@@ -248,14 +251,28 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.exit("audio2image: interrupted; run the same command again to resume")
     except Exception as error:
-        if not _is_user_error(error):
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            message = _full_disk(error)
+        elif _is_user_error(error):
+            message = str(error)
+        else:
             raise
-        print(f"audio2image: error: {error}", file=sys.stderr)
+        print(f"audio2image: error: {message}", file=sys.stderr)
         sys.exit(2)
     if isinstance(result, str):
         print(result)
     elif result is not None:
         print(json.dumps(result, indent=2, default=str))
+
+
+def _full_disk(error: OSError) -> str:
+    """One line for a full disk: where, and how much is free there; what was written so far is kept."""
+    where = Path(error.filename or ".")
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    return (f"no space left on the disk holding {error.filename or where} ({free / 1e6:.0f} MB free); free some "
+            "space and run the same command again: it resumes where it stopped")
 
 
 USER_ERRORS = {"ConfigError", "InitError", "DownloadError", "AnnotationError", "DatasetError", "FileNotFoundError",

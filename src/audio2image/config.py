@@ -120,7 +120,7 @@ class Config:
     compile: bool = False
     workers: int = 2  # processes for preparation; loader threads for training
     threads: int = 0  # torch CPU threads per run; 0: this machine's cores divided by parallel (sweep/executors.py)
-    executor: str = "local"  # local | ray | slurm
+    executor: str = "local"  # local | ray | slurm | submitit-local (submitit's local mode, for trying a Slurm setup)
     parallel: int = 1  # local executor: runs at once (one per GPU where there are GPUs)
     ray_address: str = ""  # empty: start a local Ray
     slurm_partition: str = ""
@@ -163,7 +163,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "pretrain_schedule": ("cosine", "constant", "seed-plateau"),
     "transfer_schedule": ("cosine", "constant", "seed-plateau"),
     "device": ("auto", "cpu", "cuda", "mps"),
-    "executor": ("local", "ray", "slurm"),
+    "executor": ("local", "ray", "slurm", "submitit-local"),
 }
 POSITIVE = {"synth_clips", "synth_seconds", "synth_classes", "synth_per_class", "audio_clip_seconds",
             "audio_eval_crops", "image_store_size", "image_size", "pretrain_epochs", "pretrain_batch_size",
@@ -227,6 +227,9 @@ def validate_value(key: str, value) -> None:
 def validate(config: Config) -> None:
     for key in (*CHOICES, *POSITIVE, *NON_NEGATIVE):
         validate_value(key, getattr(config, key))
+    if not config.name.strip() or config.name in (".", "..") or "/" in config.name or "\\" in config.name:
+        _fail("name", config.name, "it names the experiment's folder inside out_dir: give a non-empty name without "
+              "slashes (e.g. name=demo)")
     _check_sides(config)
     if not 0 < config.fraction <= 1:
         _fail("fraction", config.fraction, "it must be in (0, 1]")

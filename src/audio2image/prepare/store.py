@@ -68,6 +68,10 @@ class Store:
 
     def split(self, name: str) -> Split:
         if name not in self._splits:
+            damaged = damaged_arrays(self.path, (name,))
+            if damaged:
+                raise DatasetError(f"the store {self.path} is damaged ({'; '.join(damaged)}); prepare it again: "
+                                   f"{self.prepare_command()} (a damaged store is prepared anew)")
             self._splits[name] = Split(
                 x=np.load(self.path / f"{name}.x.npy", mmap_mode="r"),
                 y=np.load(self.path / f"{name}.y.npy"),
@@ -76,8 +80,35 @@ class Store:
         return self._splits[name]
 
 
+    def prepare_command(self) -> str:
+        """The command that (re)prepares this store, as far as the manifest records it."""
+        return (f"audio2image prepare {self.manifest.get('dataset', 'DATASET')} "
+                f"{self.manifest.get('source_root') or 'ROOT'} {self.path}")
+
+
 def is_complete(path: Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
+
+
+def damaged_arrays(path: Path, splits=None) -> list[str]:
+    """What is wrong with a complete store's arrays, per file ('train.x.npy: 1048576 bytes short'): a missing file,
+    an unreadable header, or fewer bytes than the header's shape needs (a copy or write cut short). Cheap: headers
+    and file sizes only, no data read."""
+    path = Path(path)
+    manifest = read_json_or_none(path / MANIFEST) or {}
+    problems = []
+    for split in splits if splits is not None else manifest.get("splits", {}):
+        for kind in ("x", "y"):
+            array = path / f"{split}.{kind}.npy"
+            try:
+                shape, start, _, dtype, _ = _npy_layout(array)
+            except (OSError, ValueError, KeyError) as error:
+                problems.append(f"{array.name}: {type(error).__name__}")
+                continue
+            short = start + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize - array.stat().st_size
+            if short > 0:
+                problems.append(f"{array.name}: {short} bytes short")
+    return problems
 
 
 # --- writing -----------------------------------------------------------------------------------------------------
@@ -320,6 +351,15 @@ def complete_manifest(out: Path, signatures: dict[str, str]) -> dict | None:
     """The manifest of the complete store in `out` if it was prepared from these splits (`split_signature`s);
     None when there is no complete store; DatasetError when `out` holds one made from other data or settings."""
     if not is_complete(out):
+        return None
+    damaged = damaged_arrays(out)
+    if damaged:  # prepared anew; the damaged files are kept aside, named
+        for name in (MANIFEST, *(f"{split}.{kind}.npy" for split in read_json(out / MANIFEST).get("splits", {})
+                                 for kind in ("x", "y"))):
+            if (out / name).exists():
+                os.replace(out / name, out / f"{name}.damaged")
+        print(f"warning: the store {out} is damaged ({'; '.join(damaged)}); its files are set aside as *.damaged "
+              "and it is prepared anew", file=sys.stderr)
         return None
     manifest = Store(out).manifest
     recorded = manifest.get("signatures")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from audio2image.config import Config, config_hash
-from audio2image.prepare.store import Store, is_complete
+from audio2image.prepare.store import Store, damaged_arrays, is_complete
 
 
 def dataset_root(config: Config, side: str) -> Path:
@@ -70,7 +70,7 @@ def ensure_dataset(config: Config, side: str) -> Path:
 def ensure_store(config: Config, side: str) -> Store:
     """The prepared store of the side's dataset under this config, prepared (or finished) now if needed."""
     out = store_path(config, side)
-    if not is_complete(out):
+    if not is_complete(out) or damaged_arrays(out):  # a damaged store is set aside and prepared anew
         dataset = config.dataset(side)
         dataset.prepare(ensure_dataset(config, side), out, workers=config.workers, progress=config.progress,
                         **{option.param: getattr(config, option.key) for option in dataset.store_options})

@@ -43,6 +43,9 @@ __all__ = ["build_report", "read_results", "render_html", "transfer_curves"]
 def build_report(experiment_dir: Path) -> dict:
     """Write E/report.md, E/report.html and E/figures/*.png; return their paths and the number of missing runs."""
     exp = Path(experiment_dir)
+    if not (exp / "config.yaml").is_file():
+        raise FileNotFoundError(f"{exp} is not an experiment folder (no config.yaml): give the folder a sweep wrote, "
+                                "OUT_DIR/NAME (e.g. runs/demo)")
     config = read_config(exp / "config.yaml")
     facts = experiment_facts(exp, config)
     rows = read_results(exp / "results.csv")

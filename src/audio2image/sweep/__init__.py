@@ -1,10 +1,10 @@
 """The sweep: plan the runs, choose settings on validation, execute them anywhere, collect results.csv."""
 from __future__ import annotations
 
-from audio2image.config import Config, key_spec, save_config
+from audio2image.config import Config, ConfigError, key_spec, save_config
 from audio2image.prepare.store import Store
 from audio2image.prepare.stores import check_roots, ensure_store
-from audio2image.sweep.executors import execute, use_threads
+from audio2image.sweep.executors import check_executor, execute, use_threads
 from audio2image.sweep.grid import pretrain_plan, pretrain_seed_for, pretrained_sides, transfer_plan
 from audio2image.sweep.selection import run_selection
 from audio2image.sweep.results import write_results
@@ -20,6 +20,7 @@ def run_sweep(config: Config) -> dict:
     experiment = config.experiment_dir
     sides = pretrained_sides(config)
     check_roots(config, (*sides, "target"))
+    check_before_work(config)
     experiment.mkdir(parents=True, exist_ok=True)
     save_config(config, experiment / "config.yaml")
     _warn_unused_single_run_keys(config)
@@ -35,6 +36,22 @@ def run_sweep(config: Config) -> dict:
     if config.cka_items:
         analyse(config, stores["target"], [run.run_dir for run in runs])
     return {"experiment": str(experiment), "runs": len(runs), "finished": len(rows)}
+
+
+def check_before_work(config: Config) -> None:
+    """What would fail later, checked before any data is made or any run starts: the device, ImageNet weights."""
+    import torch
+
+    from audio2image.training.model import imagenet_path
+    from audio2image.training.initspec import parse_init
+
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(config.device, True):
+        raise ConfigError(f"config key 'device': {config.device!r} is not available on this machine; use "
+                          "device=auto (the best there is) or device=cpu")
+    if any(parse_init(init).base == "imagenet" for init in config.inits):
+        imagenet_path(config.imagenet_weights)  # InitError naming where the weights were looked for
+    check_executor(config)
 
 
 def pretrain(config: Config, stores: dict) -> None:

@@ -10,9 +10,10 @@ import concurrent.futures as futures
 import dataclasses
 import multiprocessing
 import os
+import shutil
 from pathlib import Path
 
-from audio2image.config import Config, from_dict
+from audio2image.config import Config, ConfigError, from_dict
 from audio2image.training.run import RunSpec, train_run
 from audio2image.util import log
 
@@ -117,6 +118,9 @@ def run_slurm(runs: list, config: Config, executor=None) -> None:
         import submitit
     except ImportError as error:
         raise RuntimeError("executor=slurm needs submitit: pip install 'audio2image[slurm]'") from error
+    if executor is None and config.executor == "submitit-local":  # submitit's own local mode, asked for by name
+        executor = submitit.LocalExecutor(folder=config.experiment_dir / "slurm")
+        executor.update_parameters(timeout_min=config.slurm_time_min)
     if executor is None:
         executor = submitit.AutoExecutor(folder=config.experiment_dir / "slurm")
         executor.update_parameters(timeout_min=config.slurm_time_min, slurm_partition=config.slurm_partition or None,
@@ -129,4 +133,13 @@ def run_slurm(runs: list, config: Config, executor=None) -> None:
         job.result()
 
 
-EXECUTORS = {"local": run_local, "ray": run_ray, "slurm": run_slurm}
+def check_executor(config: Config) -> None:
+    """executor=slurm where no Slurm answers would quietly run everything here through submitit's fallback:
+    refuse, before any work, unless submitit's local mode is asked for by name."""
+    if config.executor == "slurm" and shutil.which("sbatch") is None:
+        raise ConfigError("config key 'executor': 'slurm' but this machine reaches no Slurm (no sbatch on PATH); "
+                          "run from a Slurm login node, or use executor=local, or executor=submitit-local for "
+                          "submitit's local mode")
+
+
+EXECUTORS = {"local": run_local, "ray": run_ray, "slurm": run_slurm, "submitit-local": run_slurm}

@@ -26,8 +26,12 @@ def initialise(model: nn.Module, init: str, *, seed: int = 0, imagenet_weights: 
     if spec.base == "random":
         return {"init": "random"}
     path = weights_path(spec, imagenet_weights)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("model", state)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - a truncated or foreign file: say which, not a zip-reader trace
+        raise InitError(f"init {init}: the weights file {path} does not load ({type(error).__name__}: "
+                        f"{' '.join(str(error).split())[:160]}); replace it, or redo the run that wrote it") from error
+    state = state.get("model", state) if isinstance(state, dict) else state
     if spec.stats:
         weight_statistics(model, state, seed)
     elif spec.depth is not None:

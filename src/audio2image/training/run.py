@@ -26,12 +26,13 @@ from audio2image.config import Config, save_config
 from audio2image.prepare.store import Store
 from audio2image.training import distributed
 from audio2image.training.engine import evaluate, recalibrate_batchnorm, train_one_epoch
+from audio2image.training.files import finished_result, set_aside, usable_checkpoint
 from audio2image.training.loader import Loader, RecycledMemory, batch_memory, epoch_generator
 from audio2image.training.inits import initialise
 from audio2image.training.model import build_model, freeze
 from audio2image.training.optim import build_optimizer, build_schedule
 from audio2image.training.tasks import Task, build_task, fraction_rows
-from audio2image.util import atomic_path, atomic_write_text, log, read_json, write_json
+from audio2image.util import atomic_path, atomic_write_text, log, write_json
 
 
 @dataclass
@@ -103,8 +104,9 @@ def stage_settings(config: Config, stage: str) -> dict:
 def train_run(config: Config, spec: RunSpec, run_dir: Path) -> dict:
     """Run (or resume, or just read) one training run; returns its result.json content."""
     run_dir = Path(run_dir)
-    if (run_dir / "result.json").is_file():
-        return read_json(run_dir / "result.json")
+    finished = finished_result(run_dir)  # a damaged result or best.pt is set aside and the run redone
+    if finished is not None:
+        return finished
     started = time.perf_counter()
     store = Store(spec.store)
     task = build_task(store, config, spec.stage)
@@ -262,13 +264,17 @@ def _resume(run_dir: Path, model, optimizer, schedule, device) -> dict:
     """Load checkpoint.pt if there is one; keep metrics.jsonl consistent with it. Returns the loop state."""
     state = {"epoch": 0, "best_epoch": 0, "best_score": -math.inf, "best_val": {}}
     path = run_dir / "checkpoint.pt"
-    if path.is_file():
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        schedule.load_state_dict(checkpoint["schedule"])
-        state = checkpoint["state"]
-        log(f"  resuming {run_dir.name} after epoch {state['epoch']}")
+    if usable_checkpoint(run_dir):
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            schedule.load_state_dict(checkpoint["schedule"])
+            state = checkpoint["state"]
+            log(f"  resuming {run_dir.name} after epoch {state['epoch']}")
+        except Exception as error:  # noqa: BLE001 - whatever is wrong inside it, the run can start over
+            set_aside(path, f"does not load ({type(error).__name__}); the run starts over")
+            state = {"epoch": 0, "best_epoch": 0, "best_score": -math.inf, "best_val": {}}
     if distributed.is_main():
         _truncate_metrics(run_dir / "metrics.jsonl", state["epoch"])
     return state

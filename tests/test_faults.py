@@ -1,0 +1,145 @@
+"""Fault injection: damaged files are named, set aside and redone; impossible settings fail before any work with
+one line. Each test breaks one thing the way a kill, a full disk or a short copy would, and checks the outcome."""
+from __future__ import annotations
+
+import errno
+import json
+
+import pytest
+import torch
+
+from audio2image.cli import main
+from audio2image.config import ConfigError, load_config
+from audio2image.prepare.store import Store, damaged_arrays
+from audio2image.training import engine
+from audio2image.training.inits import initialise
+from audio2image.training.model import InitError, build_model
+from audio2image.training.run import RunSpec, train_run
+from audio2image.util import DatasetError
+from stores import make_image_store
+
+
+def config(*overrides):
+    return load_config("configs/tiny.yaml", ["transfer_epochs=3", "image_size=32", "checkpoint_seconds=0",
+                                             "precise_bn_batches=2", *overrides])
+
+
+def comparable(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != "wall_seconds"}
+
+
+def truncate(path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_image_store(tmp_path_factory.mktemp("faults") / "image")
+
+
+def test_a_half_written_checkpoint_is_set_aside_and_the_run_starts_over(store, tmp_path, monkeypatch):
+    whole = train_run(config(), RunSpec("transfer", store, seed=1), tmp_path / "whole")
+    real, calls = engine.evaluate, []
+
+    def die_in_epoch_three(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("audio2image.training.run.evaluate", die_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config(), RunSpec("transfer", store, seed=1), tmp_path / "run")
+    monkeypatch.setattr("audio2image.training.run.evaluate", real)
+    truncate(tmp_path / "run" / "checkpoint.pt")
+    again = train_run(config(), RunSpec("transfer", store, seed=1), tmp_path / "run")
+    assert comparable(again) == comparable(whole)
+    assert (tmp_path / "run" / "checkpoint.pt.damaged").exists()
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]  # no doubled epoch lines from the attempt that was set aside
+
+
+def test_a_finished_run_with_damaged_best_weights_is_redone(store, tmp_path, capsys):
+    first = train_run(config(), RunSpec("transfer", store, seed=2), tmp_path / "run")
+    truncate(tmp_path / "run" / "best.pt", keep=0.3)
+    again = train_run(config(), RunSpec("transfer", store, seed=2), tmp_path / "run")
+    assert comparable(again) == comparable(first)
+    assert (tmp_path / "run" / "best.pt.damaged").exists() and (tmp_path / "run" / "result.json.damaged").exists()
+    assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
+    assert "best.pt is damaged" in capsys.readouterr().err
+
+
+def test_damaged_weights_named_by_an_init_are_one_clear_error(tmp_path):
+    run_dir = tmp_path / "pretrain"
+    run_dir.mkdir()
+    torch.save({"model": build_model(5, 0).state_dict()}, run_dir / "best.pt")
+    truncate(run_dir / "best.pt")
+    with pytest.raises(InitError) as error:
+        initialise(build_model(3, 0), f"audio:{run_dir}")
+    assert str(run_dir / "best.pt") in str(error.value) and "does not load" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_store_cut_short_is_refused_by_training_and_prepared_anew(tmp_path, capsys):
+    from audio2image.datasets.synth import synth_caltech256
+    from audio2image.prepare.images import prepare_caltech256
+
+    root, out = tmp_path / "caltech", tmp_path / "store"
+    synth_caltech256(root, classes=3, per_class=10, workers=1, progress=False, min_side=40, max_side=60)
+    prepare_caltech256(root, out, size=32, workers=1, progress=False)
+    truncate(out / "train.x.npy", keep=0.6)
+    assert damaged_arrays(out) and "train.x.npy" in damaged_arrays(out)[0]
+    with pytest.raises(DatasetError) as error:
+        Store(out).split("train")
+    assert "damaged" in str(error.value) and "audio2image prepare caltech256" in str(error.value)
+    manifest = prepare_caltech256(root, out, size=32, workers=1, progress=False)
+    assert not damaged_arrays(out) and manifest["splits"]["train"]["count"] == len(Store(out).split("train"))
+    assert (out / "train.x.npy.damaged").exists() and "is damaged" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["name="], "config key 'name'"),
+    (["name=a/b"], "config key 'name'"),
+    (["device=cuda"] if not torch.cuda.is_available() else ["device=mps"], "config key 'device'"),
+    (["inits=random,imagenet", "imagenet_weights=/nonexistent/resnet18.pth"], "no ImageNet weights at"),
+    (["executor=slurm"], "reaches no Slurm"),
+])
+def test_impossible_settings_fail_before_any_work(tmp_path, capsys, overrides, words):
+    if overrides == ["device=mps"] and torch.backends.mps.is_available():
+        pytest.skip("this machine has every device")
+    if overrides == ["executor=slurm"]:
+        import shutil
+
+        if shutil.which("sbatch"):
+            pytest.skip("this machine reaches Slurm")
+    with pytest.raises(SystemExit) as code:
+        main(["sweep", "tiny", f"out_dir={tmp_path / 'runs'}", f"data_dir={tmp_path / 'data'}", *overrides])
+    err = capsys.readouterr().err
+    assert code.value.code == 2 and words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists()  # nothing was synthesised or prepared
+
+
+def test_report_refuses_a_folder_that_is_not_an_experiment(tmp_path, capsys):
+    for folder in (tmp_path / "missing", tmp_path):
+        with pytest.raises(SystemExit):
+            main(["report", str(folder)])
+        assert "is not an experiment folder" in capsys.readouterr().err
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_a_full_disk_is_one_line_naming_where(tmp_path, capsys, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "store" / "train.x.npy.partial"))
+
+    monkeypatch.setattr("audio2image.prepare.images.prepare_caltech256", full)
+    with pytest.raises(SystemExit) as code:
+        main(["prepare", "caltech256", str(tmp_path), str(tmp_path / "store")])
+    err = capsys.readouterr().err
+    assert code.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "no space left on the disk holding" in err and "MB free" in err and "resumes" in err
+
+
+def test_bad_names_are_config_errors():
+    with pytest.raises(ConfigError):
+        load_config(None, ["name=.."])
