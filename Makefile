@@ -17,8 +17,10 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	$(BIN)/audio2image run
 
+# One pytest worker per core, each pinned to its own (tests/conftest.py); a test file stays on one worker, so its
+# module fixtures are built once.
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 clean:
 	rm -rf runs .cache

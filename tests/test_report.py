@@ -178,10 +178,12 @@ def test_empty_results_still_report(tmp_path):
     assert_self_contained(out["html"].read_text())
 
 
-def test_bare_folder_still_reports(tmp_path):
+def test_an_experiment_before_any_result_still_reports(tmp_path):
+    """A folder with only its config (a sweep just started) reports; one without is refused (test_faults.py)."""
+    save_config(from_dict({"name": "early"}), tmp_path / "config.yaml")
     out = build_report(tmp_path)
     assert "No transfer results yet" in out["markdown"].read_text()
-    assert out["missing_cells"] == 0
+    assert out["missing_cells"] == 6 * 2 * 3  # the default grid: fractions x inits x seeds, none run yet
 
 
 def test_validation_curves_name_inits_as_the_results_do(tmp_path):
