@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from audio2image.report.stats import METRICS, cell_table, metric_name
+from audio2image.report.stats import METRICS, cell_table, gain_range, metric_name, metric_range
 
 DPI = 120
 # fixed colours so an init has the same colour in every figure
@@ -272,7 +272,15 @@ def _series_points(items: list[dict]):
             continue
         x = np.array([item["fraction"] for item in group]) * _dodge(i, len(series))
         mean, low, high = (np.array([100 * item[k] for item in group]) for k in ("mean", "ci_low", "ci_high"))
+        low, high = _clipped(low, high, group[0])
         yield SeriesPoints(group, _label(init, freeze, items), *_style(init, freeze, items), x, mean, low, high)
+
+
+def _clipped(low: np.ndarray, high: np.ndarray, item: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Interval ends (x 100) within the metric's range, or a difference's (a gain has a baseline), as the tables
+    show them (text.bounded): a band never reaches past 100% or below 0."""
+    bounds = (gain_range if "baseline" in item else metric_range)(item.get("metric", ""))
+    return np.clip(low, 100 * bounds[0], 100 * bounds[1]), np.clip(high, 100 * bounds[0], 100 * bounds[1])
 
 
 def init_color(init: str):

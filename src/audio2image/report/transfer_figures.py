@@ -14,7 +14,7 @@ from matplotlib.lines import Line2D
 
 from audio2image.analysis.similarity import STAGE_OUTPUTS
 from audio2image.report.figures import _fraction_axis, _legend, _save, _series_points, _yerr, init_color
-from audio2image.report.stats import metric_name
+from audio2image.report.stats import gain_range, metric_name
 
 KIND_STYLES = {"init vs random": "-", "before vs after": "--", "random vs random": ":"}
 
@@ -32,6 +32,8 @@ def gain_by_depth(points: list[dict], path: Path, metric: str) -> Path:
         line = sorted((p for p in points if p["fraction"] == fraction), key=lambda p: p["depth"])
         x = np.array([p["depth"] for p in line]) + (i - (len(fractions) - 1) / 2) * 0.06
         mean, low, high = (np.array([100 * p[k] for p in line]) for k in ("mean", "ci_low", "ci_high"))
+        edge = 100 * gain_range(metric)[1]  # as the tables show a gain's interval: within +-100 points
+        low, high = np.clip(low, -edge, edge), np.clip(high, -edge, edge)
         ax.errorbar(x, mean, yerr=_yerr(mean, low, high), marker="o", capsize=4, lw=1.5,
                     label=f"{100 * fraction:g}% of the training split")
     ax.set_xticks(range(6), ["0\n(random)", "1\nconv1", "2\n+layer1", "3\n+layer2", "4\n+layer3", "5\n+layer4"])

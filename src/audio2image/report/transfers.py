@@ -17,7 +17,7 @@ import numpy as np
 from audio2image.report.convergence import convergence_sentence, convergence_table
 from audio2image.analysis.similarity import CKA_FILE, STAGE_OUTPUTS
 from audio2image.report import stats, transfer_figures
-from audio2image.report.text import num, p_value, pct, points, table
+from audio2image.report.text import clipped_note, interval, num, p_value, pct, points, table
 from audio2image.training.initspec import describe_depth, parse_init
 from audio2image.util import read_json_or_none
 
@@ -89,11 +89,13 @@ class WhatTransfers:
     def _versus_full_table(self, inits: dict) -> str:
         gains = [g for g in self.versus_full if g["init"] in inits]
         rows = [[g["init"], g["baseline"], g["freeze"], pct(g["fraction"]), points(g["mean"]),
-                 f"{points(g['ci_low'])} to {points(g['ci_high'])}", p_value(g["p_holm"]), str(g["n"])] for g in gains]
+                 interval(g["ci_low"], g["ci_high"], stats.gain_range(g["metric"]), points), p_value(g["p_holm"]),
+                 str(g["n"])] for g in gains]
         if not rows:
             return "No paired results yet."
-        return table(["init", "against", "freeze", "fraction", "difference (points)", "95% CI", "Holm p", "n pairs"],
+        text = table(["init", "against", "freeze", "fraction", "difference (points)", "95% CI", "Holm p", "n pairs"],
                      rows)
+        return "\n\n".join(filter(None, (text, clipped_note(text))))
 
     def _depth_points(self) -> list[dict]:
         """Gain over random at each depth (0: random itself; 5: the full init), for every depth init's base."""
