@@ -9,6 +9,38 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+class Busy(RuntimeError):
+    """Another process holds the lock: `holder` says who ("host pid")."""
+
+    def __init__(self, path: Path, holder: str):
+        super().__init__(f"{path} is held by {holder or 'another process'}")
+        self.holder = holder
+
+
+@contextmanager
+def file_lock(path: Path, wait: bool = True):
+    """Hold an exclusive lock on `path` for the block: one owner per run or store among processes and machines
+    sharing a folder. fcntl.flock, so the OS releases it when its holder dies, even by SIGKILL: a crashed owner
+    never blocks the others. The file names its holder ("host pid") for messages. With wait=False, Busy is raised
+    at once instead of waiting. Not re-entrant: a process must not take the same lock twice."""
+    import fcntl
+    import socket
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            raise Busy(path, handle.read().strip()) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{socket.gethostname()} {os.getpid()}\n")
+        handle.flush()
+        yield
+
+
 @contextmanager
 def atomic_path(path: Path):
     """Yield a temporary path beside `path`; it replaces `path` only if the block finishes.

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from audio2image.config import Config, config_hash
 from audio2image.prepare.store import Store, damaged_arrays, is_complete
+from audio2image.util import file_lock
 
 
 def dataset_root(config: Config, side: str) -> Path:
@@ -70,8 +71,10 @@ def ensure_dataset(config: Config, side: str) -> Path:
 def ensure_store(config: Config, side: str) -> Store:
     """The prepared store of the side's dataset under this config, prepared (or finished) now if needed."""
     out = store_path(config, side)
-    if not is_complete(out) or damaged_arrays(out):  # a damaged store is set aside and prepared anew
-        dataset = config.dataset(side)
-        dataset.prepare(ensure_dataset(config, side), out, workers=config.workers, progress=config.progress,
-                        **{option.param: getattr(config, option.key) for option in dataset.store_options})
+    # one preparer per store among processes sharing data_dir; the others wait, then open the finished store
+    with file_lock(out.parent / f".{out.name}.lock"):
+        if not is_complete(out) or damaged_arrays(out):  # a damaged store is set aside and prepared anew
+            dataset = config.dataset(side)
+            dataset.prepare(ensure_dataset(config, side), out, workers=config.workers, progress=config.progress,
+                            **{option.param: getattr(config, option.key) for option in dataset.store_options})
     return Store(out)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from audio2image.config import Config, ConfigError, from_dict
 from audio2image.training.run import RunSpec, train_run
-from audio2image.util import log
+from audio2image.util import Busy, log
 
 
 def run_threads(config: Config) -> int:
@@ -37,12 +37,13 @@ def use_threads(config: Config, processes: int = 1) -> None:
     torch.set_num_threads(max(1, run_threads(config) // processes))
 
 
-def execute_run(config_values: dict, spec_values: dict, run_dir: str) -> dict:
-    """Run one planned run from plain data (what crosses process and machine boundaries)."""
+def execute_run(config_values: dict, spec_values: dict, run_dir: str, wait: bool = True) -> dict:
+    """Run one planned run from plain data (what crosses process and machine boundaries); with wait=False a run
+    another process is training raises util.Busy instead of waiting for it."""
     config = from_dict(config_values)
     use_threads(config)
     spec_values = dict(spec_values, store=Path(spec_values["store"]))
-    return train_run(config, RunSpec(**spec_values), Path(run_dir))
+    return train_run(config, RunSpec(**spec_values), Path(run_dir), wait=wait)
 
 
 def _payload(run) -> tuple[dict, dict, str]:
@@ -62,11 +63,18 @@ def execute(runs: list, config: Config) -> None:
 
 def run_local(runs: list, config: Config) -> None:
     if config.parallel <= 1:
+        busy = []  # runs another process is training (a second sweep on the same folder): taken last, waited for
         for index, run in enumerate(runs, 1):
             log(f"[{index}/{len(runs)}] {run.run_dir.name}: fraction {run.spec.fraction}, "
                 f"init {run.spec.extra.get('init_name', run.spec.init)}, seed {run.spec.seed}, "
                 f"freeze {run.spec.freeze}")
-            execute_run(*_payload(run))
+            try:
+                execute_run(*_payload(run), wait=False)
+            except Busy as error:
+                log(f"  {run.run_dir.name} is being trained by {error.holder}; taking the next run first")
+                busy.append(run)
+        for run in busy:
+            execute_run(*_payload(run))  # waits for its owner, then reads (or, if the owner died, trains) it
         return
     # One process per slot; with GPUs, each slot owns one device.
     context = multiprocessing.get_context("spawn")

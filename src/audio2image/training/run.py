@@ -32,7 +32,7 @@ from audio2image.training.inits import initialise
 from audio2image.training.model import build_model, freeze
 from audio2image.training.optim import build_optimizer, build_schedule
 from audio2image.training.tasks import Task, build_task, fraction_rows
-from audio2image.util import atomic_path, atomic_write_text, log, write_json
+from audio2image.util import atomic_path, atomic_write_text, file_lock, log, write_json
 
 
 @dataclass
@@ -101,12 +101,27 @@ def stage_settings(config: Config, stage: str) -> dict:
     return {k[len(prefix):]: v for k, v in config.to_dict().items() if k.startswith(prefix)}
 
 
-def train_run(config: Config, spec: RunSpec, run_dir: Path) -> dict:
-    """Run (or resume, or just read) one training run; returns its result.json content."""
+LOCK = ".lock"  # in the run folder: held by the process that trains the run
+
+
+def train_run(config: Config, spec: RunSpec, run_dir: Path, wait: bool = True) -> dict:
+    """Run (or resume, or just read) one training run; returns its result.json content.
+
+    One owner per run: the training process holds RUN_DIR/.lock (util.file_lock), so sweeps in several processes
+    or on several machines sharing the folder train each run once; another caller waits for the owner and reads
+    its result (wait=False: raises util.Busy at once, to take another run first)."""
     run_dir = Path(run_dir)
     finished = finished_result(run_dir)  # a damaged result or best.pt is set aside and the run redone
     if finished is not None:
         return finished
+    if not distributed.is_main():  # DDP: the main process owns the run for all of them
+        return _train(config, spec, run_dir)
+    with file_lock(run_dir / LOCK, wait=wait):
+        finished = finished_result(run_dir)  # the owner we waited for may have finished it
+        return finished if finished is not None else _train(config, spec, run_dir)
+
+
+def _train(config: Config, spec: RunSpec, run_dir: Path) -> dict:
     started = time.perf_counter()
     store = Store(spec.store)
     task = build_task(store, config, spec.stage)
