@@ -340,3 +340,17 @@ def test_every_pretraining_run_is_listed_with_how_seeds_pair(tmp_path):
     assert section.count("| source | mtat |") == 2
     assert "transfer seed -> pretraining seed: 0 -> 0, 1 -> 1, 2 -> 0" in section
     assert "the intervals over seeds include the spread between pretraining runs" in section
+
+
+def test_runs_with_different_thread_counts_are_said_to_differ(tmp_path):
+    exp = make_experiment(tmp_path)
+    with open(exp / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    for k, row in enumerate(rows):
+        row["threads"], row["precision"] = (1 if k % 2 else 2), "bf16"
+    with open(exp / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[*HEADER, "threads", "precision"])
+        writer.writeheader()
+        writer.writerows(rows)
+    runs = section_of(build_report(exp)["markdown"].read_text(), "## Runs")
+    assert "different CPU thread counts (1, 2)" in runs and "different precisions" not in runs

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 
 import pytest
 import yaml
 
 from audio2image.config import load_config
-from audio2image.sweep.executors import execute, run_slurm
+from audio2image.sweep.executors import execute
 from audio2image.sweep.grid import transfer_plan
 from audio2image.sweep.results import write_results
 from stores import make_image_store
@@ -62,20 +61,19 @@ def test_same_seed_same_subset_across_inits(tmp_path, store):
 
 @pytest.mark.slow
 def test_ray_and_submitit_give_the_local_table(tmp_path, store):
-    # One thread everywhere: CPU results depend on the thread count, and Ray gives each task one core.
-    local_config, local_runs = plan(tmp_path / "local", store, threads=1)
+    """Default settings at the same `parallel`: the thread count is resolved once from the config (sweep/executors
+    run_threads) and given to every run, so the local pool, Ray and submitit's local mode train alike."""
+    local_config, local_runs = plan(tmp_path / "local", store, parallel=2)
     execute(local_runs, local_config)
     expected = table(local_runs, tmp_path / "local.csv")
 
-    ray_config, ray_runs = plan(tmp_path / "ray", store, executor="ray", parallel=2, threads=1)
+    ray_config, ray_runs = plan(tmp_path / "ray", store, executor="ray", parallel=2)
     execute(ray_runs, ray_config)
     assert_same_table(table(ray_runs, tmp_path / "ray.csv"), expected)
 
-    submitit = pytest.importorskip("submitit")
-    slurm_config, slurm_runs = plan(tmp_path / "slurm", store, executor="slurm", threads=1)
-    executor = submitit.LocalExecutor(folder=tmp_path / "submitit")
-    executor.update_parameters(timeout_min=10)
-    run_slurm(slurm_runs, dataclasses.replace(slurm_config), executor=executor)
+    pytest.importorskip("submitit")
+    slurm_config, slurm_runs = plan(tmp_path / "slurm", store, executor="submitit-local", parallel=2)
+    execute(slurm_runs, slurm_config)
     assert_same_table(table(slurm_runs, tmp_path / "slurm.csv"), expected)
 
 

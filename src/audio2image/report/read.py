@@ -18,8 +18,8 @@ from audio2image.datasets.registry import DATASETS
 from audio2image.util import read_json_or_none
 
 IMAGENET_HUB_FILE = "checkpoints/resnet18-f37072fd.pth"
-INT_COLUMNS = ("seed", "best_epoch", "epochs_run", "pretrain_seed")
-TEXT_COLUMNS = ("run_id", "stage", "dataset", "init", "freeze", "status")
+INT_COLUMNS = ("seed", "best_epoch", "epochs_run", "pretrain_seed", "threads")
+TEXT_COLUMNS = ("run_id", "stage", "dataset", "init", "freeze", "status", "precision")
 DATASETS_FILE = "datasets.json"  # written by the sweep (sweep/__init__.py)
 
 

@@ -288,7 +288,16 @@ def _runs(rows: list[dict], missing: list[tuple], inits: list[str]) -> str:
     failed = [r for r in rows if r.get("status") != "completed"]
     if failed:
         parts.append(f"{len(failed)} run(s) did not complete (status shown above); they count in no statistic.")
+    for key, words in (("threads", "CPU thread counts"), ("precision", "precisions")):
+        found = sorted({str(r[key]) for r in rows if r.get(key) not in (None, "") and not _nan(r[key])})
+        if len(found) > 1:
+            parts.append(f"The runs used different {words} ({', '.join(found)}): results on the CPU depend on them "
+                         "(summation order, rounding), so runs that differ only in them may differ slightly.")
     return "\n\n".join(parts)
+
+
+def _nan(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 # --- cells ---------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from audio2image.util import atomic_write_text, read_json
 
 # lr and weight_decay: the setting chosen on validation; pretrain_seed: the pretraining run a pretrained init loads
 IDENTITY = ["run_id", "stage", "dataset", "fraction", "init", "seed", "freeze", "lr", "weight_decay", "pretrain_seed"]
-OUTCOME = ["status", "best_epoch", "epochs_run", "train_items"]
+OUTCOME = ["status", "best_epoch", "epochs_run", "train_items", "threads", "precision"]
 METRICS = {
     "classification": ["loss", "top1", "top5", "mean_class_acc"],
     "tagging": ["loss", "roc_auc", "pr_auc"],
