@@ -143,3 +143,21 @@ def test_a_full_disk_is_one_line_naming_where(tmp_path, capsys, monkeypatch):
 def test_bad_names_are_config_errors():
     with pytest.raises(ConfigError):
         load_config(None, ["name=.."])
+
+
+def test_inspect_and_prepare_agree_on_a_png_named_jpg(tmp_path):
+    from PIL import Image
+
+    from audio2image.datasets.caltech256 import inspect_caltech256
+    from audio2image.datasets.synth import synth_caltech256
+    from audio2image.prepare.images import prepare_caltech256
+
+    root = tmp_path / "caltech"
+    synth_caltech256(root, classes=2, per_class=6, workers=1, progress=False, min_side=40, max_side=60)
+    impostor = next((root / "256_ObjectCategories").glob("001.*/*.jpg"))
+    Image.new("RGB", (50, 50), (200, 10, 10)).save(impostor, format="PNG")
+    inspected = inspect_caltech256(root, decode=True, workers=1)
+    manifest = prepare_caltech256(root, tmp_path / "store", size=32, workers=1, progress=False)
+    named = str(impostor.relative_to(root))
+    assert [(u["path"], u["reason"]) for u in inspected["undecodable"]] == [(named, "not a JPEG (format PNG)")]
+    assert [(s["item"], s["reason"]) for s in manifest["skipped"]] == [(named, "not a JPEG (format PNG)")]

@@ -150,7 +150,9 @@ def test_partial_sweep_marks_missing(tmp_path):
     skip = {(1.0, "audio", 1), (0.25, "imagenet", 0), (0.25, "imagenet", 1)}
     exp = make_experiment(tmp_path, inits=("random", "audio", "imagenet"), skip=skip,
                           extra={"imagenet_weights": str(imagenet)})
-    # a diverged run with empty metric cells, as the sweep writes it
+    # a diverged run with empty metric cells, as the sweep writes it (its folder holds its result)
+    (exp / "transfer" / "x").mkdir()
+    (exp / "transfer" / "x" / "result.json").write_text(json.dumps({"status": "diverged"}))
     with open(exp / "results.csv", "a", newline="") as handle:
         csv.writer(handle).writerow(["x", "transfer", "caltech256", 1.0, "audio", 1, "none", "diverged"]
                                     + [""] * (len(HEADER) - 8))
@@ -354,3 +356,13 @@ def test_runs_with_different_thread_counts_are_said_to_differ(tmp_path):
         writer.writerows(rows)
     runs = section_of(build_report(exp)["markdown"].read_text(), "## Runs")
     assert "different CPU thread counts (1, 2)" in runs and "different precisions" not in runs
+
+
+def test_a_deleted_run_folder_counts_as_missing(tmp_path):
+    import shutil
+
+    exp = make_experiment(tmp_path)
+    shutil.rmtree(exp / "transfer" / "f1.0-audio-s1-none")
+    out = build_report(exp)
+    runs = section_of(out["markdown"].read_text(), "## Runs")
+    assert out["missing_cells"] == 1 and "f1.0-audio-s1-none" in runs and "counted as missing" in runs

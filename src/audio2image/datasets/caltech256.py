@@ -22,6 +22,7 @@ from audio2image.datasets.inspection import count_stats, decode_findings, decode
 from audio2image.datasets.splits import RATIOS, random_split, stratified_split
 
 SPLIT_PROTOCOLS = ("stratified", "seed")
+FORMATS = ("JPEG",)  # Caltech-256 is JPEGs: anything else under a .jpg name is skipped, by inspect and prepare alike
 CATEGORY = re.compile(r"^(\d{3})\.(.+)$")
 CATEGORIES_DIR = "256_ObjectCategories"
 CLUTTER = "clutter"
@@ -131,7 +132,7 @@ def inspect_caltech256(root: Path, include_clutter: bool = True, decode: bool = 
         "decoded": decode,
     }
     if decode:
-        report.update(decode_findings(scan.root, scan.paths, workers))
+        report.update(decode_findings(scan.root, scan.paths, workers, FORMATS))
     return report
 
 

@@ -5,6 +5,7 @@ and for image datasets which files fail to decode, so that all inspections check
 """
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 from concurrent.futures import ProcessPoolExecutor
@@ -28,26 +29,39 @@ def capped_lines(title: str, listed: dict, show=str) -> list[str]:
     return lines
 
 
-def check_image(path: str) -> tuple[str | None, str | None]:
-    """(PIL mode, None) if the file decodes fully, else (None, reason)."""
+def format_problem(image, formats: tuple[str, ...] | None) -> str | None:
+    """Why an opened image is refused for its format (a PNG named .jpg in Caltech-256), or None: the one rule that
+    inspection and preparation both apply."""
+    if formats is not None and image.format not in formats:
+        return f"not a {' or '.join(formats)} (format {image.format})"
+    return None
+
+
+def check_image(path: str, formats: tuple[str, ...] | None = None) -> tuple[str | None, str | None]:
+    """(PIL mode, None) if the file decodes fully and is of an accepted format, else (None, reason)."""
     from PIL import Image
 
     try:
         if os.path.getsize(path) == 0:
             return None, "zero-byte file"
         with Image.open(path) as image:
+            refused = format_problem(image, formats)
+            if refused:
+                return None, refused
             image.load()  # open() only reads the header; load() decodes, which catches truncation
             return image.mode, None
     except Exception as error:  # any decoder failure is a finding, not a crash
         return None, f"{type(error).__name__}: {error}"
 
 
-def check_images(paths: list[str], workers: int = 1) -> list[tuple[str | None, str | None]]:
+def check_images(paths: list[str], workers: int = 1, formats: tuple[str, ...] | None = None
+                 ) -> list[tuple[str | None, str | None]]:
     """`check_image` of every path, in order; `workers` > 1 decodes in that many processes."""
+    check = functools.partial(check_image, formats=formats)
     if workers <= 1:
-        return [check_image(path) for path in paths]
+        return [check(path) for path in paths]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(check_image, paths, chunksize=64))
+        return list(pool.map(check, paths, chunksize=64))
 
 
 def count_stats(counts: list[int]) -> dict:
@@ -56,9 +70,10 @@ def count_stats(counts: list[int]) -> dict:
             "max": max(counts, default=0)}
 
 
-def decode_findings(root: Path, paths: list[str], workers: int = 1) -> dict:
-    """{"modes": PIL mode -> images, "undecodable": [{"path", "reason"}]} for `paths` relative to `root`."""
-    results = check_images([str(Path(root) / p) for p in paths], workers)
+def decode_findings(root: Path, paths: list[str], workers: int = 1, formats: tuple[str, ...] | None = None) -> dict:
+    """{"modes": PIL mode -> images, "undecodable": [{"path", "reason"}]} for `paths` relative to `root`; `formats`:
+    those preparation accepts (None: any), so inspection counts what preparation will skip."""
+    results = check_images([str(Path(root) / p) for p in paths], workers, formats)
     modes: dict[str, int] = {}
     for mode, _ in results:
         if mode is not None:

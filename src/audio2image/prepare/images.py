@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from audio2image.datasets import caltech256, imagefolder
+from audio2image.datasets.inspection import format_problem
 from audio2image.prepare.store import (SplitItems, check_splits, complete_manifest, split_signatures, worker_pool,
                                        write_manifest, write_splits)
 from audio2image.util import log
@@ -29,7 +30,7 @@ def prepare_caltech256(root: Path, out: Path, *, size: int = 256, resize: str = 
              "include_clutter": include_clutter, "strays": scan.strays, "empty_classes": scan.empty_classes}
     return write_image_store(Path(root), Path(out), scan.classes, scan.paths, scan.labels,
                              caltech256.split_images(scan.labels, split, split_seed), facts, size=size,
-                             resize=resize, formats=("JPEG",), workers=workers, progress=progress)
+                             resize=resize, formats=caltech256.FORMATS, workers=workers, progress=progress)
 
 
 def prepare_imagefolder(root: Path, out: Path, *, size: int = 256, resize: str = "center", split_seed: int = 0,
@@ -99,8 +100,9 @@ def load_image(path: Path, size: int, resize: str, formats: tuple[str, ...] | No
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                if formats is not None and image.format not in formats:
-                    return f"not a {' or '.join(formats)} (format {image.format})"
+                refused = format_problem(image, formats)
+                if refused:
+                    return refused
                 # Let libjpeg decode at a reduced scale when the image is much larger than needed.
                 image.draft("RGB", (size, size))
                 image = ImageOps.exif_transpose(image).convert("RGB")

@@ -85,6 +85,16 @@ def read_results(path: Path) -> list[dict]:
         return rows
 
 
+def rows_with_runs(exp: Path, rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The rows of results.csv whose run folder still holds its result (the files are the truth), and the rest:
+    a run deleted or damaged since results.csv was written counts as missing, not as completed."""
+    kept, gone = [], []
+    for row in rows:
+        run_id = row.get("run_id")
+        (kept if not run_id or (exp / "transfer" / str(run_id) / "result.json").is_file() else gone).append(row)
+    return kept, gone
+
+
 def _typed(raw: dict) -> dict:
     row = {}
     for key, value in raw.items():

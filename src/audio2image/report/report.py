@@ -22,7 +22,8 @@ from audio2image.report import figures, stats
 from audio2image.report.fairness import control_inits, control_section, control_verdict, selection_section
 from audio2image.report.html import render_html
 from audio2image.report.pretraining import pretraining_section, side_words
-from audio2image.report.read import conv1_weights, experiment_facts, read_config, read_results, transfer_curves
+from audio2image.report.read import (conv1_weights, experiment_facts, read_config, read_results, rows_with_runs,
+                                     transfer_curves)
 from audio2image.report.text import (capitalised, clipped_note, config_value, finite, interval, p_value, pct, percent,
                                      points, table, times)
 from audio2image.report.transfers import WhatTransfers
@@ -48,7 +49,7 @@ def build_report(experiment_dir: Path) -> dict:
                                 "OUT_DIR/NAME (e.g. runs/demo)")
     config = read_config(exp / "config.yaml")
     facts = experiment_facts(exp, config)
-    rows = read_results(exp / "results.csv")
+    rows, gone = rows_with_runs(exp, read_results(exp / "results.csv"))
     task = facts["target"]["task"] if facts["target"]["task"] in TEST_METRICS else "classification"
     metrics = TEST_METRICS[task]
     grid = {k: config.get(k) for k in ("fractions", "inits", "seeds", "freezes")}
@@ -82,7 +83,7 @@ def build_report(experiment_dir: Path) -> dict:
         _validation(curves, VALIDATION_METRIC[task], fig_dir, made),
         _seed_chart(rows, metrics[0], fig_dir, made),
         _filters(exp, config, facts["source"], fig_dir, made),
-        _runs(rows, missing, inits),
+        _runs(rows, missing, inits, gone),
     ]
     markdown = "\n\n".join(s.strip() for s in sections) + "\n"
     md_path, html_path = exp / "report.md", exp / "report.html"
@@ -273,7 +274,7 @@ def _filters(exp: Path, config: dict, source: dict, fig_dir: Path, made: dict) -
             "its own.\n\n![First-layer filters](figures/conv1_filters.png)")
 
 
-def _runs(rows: list[dict], missing: list[tuple], inits: list[str]) -> str:
+def _runs(rows: list[dict], missing: list[tuple], inits: list[str], gone: list[dict] = ()) -> str:
     columns = [c for c in RUN_COLUMNS if any(c in r for r in rows)] or RUN_COLUMNS[:6]
     planned = [{"fraction": f, "init": i, "seed": s, "freeze": z, "status": "missing"} for f, i, s, z in missing]
     order = {init: k for k, init in enumerate(inits)}
@@ -285,6 +286,10 @@ def _runs(rows: list[dict], missing: list[tuple], inits: list[str]) -> str:
     if missing:
         parts.append("Missing runs:\n\n" + "\n".join(f"- fraction {pct(f)}, init {i}, seed {s}, freeze {z}"
                                                       for f, i, s, z in missing))
+    if gone:
+        parts.append(f"{len(gone)} row(s) of results.csv name a run whose folder holds no result any more (deleted "
+                     "or damaged since): counted as missing; run the sweep again to redo them ("
+                     + ", ".join(str(r["run_id"]) for r in gone) + ").")
     failed = [r for r in rows if r.get("status") != "completed"]
     if failed:
         parts.append(f"{len(failed)} run(s) did not complete (status shown above); they count in no statistic.")

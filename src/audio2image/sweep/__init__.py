@@ -74,7 +74,8 @@ def pretrain(config: Config, stores: dict) -> None:
 def _warn_unused_single_run_keys(config: Config) -> None:
     """A sweep trains with the values of its lists; say so when a one-run key was set to something else."""
     for one, many in (("transfer_lr", "transfer_lrs"), ("transfer_weight_decay", "transfer_weight_decays"),
-                      ("pretrain_seed", "pretrain_seeds")):
+                      ("pretrain_seed", "pretrain_seeds"), ("init", "inits"), ("fraction", "fractions"),
+                      ("seed", "seeds"), ("freeze", "freezes")):
         if getattr(config, one) != key_spec(one)[1] and getattr(config, one) not in getattr(config, many):
             log(f"warning: {one}={getattr(config, one)} sets one run; the sweep uses {many}="
                 f"{getattr(config, many)} (set {many} instead)")
