@@ -57,6 +57,12 @@ def store_path(config: Config, side: str) -> Path:
     return Path(config.data_dir) / "stores" / f"{dataset.name}-{config_hash(values)}"
 
 
+def store_ready(config: Config, side: str) -> bool:
+    """Whether the side's store is complete and whole (nothing to prepare)."""
+    out = store_path(config, side)
+    return is_complete(out) and not damaged_arrays(out)
+
+
 def ensure_dataset(config: Config, side: str) -> Path:
     """The side's raw dataset root; synthesised first when the config asks for synthetic data."""
     root = dataset_root(config, side)
@@ -68,11 +74,12 @@ def ensure_dataset(config: Config, side: str) -> Path:
     return root
 
 
-def ensure_store(config: Config, side: str) -> Store:
-    """The prepared store of the side's dataset under this config, prepared (or finished) now if needed."""
+def ensure_store(config: Config, side: str, wait: bool = True) -> Store:
+    """The prepared store of the side's dataset under this config, prepared (or finished) now if needed; with
+    wait=False, util.Busy when another process is preparing it."""
     out = store_path(config, side)
     # one preparer per store among processes sharing data_dir; the others wait, then open the finished store
-    with file_lock(out.parent / f".{out.name}.lock"):
+    with file_lock(out.parent / f".{out.name}.lock", wait=wait):
         if not is_complete(out) or damaged_arrays(out):  # a damaged store is set aside and prepared anew
             dataset = config.dataset(side)
             dataset.prepare(ensure_dataset(config, side), out, workers=config.workers, progress=config.progress,

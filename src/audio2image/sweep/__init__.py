@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from audio2image.config import Config, ConfigError, key_spec, save_config
 from audio2image.prepare.store import Store
-from audio2image.prepare.stores import check_roots, ensure_store
-from audio2image.sweep.executors import check_executor, execute, use_threads
+from audio2image.prepare.stores import check_roots, ensure_store, store_ready
+from audio2image.sweep.executors import Job, check_executor, execute, execute_jobs, prepare_side
 from audio2image.sweep.grid import pretrain_plan, pretrain_seed_for, pretrained_sides, transfer_plan
 from audio2image.sweep.selection import run_selection
 from audio2image.sweep.results import write_results
-from audio2image.training.run import train_run
-from audio2image.util import log, read_json, write_json
+from audio2image.util import log, read_json, read_json_or_none, write_json
 
 DATASETS_FILE = "datasets.json"  # what the source and target are, for the report
 
@@ -24,9 +23,8 @@ def run_sweep(config: Config) -> dict:
     experiment.mkdir(parents=True, exist_ok=True)
     save_config(config, experiment / "config.yaml")
     _warn_unused_single_run_keys(config)
-    stores = {side: ensure_store(config, side) for side in sides}
-    pretrain(config, stores)
-    stores["target"] = ensure_store(config, "target")
+    stores = prepare_stores(config, (*sides, "target"))
+    pretrain(config, {side: stores[side] for side in sides})
     write_json(experiment / DATASETS_FILE, {side: describe_store(store) for side, store in stores.items()})
     chosen = run_selection(config, stores["target"].path, lambda runs: execute(runs, config))
     runs = transfer_plan(config, stores["target"].path, chosen)
@@ -54,21 +52,34 @@ def check_before_work(config: Config) -> None:
     check_executor(config)
 
 
+def prepare_stores(config: Config, sides) -> dict[str, Store]:
+    """The sides' stores, each prepared as a job of the configured executor (on a cluster: not on the login node;
+    several at once where `parallel` allows) unless complete already."""
+    jobs = [Job(prepare_side, (config.to_dict(), side), f"the {side}'s store ({getattr(config, side)})", gpu=False)
+            for side in sides if not store_ready(config, side)]
+    execute_jobs(jobs, config)
+    return {side: ensure_store(config, side) for side in sides}  # complete now: opens them
+
+
 def pretrain(config: Config, stores: dict) -> None:
-    """Every pretraining run the grid's inits need: per pretrained side, one per pretraining seed."""
+    """Every pretraining run the grid's inits need (per pretrained side, one per pretraining seed), as jobs of the
+    configured executor: in parallel where `parallel` allows; the transfer runs start once they have finished."""
     if not stores:
         return
     pairs = ", ".join(f"{seed}->{pretrain_seed_for(config, seed)}" for seed in config.seeds)
     log(f"pretraining seeds {', '.join(map(str, config.pretrain_seeds))}; transfer seed -> pretraining seed: "
         f"{pairs} (seed number i uses pretraining run i mod {len(config.pretrain_seeds)})")
-    use_threads(config)  # pretraining runs here, in the sweep's process
-    for side, store in stores.items():
-        for seed in config.pretrain_seeds:
-            plan = pretrain_plan(config, store.path, side, seed)
-            _check_same_pretraining(plan)
-            log(f"pretraining on {getattr(config, side)} ({store.modality} {store.task}), seed {seed}, "
-                f"in {plan.run_dir}")
-            train_run(plan.config, plan.spec, plan.run_dir)
+    plans = [pretrain_plan(config, store.path, side, seed) for side, store in stores.items()
+             for seed in config.pretrain_seeds]
+    for plan in plans:
+        _check_same_pretraining(plan)
+    execute(plans, config)
+    failed = [p.run_dir for p in plans if (read_json_or_none(p.run_dir / "result.json") or {}).get("status")
+              != "completed"]
+    if failed:
+        raise ConfigError(f"config key 'pretrain_lr': pretraining did not complete in "
+                          f"{', '.join(map(str, failed))} (its result.json says why; a diverged run needs a lower "
+                          "pretrain_lr), so the transfer runs that load it cannot start")
 
 
 def _warn_unused_single_run_keys(config: Config) -> None:

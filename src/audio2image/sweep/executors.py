@@ -11,7 +11,9 @@ import dataclasses
 import multiprocessing
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from audio2image.config import Config, ConfigError, from_dict
 from audio2image.training.run import RunSpec, train_run
@@ -46,44 +48,73 @@ def execute_run(config_values: dict, spec_values: dict, run_dir: str, wait: bool
     return train_run(config, RunSpec(**spec_values), Path(run_dir), wait=wait)
 
 
+@dataclass(frozen=True)
+class Job:
+    """One unit of work for an executor: a module-level function (Ray and submitit send it by reference) called
+    with plain data; it takes `wait=False` to raise util.Busy when another process owns its run or store."""
+
+    fn: Callable
+    args: tuple
+    label: str
+    gpu: bool = True  # asks for a GPU where there is one (training); preparing a store does not
+
+
 def _payload(run) -> tuple[dict, dict, str]:
     spec = dict(vars(run.spec), store=str(run.spec.store))
     return run.config.to_dict(), spec, str(run.run_dir)
 
 
+def _label(run) -> str:
+    spec = run.spec
+    if spec.stage == "pretrain":
+        return f"{run.run_dir.name}: pretraining on the {spec.extra.get('side', 'source')}, seed {spec.seed}"
+    return (f"{run.run_dir.name}: fraction {spec.fraction}, init {spec.extra.get('init_name', spec.init)}, "
+            f"seed {spec.seed}, freeze {spec.freeze}")
+
+
 def execute(runs: list, config: Config) -> None:
+    """Train the planned runs that have not finished, on the configured executor, each with run_threads."""
     threads = run_threads(config)
     todo = [dataclasses.replace(run, config=dataclasses.replace(run.config, threads=threads))
             for run in runs if not (run.run_dir / "result.json").is_file()]
     log(f"sweep: {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run "
         f"with the {config.executor} executor, {config.parallel} at a time, {threads} torch threads each")
-    if todo:
-        EXECUTORS[config.executor](todo, config)
+    execute_jobs([Job(execute_run, _payload(run), _label(run)) for run in todo], config)
 
 
-def run_local(runs: list, config: Config) -> None:
+def execute_jobs(jobs: list[Job], config: Config) -> None:
+    """Run jobs where the config says: here, a local pool, Ray tasks or a Slurm job array."""
+    if jobs:
+        EXECUTORS[config.executor](jobs, config)
+
+
+def prepare_side(config_values: dict, side: str, wait: bool = True) -> str:
+    """A job: prepare the store of one side of the experiment (synthesising its data first where asked)."""
+    from audio2image.prepare.stores import ensure_store
+
+    return str(ensure_store(from_dict(config_values), side, wait=wait).path)
+
+
+def run_local(jobs: list[Job], config: Config) -> None:
     if config.parallel <= 1:
-        busy = []  # runs another process is training (a second sweep on the same folder): taken last, waited for
-        for index, run in enumerate(runs, 1):
-            log(f"[{index}/{len(runs)}] {run.run_dir.name}: fraction {run.spec.fraction}, "
-                f"init {run.spec.extra.get('init_name', run.spec.init)}, seed {run.spec.seed}, "
-                f"freeze {run.spec.freeze}")
+        busy = []  # owned by another process (a second sweep on the same folder): taken last, then waited for
+        for index, job in enumerate(jobs, 1):
+            log(f"[{index}/{len(jobs)}] {job.label}")
             try:
-                execute_run(*_payload(run), wait=False)
+                job.fn(*job.args, wait=False)
             except Busy as error:
-                log(f"  {run.run_dir.name} is being trained by {error.holder}; taking the next run first")
-                busy.append(run)
-        for run in busy:
-            execute_run(*_payload(run))  # waits for its owner, then reads (or, if the owner died, trains) it
+                log(f"  owned by {error.holder}; taking the next one first")
+                busy.append(job)
+        for job in busy:
+            job.fn(*job.args)  # waits for its owner, then reads (or, if the owner died, does) it
         return
     # One process per slot; with GPUs, each slot owns one device.
     context = multiprocessing.get_context("spawn")
     gpus = _gpu_count()
     with futures.ProcessPoolExecutor(config.parallel, mp_context=context, initializer=_pin_slot,
                                      initargs=(gpus, config.parallel)) as pool:
-        jobs = [pool.submit(execute_run, *_payload(run)) for run in runs]
-        for job in futures.as_completed(jobs):
-            job.result()
+        for done in futures.as_completed([pool.submit(job.fn, *job.args) for job in jobs]):
+            done.result()
 
 
 def _pin_slot(gpus: int, slots: int) -> None:
@@ -100,7 +131,7 @@ def _gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def run_ray(runs: list, config: Config) -> None:
+def run_ray(jobs: list[Job], config: Config) -> None:
     try:
         import ray
     except ImportError as error:
@@ -111,16 +142,22 @@ def run_ray(runs: list, config: Config) -> None:
             ray.init(address=config.ray_address)
         else:  # a local Ray: room for `parallel` runs of run_threads cores each
             ray.init(num_cpus=config.parallel * run_threads(config), include_dashboard=False, log_to_driver=False)
-    gpus = 1 if _gpu_count() or config.ray_address else 0
-    remote = ray.remote(num_cpus=run_threads(config), num_gpus=gpus if config.device != "cpu" else 0)(execute_run)
+    gpus = 1 if (_gpu_count() or config.ray_address) and config.device != "cpu" else 0
+    # CPUs for the run's threads (or a preparation's decoding processes), a GPU for training where there is one
+    cpus = max(run_threads(config), 1)
+    remotes = {}
+    for job in jobs:
+        key = (job.fn, job.gpu)
+        if key not in remotes:
+            remotes[key] = ray.remote(num_cpus=cpus, num_gpus=gpus if job.gpu else 0)(job.fn)
     try:
-        ray.get([remote.remote(*_payload(run)) for run in runs])
+        ray.get([remotes[(job.fn, job.gpu)].remote(*job.args) for job in jobs])
     finally:
         if started_here:
             ray.shutdown()
 
 
-def run_slurm(runs: list, config: Config, executor=None) -> None:
+def run_slurm(jobs: list[Job], config: Config, executor=None) -> None:
     """A Slurm job array through submitit; `executor` lets tests pass submitit's LocalExecutor."""
     try:
         import submitit
@@ -135,9 +172,9 @@ def run_slurm(runs: list, config: Config, executor=None) -> None:
                                    gpus_per_node=1 if config.device != "cpu" else 0,
                                    cpus_per_task=max(config.workers, run_threads(config)),
                                    slurm_array_parallelism=config.parallel)
-    payloads = [_payload(run) for run in runs]
-    jobs = executor.map_array(execute_run, *zip(*payloads))
-    for job in jobs:
+    with executor.batch():  # one job array
+        submitted = [executor.submit(job.fn, *job.args) for job in jobs]
+    for job in submitted:
         job.result()
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,7 +184,7 @@ def _train(config: Config, spec: RunSpec, run_dir: Path) -> dict:
               "selection_metric": f"val_{task.selection_metric}", "best_epoch": state["best_epoch"],
               "epochs_run": state["epoch"], "train_items": int(len(rows)), "val": state["best_val"],
               "test": test, "init": loaded, "precision": "bf16" if amp else "fp32",
-              "threads": torch.get_num_threads(),
+              "threads": torch.get_num_threads(), "host": socket.gethostname(), "pid": os.getpid(),
               "wall_seconds": round(state.get("seconds", 0.0) + time.perf_counter() - tic, 3),
               "run": spec.identity(store)}
     if is_main:

@@ -1,0 +1,38 @@
+"""Every stage is a job, and executors agree: store preparation and pretraining go through the configured executor
+like the transfer runs (a local pool process, a Ray task, a submitit job), so on a cluster none of them runs on
+the machine that starts the sweep; and with default settings at the same `parallel` every executor's table is the
+same (the thread count is resolved once from the config, sweep/executors.run_threads)."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from audio2image.config import load_config
+from audio2image.sweep import run_sweep
+from test_sweep import _rows_without_ids
+
+
+def sweep(root, executor: str):
+    config = load_config("configs/tiny.yaml", [f"out_dir={root}", f"data_dir={root / 'data'}", f"executor={executor}",
+                                               "parallel=2", "fractions=1.0", "pretrain_seeds=0,1", "cka_items=0"])
+    summary = run_sweep(config)
+    assert summary["finished"] == summary["runs"] == 4
+    return root / "tiny"
+
+
+@pytest.mark.slow
+def test_every_stage_runs_in_the_executors_workers_and_every_executor_gives_one_table(tmp_path):
+    pytest.importorskip("ray")
+    pytest.importorskip("submitit")
+    tables = {}
+    for executor in ("local", "ray", "submitit-local"):
+        experiment = sweep(tmp_path / executor, executor)
+        pretraining = sorted((experiment / "pretrain").iterdir())
+        assert [p.name for p in pretraining] == ["source-seed0", "source-seed1"]
+        for run in [*pretraining, *(experiment / "transfer").iterdir()]:
+            result = json.loads((run / "result.json").read_text())
+            assert result["status"] == "completed" and result["pid"] != os.getpid(), (executor, run)
+        tables[executor] = _rows_without_ids(experiment / "results.csv")
+    assert tables["ray"] == tables["local"] and tables["submitit-local"] == tables["local"]
