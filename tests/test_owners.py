@@ -29,9 +29,10 @@ def test_a_lock_names_its_holder_and_is_released_with_the_block(tmp_path):
 def test_two_sweeps_on_one_folder_train_each_run_once(tmp_path):
     """Two sweep processes started together on one experiment folder (and one data_dir): every run, pretraining
     included, is trained by one of them, no epoch line is written twice, and the table is one process's."""
-    alone = _sweep(tmp_path / "alone", tmp_path / "data-alone")
+    few = ("transfer_epochs=1", "cka_items=0")
+    alone = _sweep(tmp_path / "alone", tmp_path / "data-alone", *few)
     assert alone.wait(timeout=600) == 0
-    both = [_sweep(tmp_path / "shared", tmp_path / "data-shared") for _ in range(2)]
+    both = [_sweep(tmp_path / "shared", tmp_path / "data-shared", *few) for _ in range(2)]
     assert [process.wait(timeout=600) for process in both] == [0, 0]
     runs = [*(tmp_path / "shared" / "tiny" / "transfer").iterdir(),
             *(tmp_path / "shared" / "tiny" / "pretrain").iterdir()]

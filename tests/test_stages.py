@@ -1,7 +1,8 @@
 """Every stage is a job, and executors agree: store preparation and pretraining go through the configured executor
 like the transfer runs (a local pool process, a Ray task, a submitit job), so on a cluster none of them runs on
 the machine that starts the sweep; and with default settings at the same `parallel` every executor's table is the
-same (the thread count is resolved once from the config, sweep/executors.run_threads)."""
+same (the thread count is resolved once from the config, sweep/executors.run_threads). parallel=1 here: on
+the one core a pytest-xdist worker owns, more would only queue."""
 from __future__ import annotations
 
 import json
@@ -16,9 +17,10 @@ from test_sweep import _rows_without_ids
 
 def sweep(root, executor: str):
     config = load_config("configs/tiny.yaml", [f"out_dir={root}", f"data_dir={root / 'data'}", f"executor={executor}",
-                                               "parallel=2", "fractions=1.0", "pretrain_seeds=0,1", "cka_items=0"])
+                                               "fractions=1.0", "inits=audio", "pretrain_seeds=0,1", "transfer_epochs=1",
+                                               "cka_items=0"])
     summary = run_sweep(config)
-    assert summary["finished"] == summary["runs"] == 4
+    assert summary["finished"] == summary["runs"] == 2
     return root / "tiny"
 
 
@@ -33,6 +35,7 @@ def test_every_stage_runs_in_the_executors_workers_and_every_executor_gives_one_
         assert [p.name for p in pretraining] == ["source-seed0", "source-seed1"]
         for run in [*pretraining, *(experiment / "transfer").iterdir()]:
             result = json.loads((run / "result.json").read_text())
-            assert result["status"] == "completed" and result["pid"] != os.getpid(), (executor, run)
+            # the local executor at parallel=1 runs in the sweep's own process, by design; the others never do
+            assert result["status"] == "completed" and (executor == "local") == (result["pid"] == os.getpid())
         tables[executor] = _rows_without_ids(experiment / "results.csv")
     assert tables["ray"] == tables["local"] and tables["submitit-local"] == tables["local"]

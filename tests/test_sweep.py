@@ -49,11 +49,11 @@ def test_same_seed_same_subset_across_inits(tmp_path, store):
     assert set(fraction_rows(task, 0.5, 0)) <= set(fraction_rows(task, 1.0, 0))
 
 
-def _sweep(out, data, **kwargs):
+def _sweep(out, data, *overrides, **kwargs):
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "audio2image", "sweep", "tiny", f"out_dir={out}", f"data_dir={data}"]
+    command = [sys.executable, "-m", "audio2image", "sweep", "tiny", f"out_dir={out}", f"data_dir={data}", *overrides]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
 
 
