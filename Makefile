@@ -17,10 +17,10 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	$(BIN)/audio2image run
 
-# One pytest worker per core, each pinned to its own (tests/conftest.py); a test file stays on one worker, so its
-# module fixtures are built once.
+# One pytest worker per core, each pinned to its own (tests/conftest.py), tests handed out one by one (a few whole
+# sweeps dominate: spread by file, one worker would get several of them).
 test: venv
-	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -n auto --dist load
 
 clean:
 	rm -rf runs .cache
