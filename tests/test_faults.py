@@ -161,3 +161,40 @@ def test_inspect_and_prepare_agree_on_a_png_named_jpg(tmp_path):
     named = str(impostor.relative_to(root))
     assert [(u["path"], u["reason"]) for u in inspected["undecodable"]] == [(named, "not a JPEG (format PNG)")]
     assert [(s["item"], s["reason"]) for s in manifest["skipped"]] == [(named, "not a JPEG (format PNG)")]
+
+
+def test_a_full_disk_while_saving_weights_is_the_os_error_it_is(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from audio2image.training import run
+
+    def zip_writer_fails(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(run.torch, "save", zip_writer_fails)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: namedtuple("usage", "total used free")(10, 10, 0))
+    with pytest.raises(OSError) as error:
+        run._save(tmp_path / "checkpoint.pt", {"model": {}})
+    assert error.value.errno == errno.ENOSPC and error.value.filename == str(tmp_path / "checkpoint.pt")
+    assert not list(tmp_path.iterdir())  # no partial file left behind
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: namedtuple("usage", "total used free")(10, 0, 2**40))
+    with pytest.raises(RuntimeError):  # room enough: another fault, raised as it is
+        run._save(tmp_path / "checkpoint.pt", {"model": {}})
+
+
+def test_symlink_loops_in_caltech256_are_listed_not_followed(tmp_path):
+    from audio2image.datasets.caltech256 import inspect_caltech256
+    from audio2image.datasets.synth import synth_caltech256
+    from audio2image.prepare.images import prepare_caltech256
+
+    root = tmp_path / "caltech"
+    synth_caltech256(root, classes=2, per_class=5, workers=1, progress=False, min_side=40, max_side=60)
+    category = next((root / "256_ObjectCategories").glob("001.*"))
+    (category / "self").symlink_to("self")  # ELOOP
+    (root / "256_ObjectCategories" / "999.loop").symlink_to("999.loop")
+    inspected = inspect_caltech256(root, decode=False)
+    manifest = prepare_caltech256(root, tmp_path / "store", size=32, workers=1, progress=False)
+    for strays in (inspected["strays"], manifest["strays"]):
+        assert any("self (Too many levels of symbolic links)" in s for s in strays), strays
+    assert sum(split["count"] for split in manifest["splits"].values()) == 10

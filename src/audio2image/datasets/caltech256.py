@@ -48,14 +48,27 @@ def _category_key(name: str) -> tuple[int, str]:
     return int(CATEGORY.match(name).group(1)), name
 
 
+def _is_dir(entry: os.DirEntry) -> bool:
+    """entry.is_dir(), False for what cannot be followed (a symlink loop): it is then listed as a stray."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
 def _scan_category(folder: Path, rel: str) -> tuple[list[str], list[str]]:
     """(image file names, stray relative paths) directly inside one category folder."""
     images, strays = [], []
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.is_file() and entry.name.lower().endswith(".jpg"):
+        try:
+            is_file, is_dir = entry.is_file(), entry.is_dir()
+        except OSError as error:  # a symlink loop ("Too many levels of symbolic links"), a dangling link, ...
+            strays.append(f"{rel}/{entry.name} ({error.strerror or type(error).__name__})")
+            continue
+        if is_file and entry.name.lower().endswith(".jpg"):
             images.append(entry.name)
         else:
-            strays.append(f"{rel}/{entry.name}" + ("/" if entry.is_dir() else ""))
+            strays.append(f"{rel}/{entry.name}" + ("/" if is_dir else ""))
     return images, strays
 
 
@@ -71,9 +84,9 @@ def scan_caltech256(root: Path, include_clutter: bool = True) -> Scan:
         raise FileNotFoundError(f"Caltech-256 folder {top} does not exist; {_GET_DATA}.")
     categories, strays, excluded = [], [], []
     for entry in sorted(os.scandir(top), key=lambda e: e.name):
-        match = CATEGORY.match(entry.name) if entry.is_dir() else None
+        match = CATEGORY.match(entry.name) if _is_dir(entry) else None
         if match is None:
-            strays.append(f"{CATEGORIES_DIR}/{entry.name}" + ("/" if entry.is_dir() else ""))
+            strays.append(f"{CATEGORIES_DIR}/{entry.name}" + ("/" if _is_dir(entry) else ""))
         elif match.group(2) == CLUTTER and not include_clutter:
             excluded.append(entry.name)
         else:

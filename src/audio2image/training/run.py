@@ -13,9 +13,11 @@ Running the same run again continues from checkpoint.pt, or returns result.json 
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import shutil
 import socket
 import time
 from dataclasses import dataclass, field
@@ -317,9 +319,22 @@ def _append_metrics(run_dir: Path, line: dict) -> None:
         handle.write(json.dumps(line) + "\n")
 
 
+FULL_DISK_BYTES = 256 * 2**20  # less free than this after torch's zip writer failed: the disk was full
+
+
 def _save(path: Path, value: dict) -> None:
+    """torch.save, atomically. A full disk surfaces from torch's zip writer as a RuntimeError ("enforce fail at
+    inline_container.cc", no errno); with the disk (nearly) full it is raised as the OSError it is, naming the
+    file, so the CLI says it in one line and the run resumes from its last checkpoint once there is room."""
     with atomic_path(path) as tmp:
-        torch.save(value, tmp)
+        try:
+            torch.save(value, tmp)
+        except RuntimeError as error:
+            full = "No space left" in str(error) or ("inline_container" in str(error)
+                                                     and shutil.disk_usage(path.parent).free < FULL_DISK_BYTES)
+            if not full:
+                raise
+            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from error
 
 
 def _finish_diverged(run_dir, spec, store, epoch, started, is_main) -> dict:
