@@ -78,7 +78,7 @@ def build_report(experiment_dir: Path) -> dict:
         _transfer(cells, metrics, fig_dir, made),
         _gains(gains, metrics, fig_dir, made),
         control_section(gains[metrics[0]], controls),
-        _efficiency(efficiency, gains[metrics[0]], pretrained),
+        _efficiency(efficiency, pretrained),
         transfers.section(fig_dir, made),
         _validation(curves, VALIDATION_METRIC[task], fig_dir, made),
         _seed_chart(rows, metrics[0], fig_dir, made),
@@ -225,7 +225,7 @@ def _gains(gains: dict, metrics, fig_dir: Path, made: dict) -> str:
     return "\n\n".join(parts)
 
 
-def _efficiency(efficiency: list[dict], gains: list[dict], pretrained: list[str]) -> str:
+def _efficiency(efficiency: list[dict], pretrained: list[str]) -> str:
     """The table and one sentence per init, both in the words of each entry's verdict (stats.efficiency_verdict,
     which already weighed the paired gains: `gains` is no longer read here)."""
     parts = ["## Data efficiency",
