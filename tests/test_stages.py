@@ -15,8 +15,8 @@ from audio2image.sweep import run_sweep
 from test_sweep import _rows_without_ids
 
 
-def sweep(root, executor: str):
-    config = load_config("configs/tiny.yaml", [f"out_dir={root}", f"data_dir={root / 'data'}", f"executor={executor}",
+def sweep(root, data, executor: str):
+    config = load_config("configs/tiny.yaml", [f"out_dir={root}", f"data_dir={data}", f"executor={executor}",
                                                "fractions=1.0", "inits=audio", "pretrain_seeds=0,1", "transfer_epochs=1",
                                                "cka_items=0"])
     summary = run_sweep(config)
@@ -30,12 +30,12 @@ def test_every_stage_runs_in_the_executors_workers_and_every_executor_gives_one_
     pytest.importorskip("submitit")
     tables = {}
     for executor in ("local", "ray", "submitit-local"):
-        experiment = sweep(tmp_path / executor, executor)
+        experiment = sweep(tmp_path / executor, tmp_path / "data", executor)  # stores: made by the first
         pretraining = sorted((experiment / "pretrain").iterdir())
         assert [p.name for p in pretraining] == ["source-seed0", "source-seed1"]
         for run in [*pretraining, *(experiment / "transfer").iterdir()]:
             result = json.loads((run / "result.json").read_text())
             # the local executor at parallel=1 runs in the sweep's own process, by design; the others never do
             assert result["status"] == "completed" and (executor == "local") == (result["pid"] == os.getpid())
-        tables[executor] = _rows_without_ids(experiment / "results.csv")
+        tables[executor] = _rows_without_ids(experiment / "results.csv")  # one store, so one set of run ids too
     assert tables["ray"] == tables["local"] and tables["submitit-local"] == tables["local"]
