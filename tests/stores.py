@@ -52,3 +52,19 @@ def make_audio_store(path: Path, tags: int = 6, mels: int = 32, frames: int = 80
                 "skipped": [], "normalization": {"mean": [-30.0] * mels, "std": [12.0] * mels}}
     (path / "manifest.json").write_text(json.dumps(manifest))
     return path
+
+
+def kill_at_validation(monkeypatch, epoch: int) -> None:
+    """Make the training loop die (KeyboardInterrupt, as a kill) in `epoch`'s validation: the epochs before it are
+    done, that one is lost. monkeypatch.undo() (or the end of the test) restores evaluation."""
+    from audio2image.training import engine
+
+    real, calls = engine.evaluate, []
+
+    def evaluate_then_die(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == epoch:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("audio2image.training.run.evaluate", evaluate_then_die)

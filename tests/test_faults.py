@@ -11,12 +11,11 @@ import torch
 from audio2image.cli import main
 from audio2image.config import ConfigError, load_config
 from audio2image.prepare.store import Store, damaged_arrays
-from audio2image.training import engine
 from audio2image.training.inits import initialise
 from audio2image.training.model import InitError, build_model
 from audio2image.training.run import RunSpec, train_run
 from audio2image.util import DatasetError
-from stores import make_image_store
+from stores import kill_at_validation, make_image_store
 
 
 def config(*overrides):
@@ -40,18 +39,10 @@ def store(tmp_path_factory):
 
 def test_a_half_written_checkpoint_is_set_aside_and_the_run_starts_over(store, tmp_path, monkeypatch):
     whole = train_run(config(), RunSpec("transfer", store, seed=1), tmp_path / "whole")
-    real, calls = engine.evaluate, []
-
-    def die_in_epoch_three(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr("audio2image.training.run.evaluate", die_in_epoch_three)
+    kill_at_validation(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         train_run(config(), RunSpec("transfer", store, seed=1), tmp_path / "run")
-    monkeypatch.setattr("audio2image.training.run.evaluate", real)
+    monkeypatch.undo()
     truncate(tmp_path / "run" / "checkpoint.pt")
     again = train_run(config(), RunSpec("transfer", store, seed=1), tmp_path / "run")
     assert comparable(again) == comparable(whole)

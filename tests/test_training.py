@@ -11,7 +11,7 @@ from audio2image.training import engine
 from audio2image.training.inits import initialise
 from audio2image.training.model import InitError, build_model, load_backbone
 from audio2image.training.run import RunSpec, train_run
-from stores import make_audio_store, make_image_store
+from stores import kill_at_validation, make_audio_store, make_image_store
 
 TINY = ["transfer_epochs=3", "pretrain_epochs=3", "audio_crop_seconds=1", "audio_eval_crops=2",
         "progress=false"]
@@ -69,20 +69,12 @@ def test_same_config_and_seed_give_identical_results(stores, tmp_path):
 def test_killed_run_resumes_to_the_uninterrupted_result(stores, tmp_path, monkeypatch):
     every_epoch = config("checkpoint_seconds=0")
     whole = train_run(config(), RunSpec("transfer", stores["image"], seed=1), tmp_path / "whole")
-    real_evaluate, calls = engine.evaluate, []
-
-    def evaluate_then_die(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:  # validation of epoch 3: epochs 1-2 are checkpointed, epoch 3 is lost
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr("audio2image.training.run.evaluate", evaluate_then_die)
+    kill_at_validation(monkeypatch, 3)  # epochs 1-2 are checkpointed, epoch 3 is lost
     with pytest.raises(KeyboardInterrupt):
         train_run(every_epoch, RunSpec("transfer", stores["image"], seed=1), tmp_path / "killed")
     assert not (tmp_path / "killed" / "result.json").exists()
     assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)["state"]["epoch"] == 2
-    monkeypatch.setattr("audio2image.training.run.evaluate", real_evaluate)
+    monkeypatch.undo()
     resumed = train_run(every_epoch, RunSpec("transfer", stores["image"], seed=1), tmp_path / "killed")
     assert comparable(resumed) == comparable(whole)
     epochs = [json.loads(x)["epoch"] for x in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
@@ -94,19 +86,11 @@ def test_checkpoints_wait_for_checkpoint_seconds_and_best_weights_for_a_checkpoi
     stay in memory until the end; the finished run is the same as one checkpointed every epoch."""
     every_epoch = train_run(config("checkpoint_seconds=0"), RunSpec("transfer", stores["image"], seed=2),
                             tmp_path / "every")
-    real_evaluate, calls = engine.evaluate, []
-
-    def evaluate_then_die(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr("audio2image.training.run.evaluate", evaluate_then_die)
+    kill_at_validation(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         train_run(config("checkpoint_seconds=3600"), RunSpec("transfer", stores["image"], seed=2), tmp_path / "rare")
     assert not (tmp_path / "rare" / "checkpoint.pt").exists() and not (tmp_path / "rare" / "best.pt").exists()
-    monkeypatch.setattr("audio2image.training.run.evaluate", real_evaluate)
+    monkeypatch.undo()
     rare = train_run(config("checkpoint_seconds=3600"), RunSpec("transfer", stores["image"], seed=2), tmp_path / "rare")
     assert comparable(rare) == comparable(every_epoch) and (tmp_path / "rare" / "best.pt").exists()
     epochs = [json.loads(x)["epoch"] for x in (tmp_path / "rare" / "metrics.jsonl").read_text().splitlines()]
