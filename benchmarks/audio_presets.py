@@ -1,9 +1,9 @@
 """Audio pretraining: the recipe preset against the seed's own choices, on the same synthetic data and budget.
 
-Both runs pretrain ResNet-18 on the demo's synthetic MagnaTagATune (configs/demo.yaml: 320 clips of 8 s, 10
-epochs, Adam 1e-3, batch 16), through the project's own pretraining (`pretrain_plan` + `train_run`, as
+Both runs pretrain ResNet-18 on the demo's synthetic MagnaTagATune (configs/demo.yaml: its clips, epochs,
+Adam 1e-3, batch 16), through the project's own pretraining (`pretrain_plan` + `train_run`, as
 `audio2image pretrain` does). Only the audio preset differs:
-  - recipe: 16 kHz log-mel (dB), per-band standardisation, random 1.5 s crops + SpecAugment, evaluation averaged
+  - recipe: 16 kHz log-mel (dB), per-band standardisation, random crops (audio_crop_seconds) + SpecAugment, evaluation averaged
     over 4 evenly spaced crops, cosine schedule with warm-up, the standard 0-b / c / d-f split;
   - seed: the seed's 22,050 Hz power mel of whole clips stacked as [mel, frequency-masked, time-masked], no
     normalisation, its plateau scheduler (mode "max" stepped on the validation loss); run twice: on the

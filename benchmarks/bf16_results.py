@@ -55,7 +55,7 @@ def cells(experiment_dir: Path, metric: str) -> dict:
 
 def main() -> None:
     from audio2image.cli import config_path
-    from audio2image.report.read import experiment_facts, read_config
+    from audio2image.report.read import experiment_facts, pretrain_dirs, read_config
     from audio2image.report.report import TEST_METRICS
     from audio2image.training.run import native_bf16
     from audio2image.util import read_json_or_none
@@ -70,8 +70,10 @@ def main() -> None:
     facts = experiment_facts(fp32.experiment_dir, read_config(fp32.experiment_dir / "config.yaml"))
     metric = TEST_METRICS.get(facts["target"]["task"], ("test_top1",))[0]
     for config in (fp32, bf16):
-        result = read_json_or_none(config.experiment_dir / "pretrain" / "result.json") or {}
-        print(f"pretraining {config.name}: precision {result.get('precision')}, test {result.get('test')}")
+        for run_dir in pretrain_dirs(config.experiment_dir, "source"):
+            result = read_json_or_none(run_dir / "result.json") or {}
+            print(f"pretraining {config.name} {run_dir.name}: precision {result.get('precision')}, "
+                  f"test {result.get('test')}")
     ours, theirs = cells(fp32.experiment_dir, metric), cells(bf16.experiment_dir, metric)
     within = judged = 0
     print(f"cell (fraction, init, freeze): fp32 mean +- sd over seeds | bf16 mean  ({metric}, x 100)")
