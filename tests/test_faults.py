@@ -158,7 +158,7 @@ def test_a_full_disk_while_saving_weights_is_the_os_error_it_is(tmp_path, monkey
     import shutil
     from collections import namedtuple
 
-    from audio2image.training import run
+    from audio2image.training import saving as run
 
     def zip_writer_fails(*args, **kwargs):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
@@ -189,3 +189,69 @@ def test_symlink_loops_in_caltech256_are_listed_not_followed(tmp_path):
     for strays in (inspected["strays"], manifest["strays"]):
         assert any("self (Too many levels of symbolic links)" in s for s in strays), strays
     assert sum(split["count"] for split in manifest["splits"].values()) == 10
+
+
+def sigterm_after(monkeypatch, calls: int) -> None:
+    """As if SIGTERM arrived at the `calls`-th time the training loop asks (it asks after every step and epoch)."""
+    asked = []
+
+    def requested():
+        asked.append(1)
+        return len(asked) >= calls
+
+    monkeypatch.setattr("audio2image.training.run.requested", requested)
+
+
+@pytest.mark.parametrize("copy_seconds, stopped_after", [(0.0, 1), (1e9, 2)])
+def test_sigterm_stops_the_run_with_a_consistent_checkpoint(store, tmp_path, monkeypatch, copy_seconds,
+                                                             stopped_after):
+    """Mid-epoch with the last epoch end's state kept in memory (long epochs), or at the end of a short epoch:
+    either way the checkpoint written is an epoch end's, and the resumed run is the uninterrupted one."""
+    from audio2image.training import saving
+    from audio2image.training.preemption import EXIT_CODE, Preempted
+
+    rare = ("checkpoint_seconds=1e9",)  # only SIGTERM writes a checkpoint
+    whole = train_run(config(*rare), RunSpec("transfer", store, seed=4), tmp_path / "whole")
+    monkeypatch.setattr(saving, "COPY_SECONDS", copy_seconds)
+    sigterm_after(monkeypatch, 6)  # epoch 1 has 2 steps + 1 epoch-end question: the 6th is in epoch 2
+    with pytest.raises(Preempted) as stop:
+        train_run(config(*rare), RunSpec("transfer", store, seed=4), tmp_path / "run")
+    assert stop.value.code == EXIT_CODE
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["state"]["epoch"] == stopped_after
+    monkeypatch.undo()
+    again = train_run(config(*rare), RunSpec("transfer", store, seed=4), tmp_path / "run")
+    assert comparable(again) == comparable(whole)
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_a_real_sigterm_ends_the_process_resumably(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from audio2image.training.preemption import EXIT_CODE
+
+    def transfer(out):
+        return subprocess.Popen([sys.executable, "-m", "audio2image", "transfer", "--config", "tiny", "--init",
+                                 "random", f"out_dir={out}", f"data_dir={tmp_path / 'data'}", "transfer_epochs=6",
+                                 "checkpoint_seconds=1e9", "fraction=1.0"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    assert transfer(tmp_path / "whole").wait(timeout=300) == 0  # also prepares the shared store
+    process = transfer(tmp_path / "killed")
+    lines = lambda: list((tmp_path / "killed").glob("tiny/transfer/*/metrics.jsonl"))  # noqa: E731
+    deadline = time.time() + 120
+    while not lines() and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(__import__("signal").SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == EXIT_CODE and "SIGTERM" in err
+    (run,) = (tmp_path / "killed" / "tiny" / "transfer").iterdir()
+    assert (run / "checkpoint.pt").exists() and not (run / "result.json").exists()
+    assert transfer(tmp_path / "killed").wait(timeout=300) == 0
+    results = [json.loads(next((tmp_path / out).glob("tiny/transfer/*/result.json")).read_text())
+               for out in ("whole", "killed")]
+    assert [comparable({**r, "pid": 0}) for r in results][0] == comparable({**results[1], "pid": 0})

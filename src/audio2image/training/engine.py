@@ -33,8 +33,9 @@ def in_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 
 def train_one_epoch(model, task, loader, optimizer, device, *, generator, step_scheduler=None,
-                    amp: bool = False, channels_last: bool = False) -> dict:
-    """One pass over `loader`. Returns train_loss (and train_top1 for classification), or loss nan on divergence."""
+                    amp: bool = False, channels_last: bool = False, stop=None) -> dict:
+    """One pass over `loader`. Returns train_loss (and train_top1 for classification), or loss nan on divergence;
+    {"stopped": True} when `stop()` says so after a step (SIGTERM: training/preemption.py)."""
     train_mode(model)
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.float64)
@@ -56,6 +57,8 @@ def train_one_epoch(model, task, loader, optimizer, device, *, generator, step_s
         optimizer.step()
         if step_scheduler is not None:
             step_scheduler()
+        if stop is not None and stop():
+            return {"train_loss": math.nan, "stopped": True}
         total_loss += loss.detach() * len(y)
         if task.kind == "classification":
             correct += (logits.argmax(1) == y).sum()

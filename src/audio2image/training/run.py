@@ -13,11 +13,9 @@ Running the same run again continues from checkpoint.pt, or returns result.json 
 """
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
-import shutil
 import socket
 import time
 from dataclasses import dataclass, field
@@ -31,12 +29,14 @@ from audio2image.prepare.store import Store
 from audio2image.training import distributed
 from audio2image.training.engine import evaluate, recalibrate_batchnorm, train_one_epoch
 from audio2image.training.files import finished_result, set_aside, usable_checkpoint
+from audio2image.training.preemption import Preempted, handling, requested
+from audio2image.training.saving import Saver
 from audio2image.training.loader import Loader, RecycledMemory, batch_memory, epoch_generator
 from audio2image.training.inits import initialise
 from audio2image.training.model import build_model, freeze
 from audio2image.training.optim import build_optimizer, build_schedule
 from audio2image.training.tasks import Task, build_task, fraction_rows
-from audio2image.util import atomic_path, atomic_write_text, file_lock, log, write_json
+from audio2image.util import atomic_write_text, file_lock, log, write_json
 
 
 @dataclass
@@ -120,7 +120,7 @@ def train_run(config: Config, spec: RunSpec, run_dir: Path, wait: bool = True) -
         return finished
     if not distributed.is_main():  # DDP: the main process owns the run for all of them
         return _train(config, spec, run_dir)
-    with file_lock(run_dir / LOCK, wait=wait):
+    with file_lock(run_dir / LOCK, wait=wait), handling():  # SIGTERM: checkpoint and exit (preemption.py)
         finished = finished_result(run_dir)  # the owner we waited for may have finished it
         return finished if finished is not None else _train(config, spec, run_dir)
 
@@ -160,8 +160,12 @@ def _train(config: Config, spec: RunSpec, run_dir: Path) -> dict:
         tic = time.perf_counter()
         step = schedule.step if schedule.per_step else None
         train = train_one_epoch(compiled, task, loaders.train(epoch), optimizer, device,
-                                generator=epoch_generator(spec.seed, epoch, stream=1),
-                                step_scheduler=step, amp=amp, channels_last=channels_last)
+                                generator=epoch_generator(spec.seed, epoch, stream=1), step_scheduler=step,
+                                amp=amp, channels_last=channels_last,
+                                stop=(lambda: requested() and saver.can_stop_mid_epoch) if is_main else None)
+        if train.get("stopped"):
+            saver.stop_mid_epoch()
+            _preempted(f"{run_dir.name}: SIGTERM in epoch {epoch}; the state after epoch {state['epoch']} is written")
         if not math.isfinite(train["train_loss"]):
             return _finish_diverged(run_dir, spec, store, epoch, started, is_main)
         if config.precise_bn_batches:
@@ -173,10 +177,13 @@ def _train(config: Config, spec: RunSpec, run_dir: Path) -> dict:
         line = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **train,
                 **{f"val_{k}": v for k, v in val.items()}, "seconds": round(time.perf_counter() - tic, 3)}
         improved = _update_state(state, epoch, val, val[task.selection_metric], line["seconds"])
+        final = epoch == settings["epochs"]
         if is_main:
-            saver.record(line, improved, model, optimizer, schedule, state, final=epoch == settings["epochs"])
+            saver.record(line, improved, model, optimizer, schedule, state, final=final, stop=requested())
         log(f"  epoch {epoch}/{settings['epochs']}: train loss {train['train_loss']:.4f}, val "
             f"{task.selection_metric} {val[task.selection_metric]:.4f}, {line['seconds']:.1f} s")
+        if requested() and not final:  # SIGTERM came in a short epoch: finished, and its checkpoint written
+            _preempted(f"{run_dir.name}: SIGTERM; stopped after epoch {epoch}, its checkpoint written")
 
     # Test once, with the weights chosen on validation.
     tic = time.perf_counter()
@@ -205,39 +212,9 @@ def _update_state(state: dict, epoch: int, val: dict, score: float, seconds: flo
     return improved
 
 
-class Saver:
-    """What a run writes after each epoch: its metrics line; best.pt, the weights of the best epoch so far; and
-    checkpoint.pt, everything to resume from. The best weights are copied in memory when they improve and written
-    with the next checkpoint and after the last epoch; a checkpoint is written once `checkpoint_seconds` of
-    training passed since the last one (0: after every epoch). Short epochs thus do not each write ~90 MB (measured
-    0.1-0.3 s per epoch here, as much as a demo epoch's training), and an interrupted run loses at most that long.
-    In that order: a checkpoint never counts an epoch whose metrics or best weights are not on disk."""
-
-    def __init__(self, run_dir: Path, config: Config, store: Store):
-        self.run_dir, self.config, self.store = run_dir, config, store
-        self.best: dict | None = None  # best weights not yet written
-        self.last = time.perf_counter()
-
-    def record(self, line: dict, improved: bool, model, optimizer, schedule, state: dict, final: bool) -> None:
-        _append_metrics(self.run_dir, line)
-        if improved:
-            self.best = {"model": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
-                         "epoch": line["epoch"], "labels": self.store.labels, "modality": self.store.modality,
-                         "config": self.config.to_dict()}
-        due = time.perf_counter() - self.last >= self.config.checkpoint_seconds
-        if final or due:
-            self.write_best()
-        if due and not final:  # after the last epoch the run finishes instead: result.json replaces the checkpoint
-            _save(self.run_dir / "checkpoint.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                                   "schedule": schedule.state_dict(), "state": state})
-            self.last = time.perf_counter()
-        if self.config.tensorboard:
-            _tensorboard(self.run_dir, line)
-
-    def write_best(self) -> None:
-        if self.best is not None:
-            _save(self.run_dir / "best.pt", self.best)
-            self.best = None
+def _preempted(message: str) -> None:
+    log(f"{message}; run the same command again (or requeue the job) to resume")
+    raise Preempted(message)
 
 
 def _load_best(run_dir: Path, model, is_main: bool) -> None:
@@ -314,29 +291,6 @@ def _truncate_metrics(path: Path, last_epoch: int) -> None:
     atomic_write_text(path, "".join(t + "\n" for t in kept))
 
 
-def _append_metrics(run_dir: Path, line: dict) -> None:
-    with open(run_dir / "metrics.jsonl", "a") as handle:
-        handle.write(json.dumps(line) + "\n")
-
-
-FULL_DISK_BYTES = 256 * 2**20  # less free than this after torch's zip writer failed: the disk was full
-
-
-def _save(path: Path, value: dict) -> None:
-    """torch.save, atomically. A full disk surfaces from torch's zip writer as a RuntimeError ("enforce fail at
-    inline_container.cc", no errno); with the disk (nearly) full it is raised as the OSError it is, naming the
-    file, so the CLI says it in one line and the run resumes from its last checkpoint once there is room."""
-    with atomic_path(path) as tmp:
-        try:
-            torch.save(value, tmp)
-        except RuntimeError as error:
-            full = "No space left" in str(error) or ("inline_container" in str(error)
-                                                     and shutil.disk_usage(path.parent).free < FULL_DISK_BYTES)
-            if not full:
-                raise
-            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from error
-
-
 def _finish_diverged(run_dir, spec, store, epoch, started, is_main) -> dict:
     message = (f"the training loss became non-finite in epoch {epoch}; the run stopped. Try a lower learning "
                f"rate ({spec.stage}_lr=...)")
@@ -348,12 +302,3 @@ def _finish_diverged(run_dir, spec, store, epoch, started, is_main) -> dict:
         write_json(run_dir / "result.json", result)
         (run_dir / "checkpoint.pt").unlink(missing_ok=True)
     return result
-
-
-def _tensorboard(run_dir: Path, line: dict) -> None:
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(run_dir / "tensorboard") as writer:
-        for key, value in line.items():
-            if key != "epoch" and isinstance(value, (int, float)):
-                writer.add_scalar(key, value, line["epoch"])
