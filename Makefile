@@ -17,10 +17,10 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	$(BIN)/audio2image run
 
-# One pytest worker per core, each pinned to its own (tests/conftest.py), tests handed out one by one (a few whole
-# sweeps dominate: spread by file, one worker would get several of them).
+# One pytest worker per core, each pinned to its own (tests/conftest.py); tests handed out one by one and stolen by
+# an idle worker (a few whole sweeps dominate: spread by file, one worker would get several of them).
 test: venv
-	$(BIN)/python -m pytest -q -n auto --dist load
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 clean:
 	rm -rf runs .cache

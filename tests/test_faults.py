@@ -236,7 +236,7 @@ def test_a_real_sigterm_ends_the_process_resumably(tmp_path):
 
     def transfer(out):
         return subprocess.Popen([sys.executable, "-m", "audio2image", "transfer", "--config", "tiny", "--init",
-                                 "random", f"out_dir={out}", f"data_dir={tmp_path / 'data'}", "transfer_epochs=6",
+                                 "random", f"out_dir={out}", f"data_dir={tmp_path / 'data'}", "transfer_epochs=30",
                                  "checkpoint_seconds=1e9", "fraction=1.0"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
@@ -245,7 +245,7 @@ def test_a_real_sigterm_ends_the_process_resumably(tmp_path):
     lines = lambda: list((tmp_path / "killed").glob("tiny/transfer/*/metrics.jsonl"))  # noqa: E731
     deadline = time.time() + 120
     while not lines() and time.time() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.01)
     process.send_signal(__import__("signal").SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == EXIT_CODE and "SIGTERM" in err

@@ -177,12 +177,12 @@ def _train(config: Config, spec: RunSpec, run_dir: Path) -> dict:
         line = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **train,
                 **{f"val_{k}": v for k, v in val.items()}, "seconds": round(time.perf_counter() - tic, 3)}
         improved = _update_state(state, epoch, val, val[task.selection_metric], line["seconds"])
-        final = epoch == settings["epochs"]
+        final, stopping = epoch == settings["epochs"], requested()  # one answer for the checkpoint and the exit
         if is_main:
-            saver.record(line, improved, model, optimizer, schedule, state, final=final, stop=requested())
+            saver.record(line, improved, model, optimizer, schedule, state, final=final, stop=stopping)
         log(f"  epoch {epoch}/{settings['epochs']}: train loss {train['train_loss']:.4f}, val "
             f"{task.selection_metric} {val[task.selection_metric]:.4f}, {line['seconds']:.1f} s")
-        if requested() and not final:  # SIGTERM came in a short epoch: finished, and its checkpoint written
+        if stopping and not final:  # SIGTERM came in a short epoch: finished, and its checkpoint written
             _preempted(f"{run_dir.name}: SIGTERM; stopped after epoch {epoch}, its checkpoint written")
 
     # Test once, with the weights chosen on validation.
