@@ -48,6 +48,17 @@ def execute_run(config_values: dict, spec_values: dict, run_dir: str, wait: bool
     return train_run(config, RunSpec(**spec_values), Path(run_dir), wait=wait)
 
 
+def _resubmission(*args, **kwargs):
+    """submitit's checkpoint hook (a callable's `checkpoint`): on preemption or timeout the same call is requeued,
+    and resumes from the checkpoint the run wrote on the signal (training/preemption.py)."""
+    import submitit
+
+    return submitit.helpers.DelayedSubmission(execute_run, *args, **kwargs)
+
+
+execute_run.checkpoint = _resubmission
+
+
 @dataclass(frozen=True)
 class Job:
     """One unit of work for an executor: a module-level function (Ray and submitit send it by reference) called

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 
 EXIT_CODE = 128 + signal.SIGTERM  # what a process killed by SIGTERM reports: the scheduler sees the same
 _REQUESTED = threading.Event()
+_RECEIVED: list[int] = []  # the signals that came
+_PREVIOUS: dict[int, object] = {}  # their handlers before the run's: a job manager's (submitit) gets them after
 
 
 class Preempted(SystemExit):
@@ -29,14 +31,38 @@ def requested() -> bool:
     return _REQUESTED.is_set()
 
 
+def _watched() -> list[int]:
+    """SIGTERM, and SIGUSR2 where a job manager handles it (submitit's preemption and timeout signal)."""
+    usr2 = getattr(signal, "SIGUSR2", None)
+    managed = usr2 is not None and signal.getsignal(usr2) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+    return [signal.SIGTERM, *([usr2] if managed else [])]
+
+
+def _note(signum, frame) -> None:
+    _RECEIVED.append(signum)
+    _REQUESTED.set()
+
+
 @contextmanager
 def handling():
-    """SIGTERM only sets the flag `requested()` reads while the block runs (where signals can be handled)."""
+    """While the block runs, SIGTERM (and a job manager's SIGUSR2) only set the flag `requested()` reads."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: _REQUESTED.set())
+    for signum in _watched():
+        _PREVIOUS[signum] = signal.signal(signum, _note)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, previous in _PREVIOUS.items():
+            signal.signal(signum, previous)
+        _PREVIOUS.clear()
+
+
+def hand_over() -> None:
+    """Once the checkpoint is written: give each signal that came to the handler it had before the run (submitit
+    then requeues the job, which resumes from that checkpoint, and exits)."""
+    for signum in dict.fromkeys(_RECEIVED):
+        previous = _PREVIOUS.get(signum)
+        if callable(previous):
+            previous(signum, None)

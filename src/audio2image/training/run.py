@@ -29,7 +29,7 @@ from audio2image.prepare.store import Store
 from audio2image.training import distributed
 from audio2image.training.engine import evaluate, recalibrate_batchnorm, train_one_epoch
 from audio2image.training.files import finished_result, set_aside, usable_checkpoint
-from audio2image.training.preemption import Preempted, handling, requested
+from audio2image.training.preemption import Preempted, hand_over, handling, requested
 from audio2image.training.saving import Saver
 from audio2image.training.loader import Loader, RecycledMemory, batch_memory, epoch_generator
 from audio2image.training.inits import initialise
@@ -214,6 +214,7 @@ def _update_state(state: dict, epoch: int, val: dict, score: float, seconds: flo
 
 def _preempted(message: str) -> None:
     log(f"{message}; run the same command again (or requeue the job) to resume")
+    hand_over()  # under submitit: requeued here, and the process exits
     raise Preempted(message)
 
 
