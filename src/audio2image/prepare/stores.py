@@ -80,7 +80,7 @@ def ensure_store(config: Config, side: str, wait: bool = True) -> Store:
     out = store_path(config, side)
     # one preparer per store among processes sharing data_dir; the others wait, then open the finished store
     with file_lock(out.parent / f".{out.name}.lock", wait=wait):
-        if not is_complete(out) or damaged_arrays(out):  # a damaged store is set aside and prepared anew
+        if not store_ready(config, side):  # a damaged store is set aside and prepared anew
             dataset = config.dataset(side)
             dataset.prepare(ensure_dataset(config, side), out, workers=config.workers, progress=config.progress,
                             **{option.param: getattr(config, option.key) for option in dataset.store_options})

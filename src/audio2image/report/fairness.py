@@ -81,20 +81,15 @@ def control_inits(inits: list[str], facts: dict) -> list[str]:
     target (only whole inits: a depth or statistics variant answers another question)."""
     found = []
     for init in inits:
-        spec = parse_init(init) if _parses(init) else None
-        if spec is None or spec.depth or spec.stats:
+        try:
+            spec = parse_init(init)
+        except ValueError:  # an init this version does not know (an older results.csv): no control
+            continue
+        if spec.depth or spec.stats:
             continue
         if spec.base == "control" or (spec.base == "imagenet" and facts["target"].get("modality") == "image"):
             found.append(init)
     return found
-
-
-def _parses(init: str) -> bool:
-    try:
-        parse_init(init)
-    except ValueError:
-        return False
-    return True
 
 
 def control_verdict(gains: list[dict], controls: list[str]) -> str:

@@ -72,10 +72,6 @@ def pretrained_sides(config: Config) -> list[str]:
     return [side for side in PRETRAINED_SIDES if side in used]
 
 
-def uses_pretraining(config: Config) -> bool:
-    return bool(pretrained_sides(config))
-
-
 def pretrain_seed_for(config: Config, seed: int) -> int:
     """The pretraining seed a transfer seed's pretrained init uses: seed number i (its position in `seeds`; a seed
     outside the list: its value) takes pretrain_seeds[i mod n], so the pretrained runs' own spread enters every
