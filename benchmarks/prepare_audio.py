@@ -3,7 +3,9 @@
 Synthesises MTAT-format clips into a temporary folder and makes two datasets of them: the first --small clips
 and all --clips clips (the small one's annotations list only its clips; the mp3 files are shared). Each
 measurement runs on both and reports the *marginal* rate, (clips - small) / (seconds - seconds_small), so that
-start-up (interpreters, process pools, imports) does not count:
+start-up (interpreters, process pools, imports) does not count; each side and size is measured --rounds times,
+interleaved, and its fastest time kept (this machine's speed drifts by up to ~1.8x: single measurements of one
+code swung the ratio from 0.53 to 0.68):
   (a) the project: audio2image.prepare.audio.prepare_mtat(..., features="recipe", split="full") with --workers
       processes (split "full": every clip is prepared), into a fresh store each time;
   (b) the decode floor: plain soundfile decoding of the same mp3s in a process per core (all --workers cores,
@@ -14,13 +16,15 @@ start-up (interpreters, process pools, imports) does not count:
 Prints each side's marginal clips/s; then `ratio project / all-core decode floor: 0.XX` and, last,
 `prepare_audio speedup: X.Xx` (project over seed, marginal rates).
 
-Run: .venv/bin/python benchmarks/prepare_audio.py [--clips 300] [--small 100] [--seconds 29.1] [--workers 2]
+Run: .venv/bin/python benchmarks/prepare_audio.py [--clips 300] [--small 100] [--seconds 29.1] [--rounds 3]
+    [--workers 2]
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -83,6 +87,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=300, help="clips of the large dataset")
     parser.add_argument("--small", type=int, default=100, help="clips of the small dataset (its first ones)")
     parser.add_argument("--seconds", type=float, default=29.1, help="length of each clip")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements of each side and size (fastest kept)")
     parser.add_argument("--workers", type=int, default=2, help="processes (cores) for synthesis, preparation and "
                                                                 "the decode floor")
     args = parser.parse_args()
@@ -103,14 +108,20 @@ def main() -> None:
         warm = tmpdir / "warm"
         subset(tmpdir / "mtat", warm, 4)
         time_seed(seed_script, warm, tmpdir / "seed-warm")
-        timings = {"project": {}, "decode": {}, "seed": {}}
-        for name in sizes:  # small then large for each side, the sides interleaved so drift hits all alike
-            count, seconds = time_project(roots[name], tmpdir / f"store-{name}", args.seconds, args.workers)
-            if count != sizes[name]:
-                sys.exit(f"prepare_mtat kept {count} of {sizes[name]} clips: the rates would not compare")
-            timings["project"][name] = seconds
-            timings["decode"][name] = time_decode(mp3s[name], args.workers)
-            timings["seed"][name] = time_seed(seed_script, roots[name], tmpdir / f"seed-{name}")
+        timings = {side: {name: [] for name in sizes} for side in ("project", "decode", "seed")}
+        for round_ in range(args.rounds):  # sides and sizes interleaved so drift hits all alike; fastest kept
+            for name in sizes:
+                store = tmpdir / f"store-{name}-{round_}"
+                count, seconds = time_project(roots[name], store, args.seconds, args.workers)
+                if count != sizes[name]:
+                    sys.exit(f"prepare_mtat kept {count} of {sizes[name]} clips: the rates would not compare")
+                shutil.rmtree(store)
+                timings["project"][name].append(seconds)
+                timings["decode"][name].append(time_decode(mp3s[name], args.workers))
+                seed_out = tmpdir / f"seed-{name}-{round_}"
+                timings["seed"][name].append(time_seed(seed_script, roots[name], seed_out))
+                shutil.rmtree(seed_out, ignore_errors=True)
+        timings = {side: {name: min(runs) for name, runs in by_size.items()} for side, by_size in timings.items()}
         extra = args.clips - args.small
         rates = {}
         for side, label in (("project", f"project prepare_mtat (recipe, {args.workers} workers)"),

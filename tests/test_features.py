@@ -125,3 +125,43 @@ def test_silence_is_finite():
             assert np.allclose(librosa.power_to_db(np.zeros((4, 4))), -100.0)
         else:
             assert (out == 0).all()
+
+
+# --- a clip file -> the stored fp16 row and its sums (prepare.audio.ClipFeatures) -------------------------------
+def test_fp16_bits_equal_numpys_cast_everywhere():
+    """The store's fp16 conversion (Veltkamp rounding + bit operations) must give numpy's astype(float16) bit for
+    bit: random values over every fp16 exponent, exact ties (both parities), subnormals, zeros and the extremes."""
+    from audio2image.prepare.audio import FP16_MAX, ClipFeatures
+
+    rng = np.random.default_rng(0)
+    bits = (rng.integers(0, 2, 300_000, dtype=np.uint32) << 31) | (rng.integers(100, 143, 300_000, dtype=np.uint32)
+                                                                   << 23) | rng.integers(0, 1 << 23, 300_000,
+                                                                                         dtype=np.uint32)
+    bits[::3] = (bits[::3] & ~np.uint32(0x1FFF)) | 0x1000  # exactly halfway between two fp16 values
+    values = bits.view(np.float32)
+    values = values[np.abs(values) <= FP16_MAX]
+    special = np.array([0.0, -0.0, 2.0 ** -24, -(2.0 ** -14), 2.0 ** -14 * 0.75, 6e-8, FP16_MAX, -FP16_MAX,
+                        65500.0, 1.0, -100.0], np.float32)
+    values = np.concatenate([values, special])[:128 * (len(values) // 128)].reshape(128, -1)
+    clip = ClipFeatures(FEATURE_PRESETS["recipe"], samples=(values.shape[1] - 1) * 256)
+    assert clip.mel.shape == values.shape
+    rounded = clip._to_fp16(values.copy())
+    expected = values.astype(np.float16)
+    np.testing.assert_array_equal(clip.stored.view(np.uint16), expected.view(np.uint16))
+    np.testing.assert_array_equal(rounded, expected.astype(np.float32))  # the sums are of the stored values
+
+
+def test_a_clip_whose_features_overflow_is_skipped(tmp_path):
+    import soundfile
+
+    from audio2image.prepare.audio import ClipFeatures
+
+    s = FEATURE_PRESETS["recipe"]
+    path = tmp_path / "loud.wav"
+    soundfile.write(path, np.full(s.sample_rate, 1e30, np.float32), s.sample_rate, subtype="FLOAT")
+    assert ClipFeatures(s, s.sample_rate)(path) == "features are not finite (samples beyond float32's range)"
+    fine = tmp_path / "fine.wav"
+    soundfile.write(fine, music(s.sample_rate, seed=1)[:s.sample_rate], s.sample_rate, subtype="FLOAT")
+    row = ClipFeatures(s, s.sample_rate)(fine)
+    np.testing.assert_array_equal(row.x, MelFrontEnd(s)(music(s.sample_rate, seed=1)[:s.sample_rate]).astype(
+        np.float16))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile
@@ -15,8 +16,8 @@ import soundfile
 from audio2image.datasets import audiofolder, mtat
 from audio2image.datasets.tags import TOP50
 from audio2image.prepare.features import FEATURE_PRESETS, MelFrontEnd, MelSettings
-from audio2image.prepare.store import (Row, SplitItems, check_splits, complete_manifest, split_signatures,
-                                       worker_pool, write_manifest, write_splits)
+from audio2image.prepare.store import check_splits, complete_manifest, write_manifest
+from audio2image.prepare.writer import Row, SplitItems, split_signatures, worker_pool, write_splits
 from audio2image.util import log
 
 FP16_MAX = float(np.finfo(np.float16).max)
@@ -103,37 +104,86 @@ def write_audio_store(root: Path, out: Path, splits: dict[str, SplitItems], fact
     return manifest
 
 
-def features_of_clips(paths: list[str], settings: MelSettings, samples: int) -> list:
-    """Decode a chunk of clips; per clip, a `Row` of its fp16 mel array [mels, frames] and the sums the store
-    keeps (per-band sums and squares for the training statistics, fp16-saturated values), or why it was
-    skipped. The sums are taken here, on the workers, of the stored fp16 values, not by reading the store back
-    (measured: that pass cost ~3 ms per clip in the parent)."""
-    front_end = MelFrontEnd(settings)
-    results = []
+def features_of_clips(paths: list[str], settings: MelSettings, samples: int) -> Iterator[Row | str]:
+    """Per clip of a chunk, in order: a `Row` of its fp16 mel array [mels, frames] with the sums the store keeps
+    (per-band sums and squares for the training statistics, fp16-saturated values), or why it was skipped.
+
+    A generator whose rows share one buffer: prepare.writer.write_chunk writes each before asking for the next.
+    The sums are taken here, on the workers, not by reading the store back (measured: that pass cost ~3 ms per
+    clip in the parent)."""
+    clip_features = ClipFeatures(settings, samples)
     for path in paths:
-        audio = decode_clip(Path(path), settings.sample_rate, samples)
+        yield clip_features(Path(path))
+
+
+class ClipFeatures:
+    """A clip file -> `Row` (or the reason it is unusable): decoded, mel'd, rounded, converted and summed in
+    buffers kept from clip to clip (fresh arrays would fault in new pages for each clip's ~4 MB: ~1 ms a clip).
+
+    The fp16 conversion goes through the rounded float32 values (see `_to_fp16`): numpy's own float32 ->
+    float16 cast is a scalar loop (0.35 ms a clip here), the bit operations below take 0.09 ms, and the rounded
+    values serve the band sums as well. Measured per 29.1 s clip at 16 kHz on one core: decoding ~5.0 ms, all
+    the rest ~2 ms.
+    """
+
+    def __init__(self, settings: MelSettings, samples: int):
+        self.settings, self.samples = settings, samples
+        self.front_end = MelFrontEnd(settings)
+        shape = (settings.n_mels, settings.frames(samples))
+        self.mel, self.scratch = np.empty(shape, np.float32), np.empty(shape, np.float32)
+        self.bits = np.empty(shape, np.uint32)
+        self.stored = np.empty(shape, np.float16)
+
+    def __call__(self, path: Path) -> Row | str:
+        audio = decode_clip(path, self.settings.sample_rate, self.samples,
+                            into=self.front_end.waveform_buffer(self.samples))
         if isinstance(audio, str):
-            results.append(audio)
-            continue
-        stored = to_fp16(front_end(audio))
-        values = stored.astype(np.float32)  # the statistics are of what training reads: the fp16 values
-        results.append(Row(stored, {"band_sum": values.sum(axis=1, dtype=np.float64),
-                                    "band_squares": np.square(values).sum(axis=1, dtype=np.float64),
-                                    "frames": values.shape[1],
-                                    "saturated": int(np.count_nonzero(stored == np.float16(FP16_MAX)))}))
-    return results
+            return audio
+        with np.errstate(over="ignore", invalid="ignore"):  # overflowing features are caught here, named
+            mel = self.front_end(audio, out=self.mel)
+        peak = mel.max()
+        if not np.isfinite(peak):
+            return "features are not finite (samples beyond float32's range)"
+        # Power features can exceed fp16's range: saturated (counted in the manifest) rather than stored as inf.
+        # dB features lie far inside it.
+        if peak > FP16_MAX:
+            np.minimum(mel, FP16_MAX, out=mel)
+        rounded = self._to_fp16(mel)
+        band_sum = rounded.sum(axis=1).astype(np.float64)  # float32 pairwise sums: ~1e-7; clips add in float64
+        band_squares = np.square(rounded, out=self.scratch).sum(axis=1).astype(np.float64)
+        saturated = int(np.count_nonzero(rounded == FP16_MAX)) if peak > FP16_MAX - 16 else 0
+        return Row(self.stored, {"band_sum": band_sum, "band_squares": band_squares, "frames": mel.shape[1],
+                                 "saturated": saturated})
+
+    def _to_fp16(self, values: np.ndarray) -> np.ndarray:
+        """Write `values` (float32, |x| <= FP16_MAX) as fp16 into `self.stored`, bit for bit numpy's
+        astype(float16); returns them rounded to those fp16 values, in place (as float32, for the sums).
+
+        Veltkamp's split, t - (t - x) with t = x * (2**13 + 1), rounds to fp16's 11 significant bits, ties to
+        even (tested against numpy on millions of values); the rounded float32 bits shifted down by 13 hold the
+        sign at bit 18, then the exponent and 10-bit mantissa: the exponent is rebased from 127 to 15, the sign
+        moved to bit 15 and the rest cut off. fp16's subnormals (|x| < 2**-14, rare in dB) have fewer bits:
+        numpy converts those few from the original values (rounding the rounded value could differ)."""
+        small = None
+        if np.abs(values, out=self.scratch).min() < 2.0 ** -14:
+            small = np.flatnonzero(self.scratch.ravel() < 2.0 ** -14)
+            exact = values.ravel()[small].astype(np.float16)
+        scaled = np.multiply(values, np.float32(2 ** 13 + 1), out=self.scratch)
+        rounded = np.subtract(scaled, np.subtract(scaled, values, out=values), out=values)
+        bits, sign = self.bits, self.scratch.view(np.uint32)
+        np.subtract(np.right_shift(rounded.view(np.uint32), 13, out=bits), 112 << 10, out=bits)
+        np.bitwise_and(np.right_shift(bits, 3, out=sign), 0x8000, out=sign)
+        np.copyto(self.stored.view(np.uint16), np.bitwise_or(bits, sign, out=bits), casting="unsafe")
+        if small is not None:
+            self.stored.ravel()[small] = exact
+            rounded.ravel()[small] = exact
+        return rounded
 
 
-def to_fp16(mel: np.ndarray) -> np.ndarray:
-    """Power features can exceed fp16's range: saturate them (counted in the manifest) rather than store inf.
-    (dB features lie far inside it: only what is out of range is clipped, without a copy of the whole clip.)"""
-    if mel.max() > FP16_MAX:
-        mel = np.minimum(mel, FP16_MAX)
-    return mel.astype(np.float16)
-
-
-def decode_clip(path: Path, rate: int, samples: int) -> np.ndarray | str:
-    """Mono float32 samples at `rate`, padded or cropped to `samples`; or the reason the clip is unusable."""
+def decode_clip(path: Path, rate: int, samples: int, into: np.ndarray | None = None) -> np.ndarray | str:
+    """Mono float32 samples at `rate`, padded or cropped to `samples`; or the reason the clip is unusable.
+    `into`: a buffer of at least `samples` + 1 values where a mono clip at `rate` is decoded (the result is then a
+    view of it; other clips are decoded into new arrays)."""
     if not path.is_file():
         return "missing file"
     if path.stat().st_size == 0:
@@ -142,10 +192,13 @@ def decode_clip(path: Path, rate: int, samples: int) -> np.ndarray | str:
         with soundfile.SoundFile(path) as clip:
             native = clip.samplerate
             needed = math.ceil(samples * native / rate) + 1  # decoding stops there: the rest would be cropped
-            audio = clip.read(needed, dtype="float32", always_2d=True)
+            if into is not None and clip.channels == 1 and native == rate and len(into) >= needed:
+                audio = clip.read(out=into[:needed])  # a view of its first frames where the clip is shorter
+            else:
+                audio = clip.read(needed, dtype="float32", always_2d=True)
+                audio = audio[:, 0] if audio.shape[1] == 1 else audio.mean(axis=1)
     except Exception as error:  # libsndfile reports bad data with several exception types
         return f"cannot decode: {error}".strip()
-    audio = audio[:, 0] if audio.shape[1] == 1 else audio.mean(axis=1)
     if native != rate:
         from scipy.signal import resample_poly  # imported here: scipy.signal adds ~0.7 s to every worker's start
 
@@ -153,7 +206,7 @@ def decode_clip(path: Path, rate: int, samples: int) -> np.ndarray | str:
         audio = resample_poly(audio, rate // gcd, native // gcd).astype(np.float32)
     if len(audio) < MIN_LENGTH_SHARE * samples:
         return f"too short: {len(audio) / rate:.2f} s, need at least {MIN_LENGTH_SHARE * samples / rate:.2f} s"
-    if not np.isfinite(audio).all():
+    if not (np.isfinite(audio.max()) and np.isfinite(audio.min())):  # NaN and +-inf show in one or the other
         return "decoded samples are not finite"
     if len(audio) >= samples:  # the usual case: decoding read one sample more than needed
         return audio[:samples]

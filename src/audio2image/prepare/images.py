@@ -14,8 +14,8 @@ from PIL import Image, ImageOps
 
 from audio2image.datasets import caltech256, imagefolder
 from audio2image.datasets.inspection import format_problem
-from audio2image.prepare.store import (SplitItems, check_splits, complete_manifest, split_signatures, worker_pool,
-                                       write_manifest, write_splits)
+from audio2image.prepare.store import check_splits, complete_manifest, write_manifest
+from audio2image.prepare.writer import SplitItems, split_signatures, worker_pool, write_splits
 from audio2image.util import log
 
 RESIZE_MODES = ("center", "squash")
