@@ -96,3 +96,41 @@ def test_one_run_on_two_processes_with_torchrun(tmp_path):
     outcome = json.loads((tmp_path / "run" / "result.json").read_text())
     assert outcome["status"] == "completed" and outcome["test"]["top1"] > 0.25  # 4 classes
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2  # one writer, no duplicates
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_ddp_process_stops_both_resumably(tmp_path):
+    """SIGTERM may reach one DDP process only (or one first): both must stop at the same point, process 0 writing
+    the checkpoint, instead of one waiting forever in an all-reduce; the same command then resumes the run."""
+    import os
+    import signal
+    import time
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "audio2image",
+               "transfer", "--config", "tiny", f"out_dir={tmp_path}", f"data_dir={tmp_path / 'data'}",
+               "transfer_epochs=40", "checkpoint_seconds=1e9", "--run-dir", str(tmp_path / "run")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while not metrics.exists() and time.time() < deadline:
+        time.sleep(0.01)
+    (worker,) = [pid for pid in descendants(process.pid) if "RANK=1" in environment(pid)]
+    os.kill(worker, signal.SIGTERM)
+    _, err = process.communicate(timeout=120)  # a hang here is the bug
+    assert process.returncode != 0 and "SIGTERM" in err, err[-3000:]
+    assert (tmp_path / "run" / "checkpoint.pt").exists(), err[-5000:]
+    assert not (tmp_path / "run" / "result.json").exists()
+    assert len(metrics.read_text().splitlines()) < 40
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
+    assert epochs == list(range(1, 41))  # resumed after the checkpoint's epoch, each epoch written once
+
+
+def descendants(pid: int) -> list[int]:
+    children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+    return [int(c) for c in children] + [d for c in children for d in descendants(int(c))]
+
+
+def environment(pid: int) -> list[str]:
+    return open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace").split("\0")

@@ -255,3 +255,50 @@ def test_a_real_sigterm_ends_the_process_resumably(tmp_path):
     results = [json.loads(next((tmp_path / out).glob("tiny/transfer/*/result.json")).read_text())
                for out in ("whole", "killed")]
     assert [comparable({**r, "pid": 0}) for r in results][0] == comparable({**results[1], "pid": 0})
+
+
+def task_of(controller_pid: int, timeout: float = 60) -> int:
+    """The pid of the task a submitit local job's controller started (its one child)."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        children = open(f"/proc/{controller_pid}/task/{controller_pid}/children").read().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.01)
+    raise AssertionError("submitit's controller started no task")
+
+
+@pytest.mark.slow
+def test_submitit_requeues_a_preempted_run_which_resumes(store, tmp_path):
+    """SIGUSR2 is submitit's preemption and timeout signal, sent to the job's task (as Slurm does; the local
+    LocalJob._interrupt signals its controller instead, which dies of it). The run writes its checkpoint and hands
+    the signal to submitit, which requeues the same call: the controller starts the task again, and it resumes to
+    the uninterrupted result, each epoch once in metrics.jsonl."""
+    import os
+    import signal
+    import time
+
+    submitit = pytest.importorskip("submitit")
+    from audio2image.sweep.executors import execute_run
+
+    settings = config("checkpoint_seconds=1e9", "transfer_epochs=12")  # only the signal writes a checkpoint
+    spec = RunSpec("transfer", store, seed=4)
+    whole = train_run(settings, spec, tmp_path / "whole")
+    executor = submitit.LocalExecutor(folder=tmp_path / "slurm")
+    executor.update_parameters(timeout_min=30)
+    job = executor.submit(execute_run, settings.to_dict(), dict(vars(spec), store=str(store)), str(tmp_path / "run"))
+    task = task_of(job._process.pid)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2) and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(task, signal.SIGUSR2)
+    result = job.result()
+    log = job.stderr() or ""
+    assert "Requeued" in (job.stdout() or "") + log, log[-2000:]
+    assert result["pid"] != task  # finished by the task started again
+    assert comparable({**result, "pid": 0, "host": ""}) == comparable({**whole, "pid": 0, "host": ""})
+    epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
+    assert epochs == list(range(1, 13))

@@ -56,3 +56,15 @@ def broadcast_object(value):
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def agreed_stop(requested: bool, main_can_stop: bool, device: torch.device) -> bool:
+    """Whether every process stops now (SIGTERM: training/preemption.py): some process was asked to (the signal
+    may reach one before another, or only one) and process 0, which writes the checkpoint, can. Every process
+    must ask at the same points: under DDP this is one all-reduce of two numbers; alone, no communication."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return requested and main_can_stop
+    votes = torch.tensor([float(requested), float(main_can_stop) if is_main() else 0.0], device=device)
+    dist.all_reduce(votes)  # summed: how many were asked, and process 0's answer
+    return bool(votes[0] > 0 and votes[1] > 0)
+

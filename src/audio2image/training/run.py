@@ -13,6 +13,7 @@ Running the same run again continues from checkpoint.pt, or returns result.json 
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -106,6 +107,8 @@ def stage_settings(config: Config, stage: str) -> dict:
 
 
 LOCK = ".lock"  # in the run folder: held by the process that trains the run
+# DDP: steps between the processes' joint SIGTERM checks (each one all-reduce; Slurm grants ~30 s or more)
+DDP_STOP_EVERY = 20
 
 
 def train_run(config: Config, spec: RunSpec, run_dir: Path, wait: bool = True) -> dict:
@@ -119,7 +122,8 @@ def train_run(config: Config, spec: RunSpec, run_dir: Path, wait: bool = True) -
     if finished is not None:
         return finished
     if not distributed.is_main():  # DDP: the main process owns the run for all of them
-        return _train(config, spec, run_dir)
+        with handling():  # and every process stops with it on SIGTERM (distributed.agreed_stop)
+            return _train(config, spec, run_dir)
     with file_lock(run_dir / LOCK, wait=wait), handling():  # SIGTERM: checkpoint and exit (preemption.py)
         finished = finished_result(run_dir)  # the owner we waited for may have finished it
         return finished if finished is not None else _train(config, spec, run_dir)
@@ -162,9 +166,10 @@ def _train(config: Config, spec: RunSpec, run_dir: Path) -> dict:
         train = train_one_epoch(compiled, task, loaders.train(epoch), optimizer, device,
                                 generator=epoch_generator(spec.seed, epoch, stream=1), step_scheduler=step,
                                 amp=amp, channels_last=channels_last,
-                                stop=(lambda: requested() and saver.can_stop_mid_epoch) if is_main else None)
+                                stop=_stop_check(saver, device))
         if train.get("stopped"):
-            saver.stop_mid_epoch()
+            if is_main:
+                saver.stop_mid_epoch()
             _preempted(f"{run_dir.name}: SIGTERM in epoch {epoch}; the state after epoch {state['epoch']} is written")
         if not math.isfinite(train["train_loss"]):
             return _finish_diverged(run_dir, spec, store, epoch, started, is_main)
@@ -177,7 +182,8 @@ def _train(config: Config, spec: RunSpec, run_dir: Path) -> dict:
         line = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **train,
                 **{f"val_{k}": v for k, v in val.items()}, "seconds": round(time.perf_counter() - tic, 3)}
         improved = _update_state(state, epoch, val, val[task.selection_metric], line["seconds"])
-        final, stopping = epoch == settings["epochs"], requested()  # one answer for the checkpoint and the exit
+        # one answer for the checkpoint and the exit, and the same on every process
+        final, stopping = epoch == settings["epochs"], distributed.agreed_stop(requested(), True, device)
         if is_main:
             saver.record(line, improved, model, optimizer, schedule, state, final=final, stop=stopping)
         log(f"  epoch {epoch}/{settings['epochs']}: train loss {train['train_loss']:.4f}, val "
@@ -212,8 +218,19 @@ def _update_state(state: dict, epoch: int, val: dict, score: float, seconds: flo
     return improved
 
 
+def _stop_check(saver: Saver, device: torch.device):
+    """The engine's `stop`, asked after each step: stop mid-epoch on SIGTERM where the saver holds the last
+    epoch end's state. Under DDP every process asks every DDP_STOP_EVERY steps, together (a collective: one
+    process stopping while another steps on would hang both), so a signal waits at most that many steps."""
+    every = DDP_STOP_EVERY if distributed.launched() else 1
+    steps = itertools.count(1)
+    return lambda: next(steps) % every == 0 and distributed.agreed_stop(requested(), saver.can_stop_mid_epoch,
+                                                                         device)
+
+
 def _preempted(message: str) -> None:
     log(f"{message}; run the same command again (or requeue the job) to resume")
+    distributed.barrier()  # DDP: nobody exits (and has torchrun stop the rest) before process 0 has written
     hand_over()  # under submitit: requeued here, and the process exits
     raise Preempted(message)
 
