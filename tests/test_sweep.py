@@ -98,6 +98,9 @@ def test_each_run_gets_its_share_of_the_cores(tmp_path, store, monkeypatch):
     for parallel, threads, expected in ((1, 0, 8), (4, 0, 2), (3, 0, 2), (16, 0, 1), (4, 3, 3)):
         config, _ = plan(tmp_path, store, parallel=parallel, threads=threads)
         assert executors.run_threads(config) == expected, (parallel, threads)
+    for workers, threads, cpus in ((4, 1, 4), (1, 3, 3), (2, 2, 2)):  # what Ray and Slurm are asked for
+        config, _ = plan(tmp_path, store, workers=workers, threads=threads)
+        assert executors.run_cpus(config) == cpus, (workers, threads)
     monkeypatch.undo()
     cores = len(os.sched_getaffinity(0))
     config, runs = plan(tmp_path / "two", store, parallel=2, fractions="1.0")

@@ -31,6 +31,13 @@ def run_threads(config: Config) -> int:
     return max(1, cores // config.parallel)
 
 
+def run_cpus(config: Config) -> int:
+    """The CPUs a run asks a cluster for (a Ray task's num_cpus, a Slurm task's cpus_per_task): its torch
+    threads, or its loader threads where there are more (they run beside the training threads); a store's
+    preparation uses `workers` processes, within the same count."""
+    return max(config.workers, run_threads(config), 1)
+
+
 def use_threads(config: Config, processes: int = 1) -> None:
     """Give this process's torch the run's CPU threads (`run_threads`), shared among `processes` that run one
     run together (torchrun's DDP processes on one machine)."""
@@ -152,10 +159,9 @@ def run_ray(jobs: list[Job], config: Config) -> None:
         if config.ray_address:
             ray.init(address=config.ray_address)
         else:  # a local Ray: room for `parallel` runs of run_threads cores each
-            ray.init(num_cpus=config.parallel * run_threads(config), include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=config.parallel * run_cpus(config), include_dashboard=False, log_to_driver=False)
     gpus = 1 if (_gpu_count() or config.ray_address) and config.device != "cpu" else 0
-    # CPUs for the run's threads (or a preparation's decoding processes), a GPU for training where there is one
-    cpus = max(run_threads(config), 1)
+    cpus = run_cpus(config)  # and a GPU for training where there is one
     remotes = {}
     for job in jobs:
         key = (job.fn, job.gpu)
@@ -181,7 +187,7 @@ def run_slurm(jobs: list[Job], config: Config, executor=None) -> None:
         executor = submitit.AutoExecutor(folder=config.experiment_dir / "slurm")
         executor.update_parameters(timeout_min=config.slurm_time_min, slurm_partition=config.slurm_partition or None,
                                    gpus_per_node=1 if config.device != "cpu" else 0,
-                                   cpus_per_task=max(config.workers, run_threads(config)),
+                                   cpus_per_task=run_cpus(config),
                                    slurm_array_parallelism=config.parallel)
     with executor.batch():  # one job array
         submitted = [executor.submit(job.fn, *job.args) for job in jobs]
