@@ -180,7 +180,7 @@ class _PartialSplit:
         # Atomic but not fsynced: a killed preparation resumes from it (the OS keeps both files' writes); a power
         # cut could lose rows as well as progress, so an fsync here alone would not make that safe, and it cost
         # ~60 ms per chunk of 16 clips on this machine's disk (a third of the preparation time).
-        write_json(self.state_path, state, sync=False)
+        write_json(self.state_path, state, sync=False, indent=None)  # after every chunk: the fast encoder
 
     def _move_row(self, source: int, target: int) -> None:
         offsets = [self.data_start + place * self.row_bytes for place in (source, target)]
