@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from audio2image.report import stats
+from audio2image.report import sentences, stats
 from audio2image.report.text import CLIPPED_NOTE
 
 
@@ -187,14 +187,14 @@ def test_conclusion_words():
         if row["init"] == "audio" and row["seed"] == 1:
             row["test_top1"] += 0.002  # a little pair-to-pair variance
     gains = stats.gain_table(rows)
-    text = stats.conclusion(gains, stats.data_efficiency(rows, "audio", n_boot=100))
+    text = sentences.conclusion(gains, stats.data_efficiency(rows, "audio", n_boot=100))
     assert "audio init" in text and "points" in text
     assert "2.0x" in text
     assert "only 2 seeds" in text
 
 
 def test_conclusion_without_pairs():
-    text = stats.conclusion([], [])
+    text = sentences.conclusion([], [])
     assert text.startswith("No conclusion yet")
 
 
@@ -203,7 +203,7 @@ def test_conclusion_indistinguishable_and_no_gain():
     for row in rows:
         if row["init"] == "audio":
             row["test_top1"] += (-0.01, 0.012, -0.004)[row["seed"]]
-    text = stats.conclusion(stats.gain_table(rows), stats.data_efficiency(rows, "audio", n_boot=100))
+    text = sentences.conclusion(stats.gain_table(rows), stats.data_efficiency(rows, "audio", n_boot=100))
     assert "indistinguishable at 10%, 100%" in text
     assert "no clear difference at 10%, 100%" in text and "No clear gain" in text
     assert "only" not in text  # three seeds: no small-n warning
@@ -220,9 +220,9 @@ def test_efficiency_claims_need_a_significant_gain():
     worse = {**entry, "status": "no gain", "ratio": 0.7, "ci_low": 0.6, "ci_high": 0.8}
     assert stats.efficiency_verdict(worse, {"significant": True, "mean": -0.05}) == "loss"
     assert stats.efficiency_verdict({**entry, "status": "missing"}, significant) == "missing"
-    claimed = stats.efficiency_sentence("audio", "random", [{**entry, "verdict": "gain"}])
+    claimed = sentences.efficiency_sentence("audio", "random", [{**entry, "verdict": "gain"}])
     assert "gain at 25% (the random init needs about 1.4x" in claimed
-    gated = stats.efficiency_sentence("audio", "random", [{**entry, "verdict": "no clear difference"}])
+    gated = sentences.efficiency_sentence("audio", "random", [{**entry, "verdict": "no clear difference"}])
     assert "no clear difference at 25%" in gated and "No clear gain" in gated and "up to 1.4x" in gated
 
 
@@ -253,7 +253,7 @@ def test_efficiency_table_and_sentences_share_one_verdict(extra, verdict):
     assert [e["verdict"] for e in eff] == [verdict] * len(FRACTIONS)  # the table's column
     assert all(g["significant"] == (verdict == "gain") for g in gains)
     assert all(e["ci_low"] > 1 for e in within)  # the bootstrap alone would have claimed a gain
-    for text in (stats.efficiency_sentence("audio", "random", eff), stats.conclusion(gains, eff)):
+    for text in (sentences.efficiency_sentence("audio", "random", eff), sentences.conclusion(gains, eff)):
         if verdict == "gain":
             assert "Data efficiency of the audio init against the random init: gain at 12.5%" in text
             assert "no clear difference" not in text and "No clear gain" not in text
@@ -276,7 +276,7 @@ def test_conclusion_clips_a_gain_interval_and_says_so():
             for s, v in enumerate(values)]
     gains = stats.gain_table(rows)
     assert gains[0]["significant"] and gains[0]["ci_high"] > 1  # stored unclipped
-    text = stats.conclusion(gains, stats.data_efficiency(rows, "audio", n_boot=20))
+    text = sentences.conclusion(gains, stats.data_efficiency(rows, "audio", n_boot=20))
     assert "95% CI +82.6 to +100.0†)" in text
     assert text.count(CLIPPED_NOTE) == 1 and text.endswith(CLIPPED_NOTE)
 

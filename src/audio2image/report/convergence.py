@@ -15,8 +15,8 @@ import math
 
 import numpy as np
 
-from audio2image.report.stats import (ALPHA, comparison_clauses, grid_of, groups, holm, metric_name,
-                                      paired_difference, summarize)
+from audio2image.report.sentences import comparison_clauses
+from audio2image.report.stats import ALPHA, grid_of, groups, holm, metric_name, paired_difference, summarize
 from audio2image.report.text import finite
 
 

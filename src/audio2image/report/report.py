@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from audio2image.config import Config
-from audio2image.report import figures, stats
+from audio2image.report import figures, sentences, stats
 from audio2image.report.fairness import control_inits, control_section, control_verdict, selection_section
 from audio2image.report.html import render_html
 from audio2image.report.pretraining import pretraining_section, side_words
@@ -137,7 +137,7 @@ def _conclusion(rows, gains: dict, metrics, efficiency, missing, transfers: list
         text = ("No transfer results yet: results.csv is missing or empty, so there is nothing to compare. "
                 "The sections below show what exists so far.")
     else:
-        text = stats.conclusion(gains[metrics[0]], efficiency, tuple(gains[m] for m in metrics[1:]))
+        text = sentences.conclusion(gains[metrics[0]], efficiency, tuple(gains[m] for m in metrics[1:]))
         if transfers:
             text += "\n\nWhat transfers. " + " ".join(transfers)
         if missing:
@@ -243,7 +243,7 @@ def _efficiency(efficiency: list[dict], pretrained: list[str]) -> str:
     for init in pretrained:
         for freeze in dict.fromkeys(e["freeze"] for e in efficiency if e["init"] == init):
             subset = [e for e in efficiency if e["init"] == init and e["freeze"] == freeze]
-            parts.append(stats.efficiency_sentence(init, BASELINE, subset))
+            parts.append(sentences.efficiency_sentence(init, BASELINE, subset))
     return "\n\n".join(parts)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from audio2image.report.convergence import convergence_sentence, convergence_table
 from audio2image.analysis.similarity import CKA_FILE, STAGE_OUTPUTS
-from audio2image.report import stats, transfer_figures
+from audio2image.report import sentences, stats, transfer_figures
 from audio2image.report.text import clipped_note, interval, num, p_value, pct, points, table
 from audio2image.training.initspec import describe_depth, parse_init
 from audio2image.util import read_json_or_none
@@ -175,7 +175,7 @@ class WhatTransfers:
             init = key[0]
             what = (f"Transfer depth ({describe_depth(parse_init(init).depth)} only)" if init in self.depth
                     else "Weight statistics alone")
-            out.append(f"{what}: " + stats.gain_sentence(*key, group))
+            out.append(f"{what}: " + sentences.gain_sentence(*key, group))
         out += self._cka_sentences()
         if self.convergence["pairs"]:
             out.append(convergence_sentence(self.convergence["pairs"], self.convergence["share"], BASELINE,
