@@ -18,3 +18,24 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("AUDIO2IMAGE_QUIET", "1")
 # Tests run from the repository root so that configs/ resolves.
 os.chdir(Path(__file__).resolve().parents[1])
+
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Under xdist, each worker's share starts with its part of the slow tests (whole sweeps, subprocesses).
+
+    worksteal hands each worker a contiguous block of the collection, and an idle worker steals only tests not
+    started: with the slow tests where they fall, one worker could get several and run them one after the other
+    at the end (measured: the suite's tail was such a test). So the slow tests are dealt round-robin, each
+    worker's block opening with its own; fast tests fill the rest. Every worker computes the same order."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    fast = [item for item in items if not item.get_closest_marker("slow")]
+    blocks = [slow[k::workers] for k in range(workers)]
+    share = (len(items) + workers - 1) // workers  # what worksteal sends each worker first
+    for block in blocks:
+        while len(block) < share and fast:
+            block.append(fast.pop(0))
+    items[:] = [item for block in blocks for item in block] + fast

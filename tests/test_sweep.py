@@ -87,6 +87,7 @@ def test_a_sweep_killed_three_times_gives_the_uninterrupted_results(tmp_path):
     assert _rows_without_ids(tmp_path / "killed" / "tiny" / "results.csv") == expected
 
 
+@pytest.mark.slow
 def test_each_run_gets_its_share_of_the_cores(tmp_path, store, monkeypatch):
     """Threads are resolved once from the config (threads, else cores // parallel) and recorded in each result,
     so every executor runs a run alike and parallel runs do not fight over the cores."""
