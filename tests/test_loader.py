@@ -178,7 +178,9 @@ def test_loaders_sharing_memory_reuse_it_and_read_every_row(prefetch):
     first, seen_first = epoch(1)
     second, seen_second = epoch(2)
     assert sorted(seen_first) == sorted(seen_second) == list(range(40)) and seen_first != seen_second
-    assert second <= first  # the second epoch read into the first one's memory
+    # The second epoch read into the first one's memory; at most one buffer more, where the first epoch never
+    # needed all of them at once and the second did (the reader's timing decides that).
+    assert len(second - first) <= 1 and len(first | second) <= memory.keep
 
 
 def test_loader_shards_every_batch():

@@ -156,9 +156,10 @@ class RecycledMemory:
 
 
 def batch_memory(prefetch: int = PREFETCH) -> RecycledMemory:
-    """Memory for the batches of Loaders reading `prefetch` ahead: the queued ones, the one in use, the one being
-    read. Loaders that run one after another (a run's epochs) can share it."""
-    return RecycledMemory(keep=prefetch + 2)
+    """Memory for the batches of Loaders reading `prefetch` ahead: the queued ones, the one being read, the one in
+    use and the one before it (a `for batch in loader` loop still holds it while the next is fetched, and the
+    reader may ask for memory just then). Loaders that run one after another (a run's epochs) can share it."""
+    return RecycledMemory(keep=prefetch + 3)
 
 
 def _storage_users(x: torch.Tensor) -> int:
