@@ -3,10 +3,12 @@
 # tests, and a full-size synthetic transfer run (224 px, batch 256, 257 classes, >= 20k images) with compile off
 # and on, while nvidia-smi samples the GPU's utilisation. Everything lands in $OUT (the device tool brings it back).
 #
-# On the device machine python3 is the image's own (its torch and torchvision; no soundfile): the project runs from
-# src/ through PYTHONPATH, and wheels carried in wheels/ (soundfile, at least) are installed first:
-#     here:   mkdir -p wheels && pip download --no-deps -d wheels soundfile pyyaml tqdm threadpoolctl
-#             (wheels/ is ignored through .git/info/exclude)
+# On the device machine python3 is the image's own (Python 3.12, its torch and torchvision; pytest, PyYAML, tqdm,
+# scipy, scikit-learn, Pillow, threadpoolctl are there, soundfile and cffi are not, device/KINDS.md): the project
+# runs from src/ through PYTHONPATH, and the wheels carried in wheels/ are installed first:
+#     here:   echo /wheels/ >> .git/info/exclude
+#             pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+#                 --platform manylinux_2_28_x86_64 -d wheels soundfile cffi pycparser
 #     device: run(command="bash benchmarks/gpu_figures.sh", carry=["wheels"], timeout_s=600)
 # SMALL=1 DEVICE=cpu runs the same steps at toy sizes on the CPU: a check of the script itself, not a measurement.
 set -uo pipefail
