@@ -20,7 +20,6 @@ os.environ.setdefault("AUDIO2IMAGE_QUIET", "1")
 os.chdir(Path(__file__).resolve().parents[1])
 
 
-
 def pytest_collection_modifyitems(session, config, items):
     """Under xdist, each worker's share starts with its part of the slow tests (whole sweeps, subprocesses).
 

@@ -68,3 +68,8 @@ def kill_at_validation(monkeypatch, epoch: int) -> None:
         return real(*args, **kwargs)
 
     monkeypatch.setattr("audio2image.training.run.evaluate", evaluate_then_die)
+
+
+def children(pid: int) -> list[int]:
+    """The pids of a process's children (Linux: /proc/PID/task/PID/children)."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from stores import children
+
 
 def audio2image(*args, check=True) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "-m", "audio2image", *map(str, args)], capture_output=True,
@@ -128,8 +130,7 @@ def test_sigterm_to_one_ddp_process_stops_both_resumably(tmp_path):
 
 
 def descendants(pid: int) -> list[int]:
-    children = open(f"/proc/{pid}/task/{pid}/children").read().split()
-    return [int(c) for c in children] + [d for c in children for d in descendants(int(c))]
+    return [d for child in children(pid) for d in (child, *descendants(child))]
 
 
 def environment(pid: int) -> list[str]:

@@ -15,7 +15,7 @@ from audio2image.training.inits import initialise
 from audio2image.training.model import InitError, build_model
 from audio2image.training.run import RunSpec, train_run
 from audio2image.util import DatasetError
-from stores import kill_at_validation, make_image_store
+from stores import children, kill_at_validation, make_image_store
 
 
 def config(*overrides):
@@ -263,9 +263,9 @@ def task_of(controller_pid: int, timeout: float = 60) -> int:
 
     deadline = time.time() + timeout
     while time.time() < deadline:
-        children = open(f"/proc/{controller_pid}/task/{controller_pid}/children").read().split()
-        if children:
-            return int(children[0])
+        started = children(controller_pid)
+        if started:
+            return started[0]
         time.sleep(0.01)
     raise AssertionError("submitit's controller started no task")
 

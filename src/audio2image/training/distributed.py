@@ -67,4 +67,3 @@ def agreed_stop(requested: bool, main_can_stop: bool, device: torch.device) -> b
     votes = torch.tensor([float(requested), float(main_can_stop) if is_main() else 0.0], device=device)
     dist.all_reduce(votes)  # summed: how many were asked, and process 0's answer
     return bool(votes[0] > 0 and votes[1] > 0)
-
