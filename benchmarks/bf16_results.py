@@ -4,18 +4,21 @@ Runs a config (default: the demo) twice with `amp=false` and `amp=true`, each it
 pretraining, transfer runs, analysis and report) under runs/bf16-check/, on the same data and stores, prepared
 before either is timed. For every cell
 (fraction, init, freeze) it prints the fp32 mean and standard deviation over seeds of the primary test metric,
-the bf16 mean, and whether the bf16 mean lies within the fp32 seed-to-seed spread (mean +- 2 sd; with fewer than
-2 fp32 seeds, not judged). It also prints both pretraining runs' test metrics and each experiment's wall time.
+the bf16 mean and sd, and whether the bf16 mean lies within the fp32 seed-to-seed spread (mean +- 2 sd; with
+fewer than 2 fp32 seeds, not judged). A 3-seed sd is itself noisy (one cell's may be small by chance), so each cell
+also gets the report's own test: bf16 - fp32 paired by seed (both share the seed's data subset and head), a paired
+t-test, Holm-adjusted over the cells. It also prints both pretraining runs' test metrics and each experiment's
+wall time.
 On a CPU without native bf16 both runs are fp32 (run.uses_amp) and the script says so.
 
-The last line: `bf16_results: K of N cells within the fp32 seed spread; time bf16/fp32 = X.XX`.
+The last line: `bf16_results: K of N cells within the fp32 seed spread, M of N differ (paired t, Holm p < 0.05);
+time bf16/fp32 = X.XX`.
 
 Run: .venv/bin/python benchmarks/bf16_results.py [CONFIG] [key=value ...]   (default CONFIG: demo)
 """
 from __future__ import annotations
 
 import math
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -44,13 +47,36 @@ def prepare_data(config_path: Path, overrides: list[str]) -> None:
 
 
 def cells(experiment_dir: Path, metric: str) -> dict:
+    """(fraction, init, freeze) -> {seed: the run's metric} over the completed runs."""
     from audio2image.report.read import read_results
 
     table: dict = {}
     for row in read_results(experiment_dir / "results.csv"):
         if row.get("status") == "completed" and math.isfinite(row.get(metric, math.nan)):
-            table.setdefault((row["fraction"], row["init"], row["freeze"]), []).append(row[metric])
+            table.setdefault((row["fraction"], row["init"], row["freeze"]), {})[row["seed"]] = row[metric]
     return table
+
+
+def compare(ours: dict, theirs: dict) -> tuple[list[dict], int]:
+    """Per cell judged (>= 2 fp32 seeds, a bf16 run): the fp32 and bf16 summaries, whether bf16's mean lies in the
+    fp32 mean +- 2 sd, and the paired bf16 - fp32 difference over the seeds both have, Holm-adjusted."""
+    from audio2image.report.stats import holm, paired_difference, summarize
+
+    judged = []
+    for key in sorted(ours):
+        a, b = ours[key], theirs.get(key, {})
+        if len(a) < 2 or not b:
+            print(f"{key}: not judged (fp32 seeds {len(a)}, bf16 seeds {len(b)})")
+            continue
+        seeds = sorted(set(a) & set(b))
+        fp32, bf16 = summarize(a.values()), summarize(b.values())
+        judged.append({"key": key, "fp32": fp32, "bf16": bf16,
+                       "within": abs(bf16["mean"] - fp32["mean"]) <= 2 * fp32["std"],
+                       "paired": paired_difference([b[s] for s in seeds], [a[s] for s in seeds])})
+    for cell, p in zip(judged, holm([cell["paired"]["p"] for cell in judged])):
+        cell["holm_p"] = p
+    differ = sum(1 for cell in judged if cell["holm_p"] < 0.05)
+    return judged, differ
 
 
 def main() -> None:
@@ -74,21 +100,18 @@ def main() -> None:
             result = read_json_or_none(run_dir / "result.json") or {}
             print(f"pretraining {config.name} {run_dir.name}: precision {result.get('precision')}, "
                   f"test {result.get('test')}")
-    ours, theirs = cells(fp32.experiment_dir, metric), cells(bf16.experiment_dir, metric)
-    within = judged = 0
-    print(f"cell (fraction, init, freeze): fp32 mean +- sd over seeds | bf16 mean  ({metric}, x 100)")
-    for key in sorted(ours):
-        a, b = ours[key], theirs.get(key, [])
-        if len(a) < 2 or not b:
-            print(f"{key}: not judged (fp32 seeds {len(a)}, bf16 seeds {len(b)})")
-            continue
-        mean, sd, other = statistics.mean(a), statistics.stdev(a), statistics.mean(b)
-        inside = abs(other - mean) <= 2 * sd
-        judged, within = judged + 1, within + inside
-        print(f"{key}: {100 * mean:.2f} +- {100 * sd:.2f} | {100 * other:.2f}  {'within' if inside else 'OUTSIDE'}")
+    judged, differ = compare(cells(fp32.experiment_dir, metric), cells(bf16.experiment_dir, metric))
+    print(f"cell (fraction, init, freeze): fp32 mean +- sd | bf16 mean +- sd | bf16 - fp32 paired by seed, Holm p"
+          f"  ({metric}, x 100)")
+    for cell in judged:
+        f, b, d = cell["fp32"], cell["bf16"], cell["paired"]
+        print(f"{cell['key']}: {100 * f['mean']:.2f} +- {100 * f['std']:.2f} | {100 * b['mean']:.2f} +- "
+              f"{100 * b['std']:.2f} {'within' if cell['within'] else 'OUTSIDE'} | {100 * d['mean']:+.2f}, "
+              f"p {cell['holm_p']:.2f}")
+    within = sum(cell["within"] for cell in judged)
     print(f"experiment wall time: fp32 {fp32_seconds:.1f} s, bf16 {bf16_seconds:.1f} s")
-    print(f"bf16_results: {within} of {judged} cells within the fp32 seed spread; "
-          f"time bf16/fp32 = {bf16_seconds / fp32_seconds:.2f}")
+    print(f"bf16_results: {within} of {len(judged)} cells within the fp32 seed spread, {differ} of {len(judged)} "
+          f"differ (paired t, Holm p < 0.05); time bf16/fp32 = {bf16_seconds / fp32_seconds:.2f}")
 
 
 if __name__ == "__main__":
