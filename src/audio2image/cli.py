@@ -50,7 +50,7 @@ def _dataset(args):
 
 def _values(args, options) -> dict:
     """The parsed values of a dataset's options, by function parameter; keyed ones checked like config values."""
-    from audio2image.config import ConfigError, validate_value
+    from audio2image.config_checks import ConfigError, validate_value
 
     values = {}
     for option in options:

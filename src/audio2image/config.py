@@ -11,17 +11,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import math
-import os
-import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from audio2image.config_checks import CHOICES, SWEEP_LISTS, ConfigError, reject, validate
 from audio2image.datasets.registry import DATASETS
-from audio2image.training.initspec import INIT_HELP, parse_init
 
 SIDES = ("source", "control", "target")  # the dataset pretrained on, the positive control's, the one transferred to
 PRETRAINED_SIDES = ("source", "control")  # the sides a sweep pretrains on
@@ -30,10 +27,6 @@ SELECTION_FILE = "selection.json"  # E/selection.json: each cell's transfer sett
 # keys that no longer exist -> what to use instead
 RENAMED = {"mtat_root": "source_root or target_root (the folder of the source or the target dataset)",
            "caltech256_root": "source_root or target_root (the folder of the source or the target dataset)"}
-
-
-class ConfigError(ValueError):
-    """A config problem, phrased for the user: it names the key and what is allowed."""
 
 
 @dataclass(frozen=True)
@@ -148,142 +141,6 @@ class Config:
         return getattr(self, f"{side}_root")
 
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "source": tuple(DATASETS),
-    "target": tuple(DATASETS),
-    "control": ("", *DATASETS),
-    "audio_features": ("recipe", "seed"),
-    "audio_split": ("standard", "full", "seed"),
-    "audio_task": ("auto", "tagging", "classification"),
-    "image_split": ("stratified", "seed"),
-    "image_resize": ("center", "squash"),
-    "image_augment": ("crop-flip", "seed", "none"),
-    "pretrain_optimizer": ("sgd", "adam", "adamw"),
-    "transfer_optimizer": ("sgd", "adam", "adamw"),
-    "pretrain_schedule": ("cosine", "constant", "seed-plateau"),
-    "transfer_schedule": ("cosine", "constant", "seed-plateau"),
-    "device": ("auto", "cpu", "cuda", "mps"),
-    "executor": ("local", "ray", "slurm", "submitit-local"),
-}
-POSITIVE = {"synth_clips", "synth_seconds", "synth_classes", "synth_per_class", "audio_clip_seconds",
-            "audio_eval_crops", "image_store_size", "image_size", "pretrain_epochs", "pretrain_batch_size",
-            "pretrain_lr", "transfer_epochs", "transfer_batch_size", "transfer_lr", "workers", "parallel",
-            "slurm_time_min", "tune_seeds"}
-NON_NEGATIVE = {"threads", "precise_bn_batches", "checkpoint_seconds", "cka_items", "audio_crop_seconds",
-                "pretrain_weight_decay", "transfer_weight_decay", "pretrain_warmup_epochs", "transfer_warmup_epochs",
-                "pretrain_label_smoothing", "transfer_label_smoothing"}
-FREEZE_PATTERN = re.compile(r"^(none|seed|linear|stages:[0-5])$")
-
-
-def _fail(key: str, value, allowed: str) -> None:
-    raise ConfigError(f"config key '{key}': {value!r} is not allowed; {allowed}")
-
-
-def validate_init(key: str, init: str) -> None:
-    try:
-        parse_init(init)
-    except ValueError:
-        _fail(key, init, f"use {INIT_HELP}")
-
-
-def validate_freeze(key: str, freeze: str) -> None:
-    if not FREEZE_PATTERN.match(freeze):
-        _fail(key, freeze, "use none, seed, linear or stages:K with K from 0 to 5")
-
-
-def _same_data(config: Config, side: str, other: str) -> bool:
-    """Whether two sides name the same data: one dataset kind and one folder (or no folder for either)."""
-    if getattr(config, side) != getattr(config, other):
-        return False
-    roots = config.root_of(side), config.root_of(other)
-    if side == "control" and config.synthetic and not roots[0] and config.dataset(side).synth_disjoint:
-        return False  # synthesised with classes disjoint from the other side's (prepare/stores.py)
-    return not all(roots) or os.path.normpath(roots[0]) == os.path.normpath(roots[1])
-
-
-def _check_sides(config: Config) -> None:
-    """Source, control and target may be the same kind of dataset (two audio folders), but not the same data."""
-    if _same_data(config, "source", "target"):
-        _fail("target", config.target, "it is the same dataset as source; transfer between two folders of one kind "
-              "by giving both source_root and target_root, different folders")
-    if not config.control:
-        return
-    for other in ("target", "source"):
-        if _same_data(config, "control", other):
-            _fail("control", config.control, f"it is the same dataset as {other}; a control is pretrained on other "
-                  f"data (control_root=PATH, a folder other than {other}_root)")
-
-
-def validate_value(key: str, value) -> None:
-    """The checks of one key on its own (allowed choices, sign); `validate` adds those between keys."""
-    if key in CHOICES and value not in CHOICES[key]:
-        _fail(key, value, "choose one of " + ", ".join(CHOICES[key]))
-    if key in POSITIVE and not (math.isfinite(value) and value > 0):
-        _fail(key, value, "it must be a finite number greater than 0")
-    if key in NON_NEGATIVE and not (math.isfinite(value) and value >= 0):
-        _fail(key, value, "it must be a finite number, 0 or more")
-
-
-def validate(config: Config) -> None:
-    for key in (*CHOICES, *POSITIVE, *NON_NEGATIVE):
-        validate_value(key, getattr(config, key))
-    if not config.name.strip() or config.name in (".", "..") or "/" in config.name or "\\" in config.name:
-        _fail("name", config.name, "it names the experiment's folder inside out_dir: give a non-empty name without "
-              "slashes (e.g. name=demo)")
-    _check_sides(config)
-    if not 0 < config.fraction <= 1:
-        _fail("fraction", config.fraction, "it must be in (0, 1]")
-    for value in config.fractions:
-        if not 0 < value <= 1:
-            _fail("fractions", value, "every fraction must be in (0, 1]")
-    if config.audio_crop_seconds > config.audio_clip_seconds:
-        _fail("audio_crop_seconds", config.audio_crop_seconds, "it must not exceed audio_clip_seconds")
-    if 0 < config.cka_items < 4:
-        _fail("cka_items", config.cka_items, "it must be 0 (no similarity analysis) or at least 4 (the unbiased "
-              "CKA estimator needs 4 items)")
-    if not 0 < config.convergence_share <= 1:
-        _fail("convergence_share", config.convergence_share, "it must be in (0, 1]")
-    for key in ("pretrain_label_smoothing", "transfer_label_smoothing"):
-        if getattr(config, key) >= 1:
-            _fail(key, getattr(config, key), "it must be below 1")
-    if config.audio_normalize and config.audio_features == "seed":
-        _fail("audio_normalize", True, "the seed's power features are not on a log scale, so per-band "
-              "standardisation would be ruled by a few loud frames; set audio_normalize=false (as configs/seed.yaml "
-              "does) or use audio_features=recipe")
-    validate_init("init", config.init)
-    for value in config.inits:
-        validate_init("inits", value)
-    validate_freeze("freeze", config.freeze)
-    for value in config.freezes:
-        validate_freeze("freezes", value)
-    _check_settings(config)
-    for key in SWEEP_LISTS:
-        if not getattr(config, key):
-            _fail(key, getattr(config, key), "give at least one value")
-        if len(set(getattr(config, key))) != len(getattr(config, key)):
-            _fail(key, getattr(config, key), "values must not repeat")
-
-
-def _check_settings(config: Config) -> None:
-    """The lists the sweep chooses transfer settings from, the tuning seeds, and the control's init."""
-    for value in config.transfer_lrs:
-        if not (math.isfinite(value) and value > 0):
-            _fail("transfer_lrs", value, "every learning rate must be a finite number greater than 0")
-    for value in config.transfer_weight_decays:
-        if not (math.isfinite(value) and value >= 0):
-            _fail("transfer_weight_decays", value, "every weight decay must be a finite number, 0 or more")
-    if config.tune_seeds > len(config.seeds):
-        _fail("tune_seeds", config.tune_seeds, f"it must not exceed the number of seeds ({len(config.seeds)})")
-    uses_control = any(parse_init(init).base == "control" and not parse_init(init).path for init in config.inits)
-    if uses_control and not config.control:
-        _fail("inits", config.inits, "the init 'control' is the pretraining on the control dataset; name it "
-              "(control=DATASET and control_root=PATH) or drop 'control' from inits")
-    if config.control and not uses_control:
-        _fail("control", config.control, "no init uses it; add 'control' to inits (or leave control empty)")
-
-
-# the sweep's lists: none may be empty or repeat a value; none enters a run's identity (each run records its value)
-SWEEP_LISTS = ("fractions", "inits", "seeds", "freezes", "transfer_lrs", "transfer_weight_decays", "pretrain_seeds")
 
 
 # --- reading, overriding, saving ---------------------------------------------------------------------------------
@@ -320,13 +177,13 @@ def _coerce_scalar(key: str, value, kind):
             return bool(value)
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
-        _fail(key, value, "it must be true or false")
+        reject(key, value, "it must be true or false")
     if kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        _fail(key, value, "it must be a whole number")
+        reject(key, value, "it must be a whole number")
     if kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -335,13 +192,13 @@ def _coerce_scalar(key: str, value, kind):
                 return float(value)
             except ValueError:
                 pass
-        _fail(key, value, "it must be a number")
+        reject(key, value, "it must be a number")
     if kind is str:
         if value is None:
             return ""
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        _fail(key, value, "it must be a string")
+        reject(key, value, "it must be a string")
     raise TypeError(kind)
 
 
@@ -358,7 +215,7 @@ def _yaml_scalar(key: str, raw: str):
     try:
         return yaml.safe_load(raw)
     except yaml.YAMLError:
-        _fail(key, raw, "it is not a readable value")
+        reject(key, raw, "it is not a readable value")
 
 
 def parse_overrides(overrides: list[str]) -> dict:

@@ -1,0 +1,161 @@
+"""What a config may hold: each key's allowed choices and sign, and the checks between keys (config.py's Config
+calls `validate` on itself). Every failure is a ConfigError that names the key and what is allowed.
+
+Kept apart from config.py, which defines the keys and reads, overrides and saves them; this module needs no Config
+at run time (only attributes of the one it is given), so config.py imports it, not the reverse.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import typing
+
+from audio2image.datasets.registry import DATASETS
+from audio2image.training.initspec import INIT_HELP, parse_init
+
+if typing.TYPE_CHECKING:
+    from audio2image.config import Config
+
+
+class ConfigError(ValueError):
+    """A config problem, phrased for the user: it names the key and what is allowed."""
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "source": tuple(DATASETS),
+    "target": tuple(DATASETS),
+    "control": ("", *DATASETS),
+    "audio_features": ("recipe", "seed"),
+    "audio_split": ("standard", "full", "seed"),
+    "audio_task": ("auto", "tagging", "classification"),
+    "image_split": ("stratified", "seed"),
+    "image_resize": ("center", "squash"),
+    "image_augment": ("crop-flip", "seed", "none"),
+    "pretrain_optimizer": ("sgd", "adam", "adamw"),
+    "transfer_optimizer": ("sgd", "adam", "adamw"),
+    "pretrain_schedule": ("cosine", "constant", "seed-plateau"),
+    "transfer_schedule": ("cosine", "constant", "seed-plateau"),
+    "device": ("auto", "cpu", "cuda", "mps"),
+    "executor": ("local", "ray", "slurm", "submitit-local"),
+}
+POSITIVE = {"synth_clips", "synth_seconds", "synth_classes", "synth_per_class", "audio_clip_seconds",
+            "audio_eval_crops", "image_store_size", "image_size", "pretrain_epochs", "pretrain_batch_size",
+            "pretrain_lr", "transfer_epochs", "transfer_batch_size", "transfer_lr", "workers", "parallel",
+            "slurm_time_min", "tune_seeds"}
+NON_NEGATIVE = {"threads", "precise_bn_batches", "checkpoint_seconds", "cka_items", "audio_crop_seconds",
+                "pretrain_weight_decay", "transfer_weight_decay", "pretrain_warmup_epochs", "transfer_warmup_epochs",
+                "pretrain_label_smoothing", "transfer_label_smoothing"}
+FREEZE_PATTERN = re.compile(r"^(none|seed|linear|stages:[0-5])$")
+
+
+def reject(key: str, value, allowed: str) -> typing.NoReturn:
+    """Raise the ConfigError for a bad value: the key, the value and what is allowed instead."""
+    raise ConfigError(f"config key '{key}': {value!r} is not allowed; {allowed}")
+
+
+def validate_init(key: str, init: str) -> None:
+    try:
+        parse_init(init)
+    except ValueError:
+        reject(key, init, f"use {INIT_HELP}")
+
+
+def validate_freeze(key: str, freeze: str) -> None:
+    if not FREEZE_PATTERN.match(freeze):
+        reject(key, freeze, "use none, seed, linear or stages:K with K from 0 to 5")
+
+
+def _same_data(config: Config, side: str, other: str) -> bool:
+    """Whether two sides name the same data: one dataset kind and one folder (or no folder for either)."""
+    if getattr(config, side) != getattr(config, other):
+        return False
+    roots = config.root_of(side), config.root_of(other)
+    if side == "control" and config.synthetic and not roots[0] and config.dataset(side).synth_disjoint:
+        return False  # synthesised with classes disjoint from the other side's (prepare/stores.py)
+    return not all(roots) or os.path.normpath(roots[0]) == os.path.normpath(roots[1])
+
+
+def _check_sides(config: Config) -> None:
+    """Source, control and target may be the same kind of dataset (two audio folders), but not the same data."""
+    if _same_data(config, "source", "target"):
+        reject("target", config.target, "it is the same dataset as source; transfer between two folders of one kind "
+              "by giving both source_root and target_root, different folders")
+    if not config.control:
+        return
+    for other in ("target", "source"):
+        if _same_data(config, "control", other):
+            reject("control", config.control, f"it is the same dataset as {other}; a control is pretrained on other "
+                  f"data (control_root=PATH, a folder other than {other}_root)")
+
+
+def validate_value(key: str, value) -> None:
+    """The checks of one key on its own (allowed choices, sign); `validate` adds those between keys."""
+    if key in CHOICES and value not in CHOICES[key]:
+        reject(key, value, "choose one of " + ", ".join(CHOICES[key]))
+    if key in POSITIVE and not (math.isfinite(value) and value > 0):
+        reject(key, value, "it must be a finite number greater than 0")
+    if key in NON_NEGATIVE and not (math.isfinite(value) and value >= 0):
+        reject(key, value, "it must be a finite number, 0 or more")
+
+
+def validate(config: Config) -> None:
+    for key in (*CHOICES, *POSITIVE, *NON_NEGATIVE):
+        validate_value(key, getattr(config, key))
+    if not config.name.strip() or config.name in (".", "..") or "/" in config.name or "\\" in config.name:
+        reject("name", config.name, "it names the experiment's folder inside out_dir: give a non-empty name without "
+              "slashes (e.g. name=demo)")
+    _check_sides(config)
+    if not 0 < config.fraction <= 1:
+        reject("fraction", config.fraction, "it must be in (0, 1]")
+    for value in config.fractions:
+        if not 0 < value <= 1:
+            reject("fractions", value, "every fraction must be in (0, 1]")
+    if config.audio_crop_seconds > config.audio_clip_seconds:
+        reject("audio_crop_seconds", config.audio_crop_seconds, "it must not exceed audio_clip_seconds")
+    if 0 < config.cka_items < 4:
+        reject("cka_items", config.cka_items, "it must be 0 (no similarity analysis) or at least 4 (the unbiased "
+              "CKA estimator needs 4 items)")
+    if not 0 < config.convergence_share <= 1:
+        reject("convergence_share", config.convergence_share, "it must be in (0, 1]")
+    for key in ("pretrain_label_smoothing", "transfer_label_smoothing"):
+        if getattr(config, key) >= 1:
+            reject(key, getattr(config, key), "it must be below 1")
+    if config.audio_normalize and config.audio_features == "seed":
+        reject("audio_normalize", True, "the seed's power features are not on a log scale, so per-band "
+              "standardisation would be ruled by a few loud frames; set audio_normalize=false (as configs/seed.yaml "
+              "does) or use audio_features=recipe")
+    validate_init("init", config.init)
+    for value in config.inits:
+        validate_init("inits", value)
+    validate_freeze("freeze", config.freeze)
+    for value in config.freezes:
+        validate_freeze("freezes", value)
+    _check_settings(config)
+    for key in SWEEP_LISTS:
+        if not getattr(config, key):
+            reject(key, getattr(config, key), "give at least one value")
+        if len(set(getattr(config, key))) != len(getattr(config, key)):
+            reject(key, getattr(config, key), "values must not repeat")
+
+
+def _check_settings(config: Config) -> None:
+    """The lists the sweep chooses transfer settings from, the tuning seeds, and the control's init."""
+    for value in config.transfer_lrs:
+        if not (math.isfinite(value) and value > 0):
+            reject("transfer_lrs", value, "every learning rate must be a finite number greater than 0")
+    for value in config.transfer_weight_decays:
+        if not (math.isfinite(value) and value >= 0):
+            reject("transfer_weight_decays", value, "every weight decay must be a finite number, 0 or more")
+    if config.tune_seeds > len(config.seeds):
+        reject("tune_seeds", config.tune_seeds, f"it must not exceed the number of seeds ({len(config.seeds)})")
+    uses_control = any(parse_init(init).base == "control" and not parse_init(init).path for init in config.inits)
+    if uses_control and not config.control:
+        reject("inits", config.inits, "the init 'control' is the pretraining on the control dataset; name it "
+              "(control=DATASET and control_root=PATH) or drop 'control' from inits")
+    if config.control and not uses_control:
+        reject("control", config.control, "no init uses it; add 'control' to inits (or leave control empty)")
+
+
+# the sweep's lists: none may be empty or repeat a value; none enters a run's identity (each run records its value)
+SWEEP_LISTS = ("fractions", "inits", "seeds", "freezes", "transfer_lrs", "transfer_weight_decays", "pretrain_seeds")
