@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from audio2image.config import load_config
+from audio2image.prepare.store import Store
 from audio2image.training import engine
 from audio2image.training.inits import initialise
 from audio2image.training.model import InitError, build_model, load_backbone
@@ -55,6 +56,8 @@ def test_image_transfer_learns_its_classes(stores, tmp_path):
     assert result["status"] == "completed"
     assert result["test"]["top1"] > 0.5  # chance is 0.25
     assert set(result["test"]) >= {"loss", "top1", "top5", "mean_class_acc"}
+    store = Store(stores["image"])  # the items a run trained and validated on (seed_sweep_time.py reads both)
+    assert (result["train_items"], result["val_items"]) == (len(store.split("train")), len(store.split("valid")))
 
 
 def test_same_config_and_seed_give_identical_results(stores, tmp_path):

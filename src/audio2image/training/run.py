@@ -197,7 +197,8 @@ def _train(config: Config, spec: RunSpec, run_dir: Path) -> dict:
     test = evaluate(compiled, task, loaders.eval("test"), device, amp=amp, channels_last=channels_last)
     result = {"status": "completed", "message": "", "task": task.kind,
               "selection_metric": f"val_{task.selection_metric}", "best_epoch": state["best_epoch"],
-              "epochs_run": state["epoch"], "train_items": int(len(rows)), "val": state["best_val"],
+              "epochs_run": state["epoch"], "train_items": int(len(rows)),
+              "val_items": len(store.split("valid")), "val": state["best_val"],
               "test": test, "init": loaded, "precision": "bf16" if amp else "fp32",
               "threads": torch.get_num_threads(), "host": socket.gethostname(), "pid": os.getpid(),
               "wall_seconds": round(state.get("seconds", 0.0) + time.perf_counter() - tic, 3),
