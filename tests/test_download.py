@@ -13,14 +13,8 @@ from pathlib import Path
 import pytest
 
 from audio2image.datasets import download as dl
-from audio2image.datasets.download import (
-    DownloadError,
-    download_caltech256,
-    download_file,
-    download_mtat,
-    safe_extract_tar,
-    safe_extract_zip,
-)
+from audio2image.datasets.archives import UnsafeArchiveError, safe_extract_tar, safe_extract_zip
+from audio2image.datasets.download import DownloadError, download_caltech256, download_file, download_mtat
 from httpserver import FileServer
 
 
@@ -216,7 +210,7 @@ def test_malicious_tar_is_refused_before_writing(tmp_path, bad):
     # A harmless member first: nothing at all may be written if a later member is bad.
     archive = _tar_with(tmp_path / "bad.tar", _file_info("good.txt", b"ok"), (info, data))
     dest = tmp_path / "dest"
-    with pytest.raises(DownloadError, match="Refusing to extract member"):
+    with pytest.raises(UnsafeArchiveError, match="Refusing to extract member"):
         safe_extract_tar(archive, dest, progress=False)
     assert not dest.exists()
     assert not outside.exists() and not (tmp_path / "evil").exists()
@@ -249,7 +243,7 @@ def test_malicious_zip_is_refused_before_writing(tmp_path, bad):
     outside = tmp_path / "outside"
     archive = _zip_with(tmp_path / "bad.zip", ("good.txt", b"ok"), bad(outside))
     dest = tmp_path / "dest"
-    with pytest.raises(DownloadError, match="Refusing to extract member"):
+    with pytest.raises(UnsafeArchiveError, match="Refusing to extract member"):
         safe_extract_zip(archive, dest, progress=False)
     assert not dest.exists()
     assert not outside.exists() and not (tmp_path / "evil").exists()

@@ -275,8 +275,8 @@ def _full_disk(error: OSError) -> str:
             "space and run the same command again: it resumes where it stopped")
 
 
-USER_ERRORS = {"ConfigError", "InitError", "DownloadError", "AnnotationError", "DatasetError", "FileNotFoundError",
-               "NotADirectoryError", "StoreMismatchError"}
+USER_ERRORS = {"ConfigError", "InitError", "DownloadError", "UnsafeArchiveError", "AnnotationError", "DatasetError",
+               "FileNotFoundError", "NotADirectoryError", "StoreMismatchError"}
 
 
 def _is_user_error(error: Exception) -> bool:
