@@ -14,16 +14,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from audio2image.datasets.audiofolder import (
-    Clip,
-    LabelsFile,
-    format_audiofolder_inspection,
-    inspect_audiofolder,
-    read_labels,
-    split_clips,
-    targets,
-    task_of,
-)
+from audio2image.datasets.audiofolder import Clip, LabelsFile, read_labels, split_clips, targets, task_of
+from audio2image.datasets.audiofolder_inspect import format_audiofolder_inspection, inspect_audiofolder
 from audio2image.datasets.splits import SPLITS
 from audio2image.util import DatasetError
 

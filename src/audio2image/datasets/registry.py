@@ -178,8 +178,8 @@ AUDIOFOLDER = Dataset(
                           key="audio_split_seed"),
                    Option("--task", "auto: tagging when any clip has several labels, else classification",
                           key="audio_task")),
-    inspect=Ref("audio2image.datasets.audiofolder:inspect_audiofolder"),
-    format_inspection=Ref("audio2image.datasets.audiofolder:format_audiofolder_inspection"),
+    inspect=Ref("audio2image.datasets.audiofolder_inspect:inspect_audiofolder"),
+    format_inspection=Ref("audio2image.datasets.audiofolder_inspect:format_audiofolder_inspection"),
     inspect_options=(DECODE, WORKERS),
 )
 
