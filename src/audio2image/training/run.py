@@ -129,7 +129,44 @@ def train_run(config: Config, spec: RunSpec, run_dir: Path, wait: bool = True) -
         return finished if finished is not None else _train(config, spec, run_dir)
 
 
+@dataclass
+class _Training:
+    """Everything one run's epochs work on, set up by `_setup` (`compiled`: the model as trained, wrapped for DDP
+    and torch.compile where they apply; `model`: its plain weights, which checkpoints hold)."""
+
+    config: Config
+    spec: RunSpec
+    run_dir: Path
+    store: Store
+    task: Task
+    settings: dict
+    device: torch.device
+    is_main: bool
+    model: torch.nn.Module
+    compiled: torch.nn.Module
+    loaded: dict  # what the init loaded (inits.initialise)
+    rows: np.ndarray
+    loaders: RunLoaders
+    optimizer: torch.optim.Optimizer
+    schedule: object
+    state: dict  # the loop's: last epoch, best epoch and score, seconds
+    amp: bool
+    channels_last: bool
+    started: float
+
+
 def _train(config: Config, spec: RunSpec, run_dir: Path) -> dict:
+    t = _setup(config, spec, run_dir)
+    saver = Saver(run_dir, config, t.store)
+    for epoch in range(t.state["epoch"] + 1, t.settings["epochs"] + 1):
+        diverged = _epoch(t, saver, epoch)
+        if diverged is not None:
+            return diverged
+    return _test_and_record(t)
+
+
+def _setup(config: Config, spec: RunSpec, run_dir: Path) -> _Training:
+    """The run's data, model (initialised, frozen, on its device, resumed from checkpoint.pt) and optimiser."""
     started = time.perf_counter()
     store = Store(spec.store)
     task = build_task(store, config, spec.stage)
@@ -140,7 +177,6 @@ def _train(config: Config, spec: RunSpec, run_dir: Path) -> dict:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
         write_json(run_dir / "run.json", spec.identity(store))
-
     model = build_model(task.num_outputs, spec.seed)
     loaded = initialise(model, spec.init, seed=spec.seed, imagenet_weights=config.imagenet_weights)
     frozen = freeze(model, spec.freeze)
@@ -148,64 +184,71 @@ def _train(config: Config, spec: RunSpec, run_dir: Path) -> dict:
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     rows = fraction_rows(task, spec.fraction, spec.seed)
     loaders = RunLoaders(task, rows, settings, spec.seed, device, config.precise_bn_batches)
-    steps_per_epoch = len(loaders.train(0))
     optimizer = build_optimizer(model, settings)
-    schedule = build_schedule(optimizer, settings, steps_per_epoch, spec.stage)
+    schedule = build_schedule(optimizer, settings, len(loaders.train(0)), spec.stage)
     state = _resume(run_dir, model, optimizer, schedule, device)
     wrapped = distributed.wrap(model, device)
-    compiled = torch.compile(wrapped) if config.compile else wrapped
     amp = uses_amp(config, device)
     log(f"{spec.stage} {run_dir.name}: {store.manifest['dataset']} {task.kind}, {len(rows)} training items, "
         f"init {spec.init}, freeze {spec.freeze} ({', '.join(frozen) or 'nothing'}), device {device}"
         + (" (bf16)" if amp else ""))
+    return _Training(config, spec, run_dir, store, task, settings, device, is_main, model,
+                     torch.compile(wrapped) if config.compile else wrapped, loaded, rows, loaders, optimizer,
+                     schedule, state, amp, channels_last, started)
 
-    saver = Saver(run_dir, config, store)
-    for epoch in range(state["epoch"] + 1, settings["epochs"] + 1):
-        tic = time.perf_counter()
-        step = schedule.step if schedule.per_step else None
-        train = train_one_epoch(compiled, task, loaders.train(epoch), optimizer, device,
-                                generator=epoch_generator(spec.seed, epoch, stream=1), step_scheduler=step,
-                                amp=amp, channels_last=channels_last,
-                                stop=_stop_check(saver, device))
-        if train.get("stopped"):
-            if is_main:
-                saver.stop_mid_epoch()
-            _preempted(f"{run_dir.name}: SIGTERM in epoch {epoch}; the state after epoch {state['epoch']} is written")
-        if not math.isfinite(train["train_loss"]):
-            return _finish_diverged(run_dir, spec, store, epoch, started, is_main)
-        if config.precise_bn_batches:
-            recalibrate_batchnorm(compiled, task, loaders.batchnorm(epoch), device, amp=amp,
-                                  channels_last=channels_last)
-        val = evaluate(compiled, task, loaders.eval("valid"), device, amp=amp, channels_last=channels_last)
-        if not schedule.per_step:
-            schedule.step_epoch(val["loss"])
-        line = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **train,
-                **{f"val_{k}": v for k, v in val.items()}, "seconds": round(time.perf_counter() - tic, 3)}
-        improved = _update_state(state, epoch, val, val[task.selection_metric], line["seconds"])
-        # one answer for the checkpoint and the exit, and the same on every process
-        final, stopping = epoch == settings["epochs"], distributed.agreed_stop(requested(), True, device)
-        if is_main:
-            saver.record(line, improved, model, optimizer, schedule, state, final=final, stop=stopping)
-        log(f"  epoch {epoch}/{settings['epochs']}: train loss {train['train_loss']:.4f}, val "
-            f"{task.selection_metric} {val[task.selection_metric]:.4f}, {line['seconds']:.1f} s")
-        if stopping and not final:  # SIGTERM came in a short epoch: finished, and its checkpoint written
-            _preempted(f"{run_dir.name}: SIGTERM; stopped after epoch {epoch}, its checkpoint written")
 
-    # Test once, with the weights chosen on validation.
+def _epoch(t: _Training, saver: Saver, epoch: int) -> dict | None:
+    """Train, validate and record one epoch; the run's result if it diverged. On SIGTERM: Preempted, the
+    checkpoint written (mid-epoch where the saver can, else after the epoch)."""
     tic = time.perf_counter()
-    _load_best(run_dir, model, is_main)
-    test = evaluate(compiled, task, loaders.eval("test"), device, amp=amp, channels_last=channels_last)
-    result = {"status": "completed", "message": "", "task": task.kind,
-              "selection_metric": f"val_{task.selection_metric}", "best_epoch": state["best_epoch"],
-              "epochs_run": state["epoch"], "train_items": int(len(rows)),
-              "val_items": len(store.split("valid")), "val": state["best_val"],
-              "test": test, "init": loaded, "precision": "bf16" if amp else "fp32",
+    step = t.schedule.step if t.schedule.per_step else None
+    precision = {"amp": t.amp, "channels_last": t.channels_last}
+    train = train_one_epoch(t.compiled, t.task, t.loaders.train(epoch), t.optimizer, t.device,
+                            generator=epoch_generator(t.spec.seed, epoch, stream=1), step_scheduler=step,
+                            stop=_stop_check(saver, t.device), **precision)
+    if train.get("stopped"):
+        if t.is_main:
+            saver.stop_mid_epoch()
+        _preempted(f"{t.run_dir.name}: SIGTERM in epoch {epoch}; the state after epoch {t.state['epoch']} is "
+                   "written")
+    if not math.isfinite(train["train_loss"]):
+        return _finish_diverged(t.run_dir, t.spec, t.store, epoch, t.started, t.is_main)
+    if t.config.precise_bn_batches:
+        recalibrate_batchnorm(t.compiled, t.task, t.loaders.batchnorm(epoch), t.device, **precision)
+    val = evaluate(t.compiled, t.task, t.loaders.eval("valid"), t.device, **precision)
+    if not t.schedule.per_step:
+        t.schedule.step_epoch(val["loss"])
+    line = {"epoch": epoch, "lr": t.optimizer.param_groups[0]["lr"], **train,
+            **{f"val_{k}": v for k, v in val.items()}, "seconds": round(time.perf_counter() - tic, 3)}
+    metric = t.task.selection_metric
+    improved = _update_state(t.state, epoch, val, val[metric], line["seconds"])
+    # one answer for the checkpoint and the exit, and the same on every process
+    final, stopping = epoch == t.settings["epochs"], distributed.agreed_stop(requested(), True, t.device)
+    if t.is_main:
+        saver.record(line, improved, t.model, t.optimizer, t.schedule, t.state, final=final, stop=stopping)
+    log(f"  epoch {epoch}/{t.settings['epochs']}: train loss {train['train_loss']:.4f}, val {metric} "
+        f"{val[metric]:.4f}, {line['seconds']:.1f} s")
+    if stopping and not final:  # SIGTERM came in a short epoch: finished, and its checkpoint written
+        _preempted(f"{t.run_dir.name}: SIGTERM; stopped after epoch {epoch}, its checkpoint written")
+    return None
+
+
+def _test_and_record(t: _Training) -> dict:
+    """Test once, with the weights chosen on validation; write result.json (the run is then finished)."""
+    tic = time.perf_counter()
+    _load_best(t.run_dir, t.model, t.is_main)
+    test = evaluate(t.compiled, t.task, t.loaders.eval("test"), t.device, amp=t.amp, channels_last=t.channels_last)
+    result = {"status": "completed", "message": "", "task": t.task.kind,
+              "selection_metric": f"val_{t.task.selection_metric}", "best_epoch": t.state["best_epoch"],
+              "epochs_run": t.state["epoch"], "train_items": int(len(t.rows)),
+              "val_items": len(t.store.split("valid")), "val": t.state["best_val"],
+              "test": test, "init": t.loaded, "precision": "bf16" if t.amp else "fp32",
               "threads": torch.get_num_threads(), "host": socket.gethostname(), "pid": os.getpid(),
-              "wall_seconds": round(state.get("seconds", 0.0) + time.perf_counter() - tic, 3),
-              "run": spec.identity(store)}
-    if is_main:
-        write_json(run_dir / "result.json", result)
-        (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # finished: best.pt and result.json are what stays
+              "wall_seconds": round(t.state.get("seconds", 0.0) + time.perf_counter() - tic, 3),
+              "run": t.spec.identity(t.store)}
+    if t.is_main:
+        write_json(t.run_dir / "result.json", result)
+        (t.run_dir / "checkpoint.pt").unlink(missing_ok=True)  # finished: best.pt and result.json are what stays
     return result
 
 
