@@ -10,6 +10,7 @@ import stat
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import Callable, NamedTuple
 
 from audio2image.util import progress as _progress_bar  # the name `progress` is a flag in our API
 
@@ -52,6 +53,16 @@ def _already_extracted(target: Path, size: int) -> bool:
     return target.is_file() and target.stat().st_size == size
 
 
+class _Member(NamedTuple):
+    """One archive member as both formats describe it, with where it goes."""
+
+    name: str
+    size: int
+    is_dir: bool
+    target: Path
+    open: Callable  # () -> a readable binary file of the member's bytes
+
+
 def safe_extract_zip(archive: Path, dest: Path, progress: bool = True) -> list[str]:
     """Extract a zip into `dest` after checking every member; returns the file members' names.
 
@@ -59,21 +70,9 @@ def safe_extract_zip(archive: Path, dest: Path, progress: bool = True) -> list[s
     """
     dest = Path(dest)
     with zipfile.ZipFile(archive) as zf:
-        infos = zf.infolist()
-        plan = [(info, _check_zip_member(info, dest)) for info in infos]  # all checks before any write
-        dest.mkdir(parents=True, exist_ok=True)
-        files = [(info, target) for info, target in plan if not info.is_dir()]
-        for info, target in plan:
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-        with _bar(progress, sum(i.file_size for i, _ in files), Path(archive).name) as bar:
-            for info, target in files:
-                if _already_extracted(target, info.file_size):
-                    bar.update(info.file_size)
-                    continue
-                with zf.open(info) as source:
-                    _write_member(source, target, bar)
-    return [info.filename for info, _ in files]
+        members = [_Member(info.filename, info.file_size, info.is_dir(), _check_zip_member(info, dest),
+                           lambda info=info: zf.open(info)) for info in zf.infolist()]
+        return _extract(members, dest, Path(archive).name, progress)
 
 
 def _check_zip_member(info: zipfile.ZipInfo, dest: Path) -> Path:
@@ -92,21 +91,9 @@ def safe_extract_tar(archive: Path, dest: Path, progress: bool = True) -> list[s
     """
     dest = Path(dest)
     with tarfile.open(archive, "r:*") as tf:
-        members = tf.getmembers()
-        plan = [(m, _check_tar_member(m, dest)) for m in members]  # all checks before any write
-        dest.mkdir(parents=True, exist_ok=True)
-        files = [(m, target) for m, target in plan if m.isfile()]
-        for member, target in plan:
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-        with _bar(progress, sum(m.size for m, _ in files), Path(archive).name) as bar:
-            for member, target in files:
-                if _already_extracted(target, member.size):
-                    bar.update(member.size)
-                    continue
-                with tf.extractfile(member) as source:
-                    _write_member(source, target, bar)
-    return [m.name for m, _ in files]
+        members = [_Member(m.name, m.size, m.isdir(), _check_tar_member(m, dest), lambda m=m: tf.extractfile(m))
+                   for m in tf.getmembers()]
+        return _extract(members, dest, Path(archive).name, progress)
 
 
 def _check_tar_member(member: tarfile.TarInfo, dest: Path) -> Path:
@@ -116,6 +103,23 @@ def _check_tar_member(member: tarfile.TarInfo, dest: Path) -> Path:
     if not (member.isfile() or member.isdir()):
         raise UnsafeArchiveError(f"Refusing to extract member {member.name!r}: it is a device, fifo or other special file.")
     return _member_target(member.name, dest)
+
+
+def _extract(members: list[_Member], dest: Path, name: str, progress: bool) -> list[str]:
+    """Write checked members (every check has passed before this writes anything); the files' names."""
+    dest.mkdir(parents=True, exist_ok=True)
+    files = [m for m in members if not m.is_dir]
+    for member in members:
+        if member.is_dir:
+            member.target.mkdir(parents=True, exist_ok=True)
+    with _bar(progress, sum(m.size for m in files), name) as bar:
+        for member in files:
+            if _already_extracted(member.target, member.size):
+                bar.update(member.size)
+                continue
+            with member.open() as source:
+                _write_member(source, member.target, bar)
+    return [m.name for m in files]
 
 
 def _bar(show: bool, total: int, name: str):
