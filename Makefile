@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 
 venv: $(VENV)/.installed
 
-# Reinstall when the package metadata changes; the editable install picks up code changes by itself.
-$(VENV)/.installed: pyproject.toml
+# Reinstall when the package metadata or the C kernel changes (it is compiled at install); the editable install
+# picks up Python changes by itself.
+$(VENV)/.installed: pyproject.toml setup.py src/audio2image/prepare/_melkernel.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -5,9 +5,14 @@ import librosa
 import numpy as np
 import pytest
 
+from audio2image.prepare import features
 from audio2image.prepare.features import FEATURE_PRESETS, MelFrontEnd, mel_filterbank
 
 PRESETS = sorted(FEATURE_PRESETS)
+# the compiled kernel (prepare/_melkernel.c) where it was built, and the numpy path: both must match librosa
+PATHS = [pytest.param(True, id="compiled", marks=pytest.mark.skipif(features.KERNEL is None,
+                                                                     reason="the kernel is not built here")),
+         pytest.param(False, id="numpy")]
 SILENCE = (1.2, 1.7)  # seconds of digital silence inside the test signal
 
 
@@ -66,11 +71,12 @@ def test_filterbank_with_other_limits(preset):
     np.testing.assert_allclose(mel_filterbank(other), reference, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("compiled", PATHS)
 @pytest.mark.parametrize("preset", PRESETS)
-def test_front_end_matches_librosa(preset):
+def test_front_end_matches_librosa(preset, compiled):
     s = FEATURE_PRESETS[preset]
     y = music(s.sample_rate)
-    ours = MelFrontEnd(s)(y)
+    ours = MelFrontEnd(s, compiled)(y)
     power = librosa_mel(y, s)
     assert ours.shape == power.shape == (s.n_mels, s.frames(len(y)))
     keep = frames_away_from_silence(s, ours.shape[1])
@@ -87,11 +93,12 @@ def test_front_end_matches_librosa(preset):
         np.testing.assert_allclose(ours[:, keep], power[:, keep], rtol=1e-3, atol=0)
 
 
+@pytest.mark.parametrize("compiled", PATHS)
 @pytest.mark.parametrize("preset", PRESETS)
-def test_loudness_only_shifts_the_features(preset):
+def test_loudness_only_shifts_the_features(preset, compiled):
     """A quiet clip is its loud self shifted down, floored at its own peak - 80 dB (or librosa's -100 dB)."""
     s = FEATURE_PRESETS[preset]
-    front = MelFrontEnd(s)
+    front = MelFrontEnd(s, compiled)
     loud, quiet = front(music(s.sample_rate, seed=2)), front(music(s.sample_rate, seed=2, gain=1e-3))
     assert quiet.dtype == np.float32 and quiet.shape == (s.n_mels, s.frames(3 * s.sample_rate))
     if not s.log:
@@ -103,22 +110,24 @@ def test_loudness_only_shifts_the_features(preset):
     assert loud.max() - loud.min() == pytest.approx(80.0, abs=0.01)
 
 
+@pytest.mark.parametrize("compiled", PATHS)
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("extra", [0, 1, -1, 7 * 512, 7 * 512 - 1])
-def test_output_shape(preset, extra):
+def test_output_shape(preset, extra, compiled):
     s = FEATURE_PRESETS[preset]
     samples = s.n_fft + extra if extra >= 0 else s.sample_rate * 2 + extra
     y = np.random.default_rng(samples).standard_normal(samples).astype(np.float32)
-    out = MelFrontEnd(s)(y)
+    out = MelFrontEnd(s, compiled)(y)
     assert out.shape == (s.n_mels, s.frames(samples)) == (s.n_mels, 1 + samples // s.hop)
     assert librosa_mel(y, s).shape == (s.n_mels, s.frames(samples))
     assert np.isfinite(out).all()
 
 
-def test_silence_is_finite():
+@pytest.mark.parametrize("compiled", PATHS)
+def test_silence_is_finite(compiled):
     for preset in PRESETS:
         s = FEATURE_PRESETS[preset]
-        out = MelFrontEnd(s)(np.zeros(s.sample_rate, dtype=np.float32))
+        out = MelFrontEnd(s, compiled)(np.zeros(s.sample_rate, dtype=np.float32))
         assert np.isfinite(out).all()
         if s.log:
             np.testing.assert_allclose(out, -100.0, atol=1e-4)  # 10 log10(amin): the same as librosa.power_to_db of zeros
@@ -149,9 +158,63 @@ def test_fp16_bits_equal_numpys_cast_everywhere():
     expected = values.astype(np.float16)
     np.testing.assert_array_equal(clip.stored.view(np.uint16), expected.view(np.uint16))
     np.testing.assert_array_equal(rounded, expected.astype(np.float32))  # the sums are of the stored values
+    if features.KERNEL is None:
+        return
+    # the compiled pass: the CPU's conversion, the sums of the stored values, the count at FP16_MAX
+    stored, sums, squares, again = np.empty_like(expected), np.empty(128), np.empty(128), values.copy()
+    saturated = features.KERNEL.finish(again, stored, sums, squares, *values.shape, -np.inf)
+    np.testing.assert_array_equal(stored.view(np.uint16), expected.view(np.uint16))
+    np.testing.assert_array_equal(again, expected.astype(np.float32))
+    exact = expected.astype(np.float64)
+    np.testing.assert_allclose(sums, exact.sum(axis=1), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(squares, np.square(exact).sum(axis=1), rtol=1e-12)
+    assert saturated == np.count_nonzero(expected == FP16_MAX) > 0
 
 
-def test_a_clip_whose_features_overflow_is_skipped(tmp_path):
+def test_the_compiled_pass_clamps_to_the_floor_and_to_fp16s_range():
+    if features.KERNEL is None:
+        pytest.skip("the kernel is not built here")
+    values = np.array([[-120.0, -50.0, 7e4, np.float32(1e30)], [3.0, -80.0, -80.5, 0.1]], np.float32)
+    stored, sums, squares = np.empty(values.shape, np.float16), np.empty(2), np.empty(2)
+    saturated = features.KERNEL.finish(values, stored, sums, squares, 2, 4, -80.0)
+    expected = np.clip(np.array([[-120.0, -50.0, 7e4, 1e30], [3.0, -80.0, -80.5, 0.1]]), -80.0, 65504.0)
+    np.testing.assert_array_equal(stored, expected.astype(np.float16))
+    assert saturated == 2 and sums[0] == pytest.approx(-80 - 50 + 2 * 65504.0)
+
+
+def test_the_kernel_is_built_where_a_c_compiler_is():
+    """setup.py builds it optionally (a failed build installs without it): here, with gcc, it must be there."""
+    import shutil
+
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler on this machine: the numpy path runs")
+    assert features.KERNEL is not None, "prepare/_melkernel.c was not built: see pip's output of `make venv`"
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_compiled_and_numpy_paths_store_the_same_rows(preset, tmp_path):
+    """Both paths give one clip's stored fp16 row to within one fp16 step where float rounding differs before
+    the conversion (almost never), and the same sums."""
+    import soundfile
+
+    from audio2image.prepare.audio import ClipFeatures
+
+    if features.KERNEL is None:
+        pytest.skip("the kernel is not built here")
+    s = FEATURE_PRESETS[preset]
+    path = tmp_path / "clip.flac"
+    soundfile.write(path, music(s.sample_rate, seed=3), s.sample_rate)
+    ours, theirs = (ClipFeatures(s, 3 * s.sample_rate, compiled)(path) for compiled in (True, False))
+    a, b = ours.x.astype(np.float32), theirs.x.astype(np.float32)
+    step = np.abs(np.spacing(b.astype(np.float16))).astype(np.float32)
+    assert (np.abs(a - b) <= step).all() and np.count_nonzero(a != b) < 1e-3 * a.size
+    for key in ("band_sum", "band_squares"):
+        np.testing.assert_allclose(ours.sums[key], theirs.sums[key], rtol=1e-5)
+    assert ours.sums["saturated"] == theirs.sums["saturated"]
+
+
+@pytest.mark.parametrize("compiled", PATHS)
+def test_a_clip_whose_features_overflow_is_skipped(tmp_path, compiled):
     import soundfile
 
     from audio2image.prepare.audio import ClipFeatures
@@ -159,9 +222,10 @@ def test_a_clip_whose_features_overflow_is_skipped(tmp_path):
     s = FEATURE_PRESETS["recipe"]
     path = tmp_path / "loud.wav"
     soundfile.write(path, np.full(s.sample_rate, 1e30, np.float32), s.sample_rate, subtype="FLOAT")
-    assert ClipFeatures(s, s.sample_rate)(path) == "features are not finite (samples beyond float32's range)"
+    message = "features are not finite (samples beyond float32's range)"
+    assert ClipFeatures(s, s.sample_rate, compiled)(path) == message
     fine = tmp_path / "fine.wav"
     soundfile.write(fine, music(s.sample_rate, seed=1)[:s.sample_rate], s.sample_rate, subtype="FLOAT")
-    row = ClipFeatures(s, s.sample_rate)(fine)
-    np.testing.assert_array_equal(row.x, MelFrontEnd(s)(music(s.sample_rate, seed=1)[:s.sample_rate]).astype(
-        np.float16))
+    row = ClipFeatures(s, s.sample_rate, compiled)(fine)
+    features_of = MelFrontEnd(s, compiled)(music(s.sample_rate, seed=1)[:s.sample_rate])
+    np.testing.assert_array_equal(row.x, features_of.astype(np.float16))

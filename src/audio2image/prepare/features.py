@@ -5,11 +5,19 @@ Slaney-scale and Slaney-normalised triangular filters.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.fft
 import scipy.sparse
+
+try:  # compiled at install where a C compiler is found (setup.py); else the numpy path below does the same work
+    from audio2image.prepare import _melkernel as KERNEL
+except ImportError:
+    KERNEL = None
+if os.environ.get("AUDIO2IMAGE_MEL_KERNEL") == "0":  # the numpy path even so (benchmarks compare the two)
+    KERNEL = None
 
 
 @dataclass(frozen=True)
@@ -79,39 +87,54 @@ class MelFrontEnd:
     4.3 vs 24.6 ms per 29 s clip at 16 kHz), and preparation workers that never import torch start in
     milliseconds and stay small (see prepare.audio). Frames go through in chunks of CHUNK, in buffers reused
     from clip to clip, so the working set stays in cache instead of faulting in fresh pages for every clip's
-    megabytes; each chunk's bands are taken to dB while in cache; the filterbank is sparse (each triangle
-    spans a few FFT bins: 504 of 257 x 128 weights are non-zero for the recipe). Measured per 29.1 s clip at
-    16 kHz on one core: 5.45 ms unchunked, 1.6 ms so (window + FFT ~1.0 of it).
+    megabytes. After scipy's FFT of each chunk, |X|^2, the sparse filterbank (each triangle spans a few FFT bins:
+    504 of 257 x 128 weights are non-zero for the recipe) and dB run in one compiled pass (prepare/_melkernel.c)
+    where it was built, else as numpy operations. Measured per 29.1 s clip at 16 kHz on one core, after
+    decoding: numpy 3.3-5.1 ms, the compiled pass ~1.8 ms less (`benchmarks/README.md`).
     """
 
-    CHUNK = 512  # frames per pass: frames + power ~1.6 MB for n_fft 512 (256 and 1024 measured slower)
+    # frames per pass. numpy: frames + power ~1.6 MB for n_fft 512 (256 and 1024 measured slower). The compiled
+    # pass keeps its own tile in L1, and smaller chunks keep the FFT's input and output in L2: 128 prepared 239
+    # clips/s in a pool of 2 against 230 for 256 and 212 for 512 (numpy: 177-190).
+    CHUNK, KERNEL_CHUNK = 512, 128
 
-    def __init__(self, settings: MelSettings):
+    def __init__(self, settings: MelSettings, compiled: bool = True):
         self.settings = settings
+        self.kernel = KERNEL if compiled else None  # compiled=False: the numpy path (tests compare the two)
+        self.chunk = self.KERNEL_CHUNK if self.kernel is not None else self.CHUNK
         self.window = hann_window(settings.n_fft)
         self.filters = scipy.sparse.csr_matrix(mel_filterbank(settings))  # [mels, bins]
-        self.frames = np.empty((self.CHUNK, settings.n_fft), np.float32)
-        self.power = np.empty((self.CHUNK, settings.n_fft // 2 + 1), np.float32)
+        self.csr = (self.filters.indptr.astype(np.int32), self.filters.indices.astype(np.int32),
+                    self.filters.data.astype(np.float32))
+        self.frames = np.empty((self.chunk, settings.n_fft), np.float32)
+        self.power = np.empty((self.chunk, settings.n_fft // 2 + 1), np.float32)
         self._buffer = np.zeros(0, np.float32)
 
     def __call__(self, waveform: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """The features of `waveform`, into `out` (float32 [n_mels, frames]) where given: a caller that keeps one
-        buffer from clip to clip spares the fresh pages of a new array per clip."""
+        """The features of `waveform`, into `out` (float32 [n_mels, frames], C order) where given: a caller that
+        keeps one buffer from clip to clip spares the fresh pages of a new array per clip."""
         s = self.settings
         view = np.lib.stride_tricks.sliding_window_view(self._padded(waveform), s.n_fft)[::s.hop]
         mel = np.empty((s.n_mels, len(view)), np.float32) if out is None else out
-        for start in range(0, len(view), self.CHUNK):
-            n = min(self.CHUNK, len(view) - start)
+        for start in range(0, len(view), self.chunk):
+            n = min(self.chunk, len(view) - start)
             frames = np.multiply(view[start:start + n], self.window, out=self.frames[:n])
             spectrum = scipy.fft.rfft(frames, axis=1, overwrite_x=True)
-            power = np.abs(spectrum, out=self.power[:n])
-            bands = self.filters @ np.square(power, out=power).T  # [mels, n]
-            if s.log:  # librosa.power_to_db(ref=1, amin=1e-10); its top_db floor needs the whole clip's peak
-                np.log10(np.maximum(bands, AMIN, out=bands), out=bands)
-                np.multiply(bands, 10.0, out=mel[:, start:start + n])
+            if self.kernel is not None:  # |X|^2, filterbank and dB into mel[:, start:start + n]
+                self.kernel.bands(spectrum, n, spectrum.shape[1], *self.csr, mel, mel.shape[1], start, s.log, AMIN)
             else:
-                mel[:, start:start + n] = bands
+                self._bands(spectrum, mel[:, start:start + n])
         return np.maximum(mel, mel.max() - TOP_DB, out=mel) if s.log else mel
+
+    def _bands(self, spectrum: np.ndarray, out: np.ndarray) -> None:
+        """The numpy path: |X|^2, the sparse filterbank and dB of a chunk's spectra into `out` [mels, n]."""
+        power = np.abs(spectrum, out=self.power[:len(spectrum)])
+        bands = self.filters @ np.square(power, out=power).T  # [mels, n]
+        if self.settings.log:  # librosa.power_to_db(ref=1, amin=1e-10); its top_db floor needs the clip's peak
+            np.log10(np.maximum(bands, AMIN, out=bands), out=bands)
+            np.multiply(bands, 10.0, out=out)
+        else:
+            out[:] = bands
 
     def waveform_buffer(self, samples: int) -> np.ndarray:
         """Where to decode a waveform of `samples` values (and up to n_fft // 2 more, ignored): its first
