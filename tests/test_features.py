@@ -229,3 +229,18 @@ def test_a_clip_whose_features_overflow_is_skipped(tmp_path, compiled):
     row = ClipFeatures(s, s.sample_rate, compiled)(fine)
     features_of = MelFrontEnd(s, compiled)(music(s.sample_rate, seed=1)[:s.sample_rate])
     np.testing.assert_array_equal(row.x, features_of.astype(np.float16))
+
+
+@pytest.mark.parametrize("compiled", PATHS)
+def test_a_clip_with_nan_samples_is_skipped_and_named(tmp_path, compiled):
+    import soundfile
+
+    from audio2image.prepare.audio import NOT_FINITE, ClipFeatures, decode_clip
+
+    s = FEATURE_PRESETS["recipe"]
+    samples = music(s.sample_rate, seed=4)[:s.sample_rate]
+    samples[1000] = np.nan
+    path = tmp_path / "nan.wav"
+    soundfile.write(path, samples, s.sample_rate, subtype="FLOAT")
+    assert ClipFeatures(s, s.sample_rate, compiled)(path) == NOT_FINITE  # checked only once the features show it
+    assert decode_clip(path, s.sample_rate, s.sample_rate) == NOT_FINITE  # decode_clip alone checks the samples

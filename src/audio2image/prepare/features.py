@@ -113,6 +113,12 @@ class MelFrontEnd:
     def __call__(self, waveform: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The features of `waveform`, into `out` (float32 [n_mels, frames], C order) where given: a caller that
         keeps one buffer from clip to clip spares the fresh pages of a new array per clip."""
+        mel = self.unfloored(waveform, out)
+        return np.maximum(mel, mel.max() - TOP_DB, out=mel) if self.settings.log else mel
+
+    def unfloored(self, waveform: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The features before librosa's top_db floor (dB features: floor them at their max - TOP_DB), for a
+        caller that floors them in a pass of its own (prepare.audio.ClipFeatures, with the fp16 conversion)."""
         s = self.settings
         view = np.lib.stride_tricks.sliding_window_view(self._padded(waveform), s.n_fft)[::s.hop]
         mel = np.empty((s.n_mels, len(view)), np.float32) if out is None else out
@@ -124,7 +130,7 @@ class MelFrontEnd:
                 self.kernel.bands(spectrum, n, spectrum.shape[1], *self.csr, mel, mel.shape[1], start, s.log, AMIN)
             else:
                 self._bands(spectrum, mel[:, start:start + n])
-        return np.maximum(mel, mel.max() - TOP_DB, out=mel) if s.log else mel
+        return mel
 
     def _bands(self, spectrum: np.ndarray, out: np.ndarray) -> None:
         """The numpy path: |X|^2, the sparse filterbank and dB of a chunk's spectra into `out` [mels, n]."""
