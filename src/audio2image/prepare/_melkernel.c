@@ -229,7 +229,40 @@ done:
     return result;
 }
 
+static PyObject *frames(PyObject *self, PyObject *args)
+{
+    Py_buffer signal, window, out;
+    Py_ssize_t hop, first, n;
+    if (!PyArg_ParseTuple(args, "y*nny*nw*", &signal, &hop, &first, &window, &n, &out))
+        return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t size = window.len / (Py_ssize_t)sizeof(float);
+    if (signal.len < ((first + n - 1) * hop + size) * (Py_ssize_t)sizeof(float)
+        || out.len < n * size * (Py_ssize_t)sizeof(float)) {
+        PyErr_SetString(PyExc_ValueError, "frames: buffers smaller than the shapes given");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t f = 0; f < n; f++) {
+        const float *x = (const float *)signal.buf + (first + f) * hop, *w = window.buf;
+        float *y = (float *)out.buf + f * size;
+#pragma omp simd
+        for (Py_ssize_t i = 0; i < size; i++)
+            y[i] = x[i] * w[i];
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&signal);
+    PyBuffer_Release(&window);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"frames", frames, METH_VARARGS,
+     "frames(signal, hop, first, window, n, out): out[f] = signal[(first + f) * hop:][:len(window)] * window"},
     {"bands", bands, METH_VARARGS,
      "bands(spectrum, frames, bins, indptr, indices, weights, out, stride, start, log, amin): |X|^2 -> CSR "
      "filterbank -> dB or power into out[m * stride + start + frame]"},

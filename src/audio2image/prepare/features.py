@@ -120,11 +120,16 @@ class MelFrontEnd:
         """The features before librosa's top_db floor (dB features: floor them at their max - TOP_DB), for a
         caller that floors them in a pass of its own (prepare.audio.ClipFeatures, with the fp16 conversion)."""
         s = self.settings
-        view = np.lib.stride_tricks.sliding_window_view(self._padded(waveform), s.n_fft)[::s.hop]
+        padded = self._padded(waveform)
+        view = np.lib.stride_tricks.sliding_window_view(padded, s.n_fft)[::s.hop]
         mel = np.empty((s.n_mels, len(view)), np.float32) if out is None else out
         for start in range(0, len(view), self.chunk):
             n = min(self.chunk, len(view) - start)
-            frames = np.multiply(view[start:start + n], self.window, out=self.frames[:n])
+            if self.kernel is not None:
+                self.kernel.frames(padded, s.hop, start, self.window, n, self.frames)
+                frames = self.frames[:n]
+            else:
+                frames = np.multiply(view[start:start + n], self.window, out=self.frames[:n])
             spectrum = scipy.fft.rfft(frames, axis=1, overwrite_x=True)
             if self.kernel is not None:  # |X|^2, filterbank and dB into mel[:, start:start + n]
                 self.kernel.bands(spectrum, n, spectrum.shape[1], *self.csr, mel, mel.shape[1], start, s.log, AMIN)
