@@ -164,7 +164,7 @@ def test_fp16_bits_equal_numpys_cast_everywhere():
     stored, sums, squares, again = np.empty_like(expected), np.empty(128), np.empty(128), values.copy()
     saturated = features.KERNEL.finish(again, stored, sums, squares, *values.shape, -np.inf)
     np.testing.assert_array_equal(stored.view(np.uint16), expected.view(np.uint16))
-    np.testing.assert_array_equal(again, expected.astype(np.float32))
+    np.testing.assert_array_equal(again, values)  # read only
     exact = expected.astype(np.float64)
     np.testing.assert_allclose(sums, exact.sum(axis=1), rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(squares, np.square(exact).sum(axis=1), rtol=1e-12)
@@ -244,3 +244,14 @@ def test_a_clip_with_nan_samples_is_skipped_and_named(tmp_path, compiled):
     soundfile.write(path, samples, s.sample_rate, subtype="FLOAT")
     assert ClipFeatures(s, s.sample_rate, compiled)(path) == NOT_FINITE  # checked only once the features show it
     assert decode_clip(path, s.sample_rate, s.sample_rate) == NOT_FINITE  # decode_clip alone checks the samples
+
+
+@pytest.mark.parametrize("compiled", PATHS)
+def test_unfloored_features_come_with_their_max(compiled):
+    s = FEATURE_PRESETS["recipe"]
+    front = MelFrontEnd(s, compiled)
+    mel, peak = front.unfloored(music(s.sample_rate, seed=5))
+    assert peak == mel.max() and mel.min() < peak - 80  # the floor is the caller's
+    loud = np.full(s.sample_rate, 1e30, np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert front.unfloored(loud)[1] == np.inf  # overflowing features: inf, whatever their values

@@ -148,8 +148,7 @@ class ClipFeatures:
         if isinstance(audio, str):
             return audio
         with np.errstate(over="ignore", invalid="ignore"):  # overflowing features are caught here, named
-            mel = self.front_end.unfloored(audio, out=self.mel)
-        peak = mel.max()
+            mel, peak = self.front_end.unfloored(audio, out=self.mel)
         if not np.isfinite(peak):  # NaN or inf samples make NaN or inf features: name which it was
             finite = np.isfinite(audio.max()) and np.isfinite(audio.min())
             return "features are not finite (samples beyond float32's range)" if finite else NOT_FINITE

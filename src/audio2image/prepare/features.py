@@ -5,6 +5,7 @@ Slaney-scale and Slaney-normalised triangular filters.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 
@@ -113,16 +114,18 @@ class MelFrontEnd:
     def __call__(self, waveform: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The features of `waveform`, into `out` (float32 [n_mels, frames], C order) where given: a caller that
         keeps one buffer from clip to clip spares the fresh pages of a new array per clip."""
-        mel = self.unfloored(waveform, out)
-        return np.maximum(mel, mel.max() - TOP_DB, out=mel) if self.settings.log else mel
+        mel, peak = self.unfloored(waveform, out)
+        return np.maximum(mel, peak - TOP_DB, out=mel) if self.settings.log else mel
 
-    def unfloored(self, waveform: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """The features before librosa's top_db floor (dB features: floor them at their max - TOP_DB), for a
-        caller that floors them in a pass of its own (prepare.audio.ClipFeatures, with the fp16 conversion)."""
+    def unfloored(self, waveform: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """The features before librosa's top_db floor (dB features: floor them at their max - TOP_DB), and their
+        max (inf where any is NaN or inf), for a caller that floors them in a pass of its own
+        (prepare.audio.ClipFeatures, with the fp16 conversion)."""
         s = self.settings
         padded = self._padded(waveform)
         view = np.lib.stride_tricks.sliding_window_view(padded, s.n_fft)[::s.hop]
         mel = np.empty((s.n_mels, len(view)), np.float32) if out is None else out
+        peak = -math.inf
         for start in range(0, len(view), self.chunk):
             n = min(self.chunk, len(view) - start)
             if self.kernel is not None:
@@ -132,10 +135,13 @@ class MelFrontEnd:
                 frames = np.multiply(view[start:start + n], self.window, out=self.frames[:n])
             spectrum = scipy.fft.rfft(frames, axis=1, overwrite_x=True)
             if self.kernel is not None:  # |X|^2, filterbank and dB into mel[:, start:start + n]
-                self.kernel.bands(spectrum, n, spectrum.shape[1], *self.csr, mel, mel.shape[1], start, s.log, AMIN)
+                peak = max(peak, self.kernel.bands(spectrum, n, spectrum.shape[1], *self.csr, mel, mel.shape[1],
+                                                   start, s.log, AMIN))
             else:
                 self._bands(spectrum, mel[:, start:start + n])
-        return mel
+        if self.kernel is None:
+            peak = float(mel.max())
+        return mel, (peak if np.isfinite(peak) else math.inf)
 
     def _bands(self, spectrum: np.ndarray, out: np.ndarray) -> None:
         """The numpy path: |X|^2, the sparse filterbank and dB of a chunk's spectra into `out` [mels, n]."""
