@@ -4,6 +4,7 @@ from __future__ import annotations
 import librosa
 import numpy as np
 import pytest
+import scipy.fft
 
 from audio2image.prepare import features
 from audio2image.prepare.features import FEATURE_PRESETS, MelFrontEnd, mel_filterbank
@@ -255,3 +256,12 @@ def test_unfloored_features_come_with_their_max(compiled):
     loud = np.full(s.sample_rate, 1e30, np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
         assert front.unfloored(loud)[1] == np.inf  # overflowing features: inf, whatever their values
+
+
+def test_the_kept_buffer_fft_is_scipys_rfft():
+    """MelFrontEnd._rfft calls scipy's pocketfft binding with an output buffer (private API, so checked here)."""
+    s = FEATURE_PRESETS["recipe"]
+    front = MelFrontEnd(s)
+    frames = np.random.default_rng(6).standard_normal((front.chunk, s.n_fft)).astype(np.float32)
+    np.testing.assert_array_equal(front._rfft(frames.copy()), scipy.fft.rfft(frames, axis=1))
+    assert features._R2C is not None  # the scipy this project pins has it: a change would show here

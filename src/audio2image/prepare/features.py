@@ -19,6 +19,10 @@ except ImportError:
     KERNEL = None
 if os.environ.get("AUDIO2IMAGE_MEL_KERNEL") == "0":  # the numpy path even so (benchmarks compare the two)
     KERNEL = None
+try:  # scipy.fft.rfft without its fresh output array per call (0.27 ms a clip measured): scipy's own pocketfft
+    from scipy.fft._pocketfft.pypocketfft import r2c as _R2C  # binding, private, hence the fallback to rfft
+except ImportError:
+    _R2C = None
 
 
 @dataclass(frozen=True)
@@ -88,15 +92,15 @@ class MelFrontEnd:
     4.3 vs 24.6 ms per 29 s clip at 16 kHz), and preparation workers that never import torch start in
     milliseconds and stay small (see prepare.audio). Frames go through in chunks of CHUNK, in buffers reused
     from clip to clip, so the working set stays in cache instead of faulting in fresh pages for every clip's
-    megabytes. After scipy's FFT of each chunk, |X|^2, the sparse filterbank (each triangle spans a few FFT bins:
-    504 of 257 x 128 weights are non-zero for the recipe) and dB run in one compiled pass (prepare/_melkernel.c)
-    where it was built, else as numpy operations. Measured per 29.1 s clip at 16 kHz on one core, after
-    decoding: numpy 3.3-5.1 ms, the compiled pass ~1.8 ms less (`benchmarks/README.md`).
+    megabytes. The windowing before scipy's FFT of each chunk, and after it |X|^2, the sparse filterbank (each
+    triangle spans a few FFT bins: 504 of 257 x 128 weights are non-zero for the recipe) and dB, run as compiled
+    passes (prepare/_melkernel.c) where that was built, else as numpy operations. Measured per 29.1 s clip at 16 kHz on one core, after
+    decoding: numpy 5.2-5.6 ms, compiled 2.6-2.7 ms, of which scipy's FFT ~1.35 (`benchmarks/README.md`).
     """
 
     # frames per pass. numpy: frames + power ~1.6 MB for n_fft 512 (256 and 1024 measured slower). The compiled
     # pass keeps its own tile in L1, and smaller chunks keep the FFT's input and output in L2: 128 prepared 239
-    # clips/s in a pool of 2 against 230 for 256 and 212 for 512 (numpy: 177-190).
+    # clips/s in a pool of 2 against 230 for 256 and 212 for 512 (numpy: 177-190; an earlier kernel version).
     CHUNK, KERNEL_CHUNK = 512, 128
 
     def __init__(self, settings: MelSettings, compiled: bool = True):
@@ -108,6 +112,7 @@ class MelFrontEnd:
         self.csr = (self.filters.indptr.astype(np.int32), self.filters.indices.astype(np.int32),
                     self.filters.data.astype(np.float32))
         self.frames = np.empty((self.chunk, settings.n_fft), np.float32)
+        self.spectrum = np.empty((self.chunk, settings.n_fft // 2 + 1), np.complex64)
         self.power = np.empty((self.chunk, settings.n_fft // 2 + 1), np.float32)
         self._buffer = np.zeros(0, np.float32)
 
@@ -133,7 +138,7 @@ class MelFrontEnd:
                 frames = self.frames[:n]
             else:
                 frames = np.multiply(view[start:start + n], self.window, out=self.frames[:n])
-            spectrum = scipy.fft.rfft(frames, axis=1, overwrite_x=True)
+            spectrum = self._rfft(frames)
             if self.kernel is not None:  # |X|^2, filterbank and dB into mel[:, start:start + n]
                 peak = max(peak, self.kernel.bands(spectrum, n, spectrum.shape[1], *self.csr, mel, mel.shape[1],
                                                    start, s.log, AMIN))
@@ -142,6 +147,16 @@ class MelFrontEnd:
         if self.kernel is None:
             peak = float(mel.max())
         return mel, (peak if np.isfinite(peak) else math.inf)
+
+    def _rfft(self, frames: np.ndarray) -> np.ndarray:
+        """scipy.fft.rfft(frames, axis=1), into a buffer kept from chunk to chunk where scipy's binding allows."""
+        global _R2C
+        if _R2C is not None:
+            try:
+                return _R2C(frames, axes=(1,), forward=True, inorm=0, out=self.spectrum[:len(frames)], nthreads=1)
+            except TypeError:  # another scipy's private signature: the public function from now on
+                _R2C = None
+        return scipy.fft.rfft(frames, axis=1)
 
     def _bands(self, spectrum: np.ndarray, out: np.ndarray) -> None:
         """The numpy path: |X|^2, the sparse filterbank and dB of a chunk's spectra into `out` [mels, n]."""
