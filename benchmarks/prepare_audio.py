@@ -13,7 +13,9 @@ code swung the ratio from 0.53 to 0.68):
   (c) the seed: shared/baselines/seed_mel.py (librosa load at 22,050 Hz + power mel, one clip at a time, one
       process) as a subprocess on the same files, after one untimed run on 4 clips (librosa's numba functions
       compile and cache on the first call: seconds that would otherwise fall on the small size only).
-Prints each side's marginal clips/s; then `ratio project / all-core decode floor: 0.XX` and, last,
+Where the compiled kernel was built, (a) is also run on the numpy path (AUDIO2IMAGE_MEL_KERNEL=0, in a fresh
+interpreter) and its ratio printed first. Prints each side's marginal clips/s; then `ratio project / all-core
+decode floor: 0.XX` and, last,
 `prepare_audio speedup: X.Xx` (project over seed, marginal rates).
 
 Run: .venv/bin/python benchmarks/prepare_audio.py [--clips 300] [--small 100] [--seconds 29.1] [--rounds 3]
@@ -66,6 +68,20 @@ def time_project(root: Path, store: Path, seconds: float, workers: int) -> tuple
     return sum(s["count"] for s in manifest["splits"].values()), time.perf_counter() - start
 
 
+def time_numpy_path(root: Path, store: Path, seconds: float, workers: int) -> float:
+    """time_project in a fresh interpreter with AUDIO2IMAGE_MEL_KERNEL=0: the numpy path, timed inside it (a
+    fresh one because the preparation workers' forkserver keeps the environment it started with)."""
+    code = ("import sys, time; from pathlib import Path; from audio2image.prepare.audio import prepare_mtat; "
+            "start = time.perf_counter(); prepare_mtat(Path(sys.argv[1]), Path(sys.argv[2]), features='recipe', "
+            "split='full', clip_seconds=float(sys.argv[3]), workers=int(sys.argv[4]), progress=False); "
+            "print(time.perf_counter() - start)")
+    result = subprocess.run([sys.executable, "-c", code, str(root), str(store), str(seconds), str(workers)],
+                            env={**os.environ, "AUDIO2IMAGE_MEL_KERNEL": "0"}, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"the numpy path failed ({result.returncode}):\n{result.stderr}")
+    return float(result.stdout.split()[-1])
+
+
 def time_decode(mp3s: list[Path], workers: int) -> float:
     start = time.perf_counter()
     with ProcessPoolExecutor(workers) as pool:
@@ -95,6 +111,10 @@ def main() -> None:
         parser.error("--small must be between 0 and --clips")
     seed_script = baselines.seed_script("seed_mel.py")
     from audio2image.datasets.synth import synth_mtat
+    from audio2image.prepare.features import KERNEL
+
+    print(f"front end: {'the compiled kernel (prepare/_melkernel.c)' if KERNEL else 'numpy (no compiled kernel)'}")
+    sides = ("project", "numpy", "decode", "seed") if KERNEL else ("project", "decode", "seed")
 
     with tempfile.TemporaryDirectory(prefix="bench-audio-") as tmp:
         tmpdir = Path(tmp)
@@ -108,7 +128,7 @@ def main() -> None:
         warm = tmpdir / "warm"
         subset(tmpdir / "mtat", warm, 4)
         time_seed(seed_script, warm, tmpdir / "seed-warm")
-        timings = {side: {name: [] for name in sizes} for side in ("project", "decode", "seed")}
+        timings = {side: {name: [] for name in sizes} for side in sides}
         for round_ in range(args.rounds):  # sides and sizes interleaved so drift hits all alike; fastest kept
             for name in sizes:
                 store = tmpdir / f"store-{name}-{round_}"
@@ -117,6 +137,9 @@ def main() -> None:
                     sys.exit(f"prepare_mtat kept {count} of {sizes[name]} clips: the rates would not compare")
                 shutil.rmtree(store)
                 timings["project"][name].append(seconds)
+                if "numpy" in sides:
+                    timings["numpy"][name].append(time_numpy_path(roots[name], store, args.seconds, args.workers))
+                    shutil.rmtree(store)
                 timings["decode"][name].append(time_decode(mp3s[name], args.workers))
                 seed_out = tmpdir / f"seed-{name}-{round_}"
                 timings["seed"][name].append(time_seed(seed_script, roots[name], seed_out))
@@ -124,13 +147,18 @@ def main() -> None:
         timings = {side: {name: min(runs) for name, runs in by_size.items()} for side, by_size in timings.items()}
         extra = args.clips - args.small
         rates = {}
-        for side, label in (("project", f"project prepare_mtat (recipe, {args.workers} workers)"),
-                            ("decode", f"decode floor (soundfile only, {args.workers} processes)"),
-                            ("seed", "seed seed_mel.py (1 process)")):
+        labels = {"project": f"project prepare_mtat (recipe, {args.workers} workers)",
+                  "numpy": "the same on the numpy path (AUDIO2IMAGE_MEL_KERNEL=0)",
+                  "decode": f"decode floor (soundfile only, {args.workers} processes)",
+                  "seed": "seed seed_mel.py (1 process)"}
+        for side in sides:
+            label = labels[side]
             small, large = timings[side]["small"], timings[side]["large"]
             rates[side] = extra / (large - small)
             print(f"{label}: {args.small} clips {small:.2f} s, {args.clips} clips {large:.2f} s -> marginal "
                   f"{rates[side]:.2f} clips/s")
+        if "numpy" in rates:
+            print(f"ratio numpy path / all-core decode floor: {rates['numpy'] / rates['decode']:.2f}")
         print(f"ratio project / all-core decode floor: {rates['project'] / rates['decode']:.2f}")
         print(f"prepare_audio speedup: {rates['project'] / rates['seed']:.1f}x")
 
