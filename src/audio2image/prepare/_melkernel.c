@@ -1,17 +1,19 @@
-/* The mel front end's two compiled passes (prepare/features.py, prepare/audio.py), used where this module was
- * built (it is optional: without a C compiler the numpy path does the same work).
+/* The mel front end's compiled passes (prepare/features.py, prepare/audio.py), used where this module was built
+ * (it is optional: without a C compiler the numpy path does the same work).
  *
+ * frames: a chunk of frames of the padded signal times the window (the FFT's input).
  * bands:  a chunk of spectra (complex64 [frames, bins], scipy's rfft of the windowed frames) -> |X|^2 -> sparse
- *         mel filterbank (CSR) -> dB (10 log10 max(x, amin)) or power, into columns of the mel array. Frames go
- *         LANES at a time through a [bins][LANES] tile of powers that stays in L1, so the filterbank's few
- *         weights per band and the logarithm run across frames in vector registers.
+ *         mel filterbank (CSR) -> dB (10 log10 max(x, amin)) or power, into columns of the mel array; returns the
+ *         largest value. Frames go LANES at a time through a [bins][LANES] tile of powers that stays in L1, so
+ *         the filterbank's few weights per band and the logarithm run across frames in vector registers.
  * finish: the whole mel array -> clamp to [floor, FP16_MAX] -> IEEE half (round to nearest even, the hardware's
  *         conversion: bit for bit numpy's astype(float16)) -> per-band sums and sums of squares of the stored
  *         values, in double, and the count of values at FP16_MAX.
- * frames: a chunk of frames of the padded signal times the window (the FFT's input).
  *
- * numpy's one-pass-per-operation version of the same reads and writes each clip's megabytes about a dozen times;
- * measured here that was ~1.7 ms of the ~3.3 ms a clip costs after decoding.
+ * numpy's one-pass-per-operation version of the same reads and writes each clip's megabytes about a dozen times.
+ * Measured per 29.1 s clip after decoding, one core: ~0.8 ms here against ~3 ms for those numpy passes. Each
+ * vector path has a plain C one beside it (AVX-512 gathers; F16C conversions): the tests pass built for
+ * x86-64-v4 (native here), x86-64-v3 and plain x86-64.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
