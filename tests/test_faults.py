@@ -236,7 +236,7 @@ def test_a_real_sigterm_ends_the_process_resumably(tmp_path):
 
     def transfer(out):
         return subprocess.Popen([sys.executable, "-m", "audio2image", "transfer", "--config", "tiny", "--init",
-                                 "random", f"out_dir={out}", f"data_dir={tmp_path / 'data'}", "transfer_epochs=30",
+                                 "random", f"out_dir={out}", f"data_dir={tmp_path / 'data'}", "transfer_epochs=12",
                                  "checkpoint_seconds=1e9", "fraction=1.0"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
