@@ -137,7 +137,6 @@ class _Training:
     config: Config
     spec: RunSpec
     run_dir: Path
-    store: Store
     task: Task
     settings: dict
     device: torch.device
@@ -145,7 +144,6 @@ class _Training:
     model: torch.nn.Module
     compiled: torch.nn.Module
     loaded: dict  # what the init loaded (inits.initialise)
-    rows: np.ndarray
     loaders: RunLoaders
     optimizer: torch.optim.Optimizer
     schedule: object
@@ -153,6 +151,14 @@ class _Training:
     amp: bool
     channels_last: bool
     started: float
+
+    @property
+    def store(self) -> Store:
+        return self.task.store
+
+    @property
+    def rows(self) -> np.ndarray:  # the training rows: the run's fraction of the train split
+        return self.loaders.rows
 
 
 def _train(config: Config, spec: RunSpec, run_dir: Path) -> dict:
@@ -192,9 +198,9 @@ def _setup(config: Config, spec: RunSpec, run_dir: Path) -> _Training:
     log(f"{spec.stage} {run_dir.name}: {store.manifest['dataset']} {task.kind}, {len(rows)} training items, "
         f"init {spec.init}, freeze {spec.freeze} ({', '.join(frozen) or 'nothing'}), device {device}"
         + (" (bf16)" if amp else ""))
-    return _Training(config, spec, run_dir, store, task, settings, device, is_main, model,
-                     torch.compile(wrapped) if config.compile else wrapped, loaded, rows, loaders, optimizer,
-                     schedule, state, amp, channels_last, started)
+    return _Training(config, spec, run_dir, task, settings, device, is_main, model,
+                     torch.compile(wrapped) if config.compile else wrapped, loaded, loaders, optimizer, schedule,
+                     state, amp, channels_last, started)
 
 
 def _epoch(t: _Training, saver: Saver, epoch: int) -> dict | None:
