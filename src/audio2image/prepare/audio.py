@@ -136,7 +136,6 @@ class ClipFeatures:
     def __init__(self, settings: MelSettings, samples: int, compiled: bool = True):
         self.settings, self.samples = settings, samples
         self.front_end = MelFrontEnd(settings, compiled)
-        self.kernel = self.front_end.kernel
         shape = (settings.n_mels, settings.frames(samples))
         self.mel, self.scratch = np.empty(shape, np.float32), np.empty(shape, np.float32)
         self.bits = np.empty(shape, np.uint32)
@@ -155,11 +154,13 @@ class ClipFeatures:
         floor = peak - TOP_DB if self.settings.log else -np.inf  # librosa's top_db, done here with the rest
         # Power features can exceed fp16's range: saturated (counted in the manifest) rather than stored as inf.
         # dB features lie far inside it.
-        if self.kernel is not None:  # floor, clamp, fp16, sums in one compiled pass (prepare/_melkernel.c)
+        kernel = self.front_end.kernel
+        if kernel is not None:  # floor, clamp, fp16, sums in one compiled pass (prepare/_melkernel.c)
             band_sum, band_squares = np.empty(len(mel)), np.empty(len(mel))
-            saturated = self.kernel.finish(mel, self.stored, band_sum, band_squares, *mel.shape, floor)
+            saturated = kernel.finish(mel, self.stored, band_sum, band_squares, *mel.shape, floor)
         else:
-            np.maximum(mel, floor, out=mel)
+            if self.settings.log:
+                np.maximum(mel, floor, out=mel)
             if peak > FP16_MAX:
                 np.minimum(mel, FP16_MAX, out=mel)
             rounded = self._to_fp16(mel)

@@ -94,8 +94,9 @@ class MelFrontEnd:
     from clip to clip, so the working set stays in cache instead of faulting in fresh pages for every clip's
     megabytes. The windowing before scipy's FFT of each chunk, and after it |X|^2, the sparse filterbank (each
     triangle spans a few FFT bins: 504 of 257 x 128 weights are non-zero for the recipe) and dB, run as compiled
-    passes (prepare/_melkernel.c) where that was built, else as numpy operations. Measured per 29.1 s clip at 16 kHz on one core, after
-    decoding: numpy 5.2-5.6 ms, compiled 2.6-2.7 ms, of which scipy's FFT ~1.35 (`benchmarks/README.md`).
+    passes (prepare/_melkernel.c) where that was built, else as numpy operations. Measured per 29.1 s clip at
+    16 kHz on one core, everything after decoding (ClipFeatures): numpy 4.1-4.4 ms, compiled 1.9-2.0 ms, of which
+    scipy's FFT ~1.05 (`benchmarks/README.md`).
     """
 
     # frames per pass. numpy: frames + power ~1.6 MB for n_fft 512 (256 and 1024 measured slower). The compiled
@@ -127,25 +128,28 @@ class MelFrontEnd:
         max (inf where any is NaN or inf), for a caller that floors them in a pass of its own
         (prepare.audio.ClipFeatures, with the fp16 conversion)."""
         s = self.settings
-        padded = self._padded(waveform)
-        view = np.lib.stride_tricks.sliding_window_view(padded, s.n_fft)[::s.hop]
-        mel = np.empty((s.n_mels, len(view)), np.float32) if out is None else out
+        padded, count = self._padded(waveform), s.frames(len(waveform))
+        mel = np.empty((s.n_mels, count), np.float32) if out is None else out
+        if self.kernel is None:
+            return self._numpy_unfloored(padded, mel)
         peak = -math.inf
+        for start in range(0, count, self.chunk):
+            n = min(self.chunk, count - start)
+            self.kernel.frames(padded, s.hop, start, self.window, n, self.frames)
+            spectrum = self._rfft(self.frames[:n])
+            # |X|^2, filterbank and dB into mel[:, start:start + n]; the largest value (inf for NaN or inf)
+            peak = max(peak, self.kernel.bands(spectrum, n, spectrum.shape[1], *self.csr, mel, count, start, s.log,
+                                               AMIN))
+        return mel, peak
+
+    def _numpy_unfloored(self, padded: np.ndarray, mel: np.ndarray) -> tuple[np.ndarray, float]:
+        """`unfloored` without the kernel: a numpy operation per step, over the same chunks."""
+        view = np.lib.stride_tricks.sliding_window_view(padded, self.settings.n_fft)[::self.settings.hop]
         for start in range(0, len(view), self.chunk):
             n = min(self.chunk, len(view) - start)
-            if self.kernel is not None:
-                self.kernel.frames(padded, s.hop, start, self.window, n, self.frames)
-                frames = self.frames[:n]
-            else:
-                frames = np.multiply(view[start:start + n], self.window, out=self.frames[:n])
-            spectrum = self._rfft(frames)
-            if self.kernel is not None:  # |X|^2, filterbank and dB into mel[:, start:start + n]
-                peak = max(peak, self.kernel.bands(spectrum, n, spectrum.shape[1], *self.csr, mel, mel.shape[1],
-                                                   start, s.log, AMIN))
-            else:
-                self._bands(spectrum, mel[:, start:start + n])
-        if self.kernel is None:
-            peak = float(mel.max())
+            spectrum = self._rfft(np.multiply(view[start:start + n], self.window, out=self.frames[:n]))
+            self._bands(spectrum, mel[:, start:start + n])
+        peak = float(mel.max())
         return mel, (peak if np.isfinite(peak) else math.inf)
 
     def _rfft(self, frames: np.ndarray) -> np.ndarray:
