@@ -155,7 +155,8 @@ static PyObject *bands(PyObject *self, PyObject *args)
         Py_ssize_t lanes = frames - first < LANES ? frames - first : LANES;
         tile_powers((const float *)spectrum.buf + 2 * bins * first, lanes, bins, power, powers);
         tile_bands(powers, indptr.buf, indices.buf, weights.buf, mels, tile);
-        const float tile_peak = store_tile(tile, mels, log_scale, amin, lanes, (float *)out.buf + start + first, stride);
+        const float tile_peak = store_tile(tile, mels, log_scale, amin, lanes, (float *)out.buf + start + first,
+                                           stride);
         peak = tile_peak > peak ? tile_peak : peak;
     }
     Py_END_ALLOW_THREADS
@@ -172,7 +173,8 @@ done:
 
 /* One band's row: clamp to [floor, FP16_MAX], store as fp16 (round to nearest even); the sum and sum of squares
  * (in double) of the stored values and how many are FP16_MAX. */
-static long long finish_row(const float *values, uint16_t *stored, Py_ssize_t n, float floor, double *sum, double *squares)
+static long long finish_row(const float *values, uint16_t *stored, Py_ssize_t n, float floor, double *sum,
+                            double *squares)
 {
     Py_ssize_t f = 0;
     long long at_max = 0;
@@ -185,7 +187,8 @@ static long long finish_row(const float *values, uint16_t *stored, Py_ssize_t n,
         __m128i half = _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         __m256 rounded = _mm256_cvtph_ps(half);
         _mm_storeu_si128((__m128i *)(stored + f), half);
-        __m256d a = _mm256_cvtps_pd(_mm256_castps256_ps128(rounded)), b = _mm256_cvtps_pd(_mm256_extractf128_ps(rounded, 1));
+        __m256d a = _mm256_cvtps_pd(_mm256_castps256_ps128(rounded)),
+                b = _mm256_cvtps_pd(_mm256_extractf128_ps(rounded, 1));
         s4 = _mm256_add_pd(s4, _mm256_add_pd(a, b));
         q4 = _mm256_add_pd(q4, _mm256_add_pd(_mm256_mul_pd(a, a), _mm256_mul_pd(b, b)));
         at_max += __builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(rounded, high, _CMP_EQ_OQ)));
