@@ -71,11 +71,11 @@ def time_project(root: Path, store: Path, seconds: float, workers: int) -> tuple
 def time_numpy_path(root: Path, store: Path, seconds: float, workers: int) -> float:
     """time_project in a fresh interpreter with AUDIO2IMAGE_MEL_KERNEL=0: the numpy path, timed inside it (a
     fresh one because the preparation workers' forkserver keeps the environment it started with)."""
-    code = ("import sys, time; from pathlib import Path; from audio2image.prepare.audio import prepare_mtat; "
-            "start = time.perf_counter(); prepare_mtat(Path(sys.argv[1]), Path(sys.argv[2]), features='recipe', "
-            "split='full', clip_seconds=float(sys.argv[3]), workers=int(sys.argv[4]), progress=False); "
-            "print(time.perf_counter() - start)")
-    result = subprocess.run([sys.executable, "-c", code, str(root), str(store), str(seconds), str(workers)],
+    code = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); import prepare_audio; "
+            "print(prepare_audio.time_project(Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]), "
+            "int(sys.argv[5]))[1])")
+    here = str(Path(__file__).resolve().parent)
+    result = subprocess.run([sys.executable, "-c", code, here, str(root), str(store), str(seconds), str(workers)],
                             env={**os.environ, "AUDIO2IMAGE_MEL_KERNEL": "0"}, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"the numpy path failed ({result.returncode}):\n{result.stderr}")
