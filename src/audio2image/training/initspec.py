@@ -2,15 +2,16 @@
 
 An init is `BASE[@K | -stats][:PATH]`:
 
-- BASE: `random`, `imagenet` (torchvision's weights), `audio` / `image` (a pretraining run folder: PATH, or in a
-  sweep this experiment's own pretraining on its source), `control` (the same, on the experiment's control
-  dataset: the positive control), `checkpoint` (a state dict at PATH).
-- `@K` (K = 1..5) carries only the first K stages of those weights (1: conv1 + bn1, 2: + layer1, ... 5: + layer4,
-  the whole backbone); the other stages keep exactly the random init of the run's seed (Raghu et al. 2019's
-  Transfusion: reuse weights up to block k, re-initialise the rest).
-- `-stats` is the weight-statistics control (Transfusion's Mean Var init): every conv and linear weight of the
-  backbone is drawn i.i.d. from N(mean, std^2) of the corresponding pretrained tensor, seeded by the run's seed, and
-  every batch-norm layer is the identity. It keeps the weights' scale and drops their features.
+- BASE: `random`, `imagenet` (the backbone's published weights, training/published.py), `audio` / `image` (a
+  pretraining run folder: PATH, or in a sweep this experiment's own pretraining on its source), `control` (the
+  same, on the experiment's control dataset: the positive control), `checkpoint` (a state dict at PATH).
+- `@K` (K = 1, 2, ...) carries only the first K stages of those weights, as the backbone counts them
+  (training/backbone.py: ResNet-18's five are conv1 + bn1, layer1 ... layer4); the other stages keep exactly the
+  random init of the run's seed (Raghu et al. 2019's Transfusion: reuse weights up to block k, re-initialise the
+  rest). K may not exceed the backbone's stage count (config_checks.check_backbone).
+- `-stats` is the weight-statistics control (Transfusion's Mean Var init): every tensor of the backbone is drawn
+  i.i.d. from N(mean, std^2) of the corresponding pretrained tensor, seeded by the run's seed, and every
+  normalisation layer is the identity. It keeps the weights' scale and drops their features.
 
 The head is always new. `random` takes no modifier. training/inits.py gives a model the weights an init names.
 
@@ -22,15 +23,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# ResNet-18's stages, in order: an init's depth counts them, a freeze policy freezes the first ones
-STAGES = (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",))
-STAGE_WORDS = ("conv1 + bn1", "layer1", "layer2", "layer3", "layer4")
 PRETRAINED_RUNS = ("audio", "image", "control")  # a pretraining run folder: PATH/best.pt
 BASES = ("random", "imagenet", *PRETRAINED_RUNS, "checkpoint")
 INIT_PATTERN = re.compile(r"^(?P<base>[a-z]+)(?:@(?P<depth>\d+)|(?P<stats>-stats))?(?::(?P<path>.+))?$")
 INIT_HELP = ("random, imagenet, audio, image, control, audio:RUN_DIR, image:RUN_DIR or checkpoint:PATH, each but "
-             "random optionally with @K (the first K of 5 stages, e.g. audio@2) or -stats (the weight-statistics "
-             "control, e.g. audio-stats)")
+             "random optionally with @K (the first K of the backbone's stages, e.g. audio@2) or -stats (the "
+             "weight-statistics control, e.g. audio-stats)")
 
 
 @dataclass(frozen=True)
@@ -54,12 +52,12 @@ def parse_init(init: str) -> InitSpec:
         depth = int(match.group("depth")) if match.group("depth") else None
         # a run folder may be named or implied; a checkpoint must be named; random and imagenet take no path
         path_ok = base in PRETRAINED_RUNS or bool(path) == (base == "checkpoint")
-        modifier_ok = (base != "random" or not (depth or stats)) and (depth is None or 1 <= depth <= len(STAGES))
+        modifier_ok = (base != "random" or not (depth or stats)) and (depth is None or depth >= 1)
         if path_ok and modifier_ok:
             return InitSpec(base, depth, stats, path)
     raise ValueError(f"{init!r} is not an init; use {INIT_HELP}")
 
 
-def describe_depth(depth: int) -> str:
-    """'conv1 + bn1, layer1' for depth 2."""
-    return ", ".join(STAGE_WORDS[:depth])
+def describe_depth(depth: int, stage_words: list[str]) -> str:
+    """The stages an init of depth K carries, in the backbone's words: 'conv1 + bn1, layer1' for ResNet's 2."""
+    return ", ".join(stage_words[:depth])

@@ -1,73 +1,87 @@
-"""The model: torchvision's ResNet-18, loading a backbone into it, and which of its layers train (freeze).
+"""The model: the configured backbone with a fresh head, loading weights into it, and which stages train (freeze).
 
-Spectrograms enter as 3 identical channels, so conv1 keeps its RGB shape and every pretrained layer, conv1
-included, loads unchanged into an image model (and an image model's into an audio one).
+The backbone (training/backbone.py) says what its stages and head are; this module only asks it.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-import torch
 from torch import nn
-from torchvision.models import resnet18
 
-from audio2image.training.initspec import STAGES
+from audio2image.training.backbone import Backbone, Stages, stages
 
-HEAD = ("fc.weight", "fc.bias")
-FREEZE_STAGES = {"none": 0, "seed": 2, "linear": len(STAGES)}  # seed: conv1, bn1 and layer1, as the seed did
-IMAGENET_FILE = "resnet18-f37072fd.pth"  # torchvision's ResNet18_Weights.IMAGENET1K_V1
+# freeze policies by name -> stages frozen; None: all of them (a linear probe). "original": the original
+# experiment froze ResNet-18's conv1, bn1 and layer1, its first two stages.
+FREEZE_STAGES = {"none": 0, "original": 2, "seed": 2, "linear": None}
 
 
 class InitError(RuntimeError):
     """Starting weights that cannot be found or do not fit; one sentence saying what to do."""
 
 
-def build_model(num_outputs: int, seed: int) -> nn.Module:
-    """A ResNet-18 with a fresh `num_outputs` head; the random weights depend only on `seed`."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return resnet18(num_classes=num_outputs)
+def build_model(num_outputs: int, seed: int, backbone: Backbone = Backbone()) -> nn.Module:
+    """The backbone (default: ResNet-18 for 224 px images) with a fresh `num_outputs` head; the random weights
+    depend only on `seed`."""
+    return backbone.build(num_outputs, seed)
+
+
+def stages_of(model: nn.Module) -> Stages:
+    """The stages of a model built by `build_model` (its architecture says which)."""
+    return stages(unwrap(model).pretrained_cfg["architecture"])
 
 
 def load_backbone(model: nn.Module, state: dict) -> None:
-    """Load every layer but the head (`strict=False`), then check that exactly the head was left out."""
-    backbone = {k: v for k, v in state.items() if k not in HEAD}
-    result = model.load_state_dict(backbone, strict=False)
-    if set(result.missing_keys) != set(HEAD) or result.unexpected_keys:
-        raise InitError(f"weights do not fit a ResNet-18 backbone: missing {result.missing_keys}, "
-                        f"unexpected {result.unexpected_keys}")
+    """Load every tensor but the head (`strict=False`), then check that exactly the head was left out."""
+    parts = stages_of(model)
+    backbone = {k: v for k, v in state.items() if k not in parts.head}
+    try:
+        result = model.load_state_dict(backbone, strict=False)
+    except RuntimeError as error:  # a tensor of another shape: another architecture or width
+        raise InitError(f"weights do not fit a {model.pretrained_cfg['architecture']} backbone: "
+                        f"{' '.join(str(error).split())[:300]}") from error
+    if set(result.missing_keys) != set(parts.head) or result.unexpected_keys:
+        raise InitError(f"weights do not fit a {model.pretrained_cfg['architecture']} backbone: missing "
+                        f"{_few(set(result.missing_keys) - parts.head)}, unexpected {_few(result.unexpected_keys)}")
 
 
-def imagenet_path(configured: str) -> Path:
-    if configured:
-        path = Path(configured)
-    else:
-        path = Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_FILE
-    if not path.is_file():
-        raise InitError(
-            f"init 'imagenet': no ImageNet weights at {path}. Nothing is downloaded: put torchvision's "
-            f"{IMAGENET_FILE} there (torchvision.models.ResNet18_Weights.IMAGENET1K_V1, fetched on a machine "
-            "with internet), or set imagenet_weights=PATH to a ResNet-18 state dict")
-    return path
+def _few(keys) -> str:
+    keys = sorted(keys)
+    return str(keys[:6])[:-1] + (f", ... {len(keys) - 6} more]" if len(keys) > 6 else "]")
 
 
-def frozen_stage_count(policy: str) -> int:
+def frozen_stage_count(policy: str, stage_count: int) -> int:
+    """How many of the first stages a freeze policy (none, original, linear, stages:K) stops from training."""
     if policy.startswith("stages:"):
         return int(policy.split(":")[1])
-    return FREEZE_STAGES[policy]
+    count = FREEZE_STAGES[policy]
+    return stage_count if count is None else count
 
 
 def freeze(model: nn.Module, policy: str) -> list[str]:
-    """Stop the first stages (per policy) from training; returns the frozen module names.
+    """Stop the first stages (per policy) from training; returns the frozen modules' names.
 
-    Frozen means frozen: parameters get no gradient and batch-norm statistics stop updating (see `train_mode`).
+    Frozen means frozen: parameters get no gradient, and the modules made only of frozen tensors stay in eval
+    mode (see `train_mode`), so their batch-norm statistics are kept and their dropout is off.
     """
-    names = [name for stage in STAGES[:frozen_stage_count(policy)] for name in stage]
-    for name in names:
-        for parameter in getattr(model, name).parameters():
+    parts = stages_of(model)
+    count = frozen_stage_count(policy, len(parts))
+    frozen = {key for key in model.state_dict() if parts.stage_of(key) < count}
+    for name, parameter in model.named_parameters():
+        if name in frozen:
             parameter.requires_grad_(False)
-    model.frozen_modules = names
-    return names
+    model.frozen_modules = _whole_modules(model, frozen)
+    return model.frozen_modules
+
+
+def _whole_modules(model: nn.Module, frozen: set) -> list[str]:
+    """The outermost modules all of whose tensors are in `frozen`."""
+    keys = list(model.state_dict())
+    whole: list[str] = []
+    for name, _ in model.named_modules():
+        if not name or any(name.startswith(outer + ".") for outer in whole):
+            continue
+        own = [k for k in keys if k.startswith(name + ".")]
+        if own and all(k in frozen for k in own):
+            whole.append(name)
+    return whole
 
 
 def train_mode(model: nn.Module) -> None:
@@ -75,11 +89,11 @@ def train_mode(model: nn.Module) -> None:
     model.train()
     inner = unwrap(model)
     for name in getattr(inner, "frozen_modules", []):
-        getattr(inner, name).eval()
+        inner.get_submodule(name).eval()
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The ResNet inside DistributedDataParallel and torch.compile wrappers."""
+    """The backbone inside DistributedDataParallel and torch.compile wrappers."""
     while hasattr(model, "module") or hasattr(model, "_orig_mod"):
         model = getattr(model, "module", None) or model._orig_mod
     return model
