@@ -125,7 +125,7 @@ def test_full_report(tmp_path):
     assert out["missing_cells"] == 0
     names = {p.name for p in out["figures"]}
     assert names == {"pretrain_curves_source.png", "accuracy_vs_fraction.png", "gain_vs_fraction.png",
-                     "validation_curves.png", "seed_style_bars.png", "conv1_filters.png", "convergence.png"}
+                     "validation_curves.png", "seed_style_bars.png", "first_layer_filters.png", "convergence.png"}
     assert_pngs_ok(out["figures"])
     md = out["markdown"].read_text()
     positions = [md.index(s) for s in SECTIONS]
@@ -176,7 +176,7 @@ def test_empty_results_still_report(tmp_path):
     md = out["markdown"].read_text()
     assert "No transfer results yet" in md
     assert all(s in md for s in SECTIONS)
-    assert {p.name for p in out["figures"]} == {"pretrain_curves_source.png", "conv1_filters.png"}
+    assert {p.name for p in out["figures"]} == {"pretrain_curves_source.png", "first_layer_filters.png"}
     assert_self_contained(out["html"].read_text())
 
 

@@ -89,12 +89,14 @@ def cmd_prepare(args) -> dict:
 
 # --- training commands ---------------------------------------------------------------------------------------------
 def cmd_pretrain(args) -> dict:
+    from audio2image.config_checks import check_backbone
     from audio2image.prepare.stores import ensure_store
     from audio2image.sweep.executors import use_threads
     from audio2image.sweep.grid import pretrain_plan
     from audio2image.training.run import train_run
 
     config = load(args)
+    check_backbone(config)
     plan = pretrain_plan(config, ensure_store(config, "source").path)
     use_threads(config)
     return _summary(train_run(config, plan.spec, args.run_dir or plan.run_dir))
@@ -104,6 +106,7 @@ def cmd_transfer(args) -> dict:
     """One cell of the sweep's grid, planned exactly as the sweep plans it (same folder, identity and row)."""
     import dataclasses
 
+    from audio2image.config_checks import check_backbone
     from audio2image.prepare.stores import ensure_store
     from audio2image.sweep.executors import use_threads
     from audio2image.sweep.grid import plan_transfer
@@ -113,6 +116,7 @@ def cmd_transfer(args) -> dict:
     config = load(args)
     if args.init:
         config = dataclasses.replace(config, init=args.init)  # validated like any config value
+    check_backbone(config)
     distributed.setup()
     store = ensure_store(config, "target") if distributed.is_main() else None
     store_path = Path(distributed.broadcast_object(str(store.path) if store else None))
@@ -202,9 +206,10 @@ def _config_arguments(parser: argparse.ArgumentParser, positional: bool = False)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="audio2image",
-        description="Does pretraining a network on one modality help it learn another? Pretrain a ResNet-18 on a "
-                    "source dataset (by default music auto-tagging, MagnaTagATune), transfer it to a target dataset "
-                    "(by default image classification, Caltech-256) at several fractions of its training data, "
+        description="Does pretraining a network on one modality help it learn another? Pretrain a network "
+                    "(any timm backbone; ResNet-18 by default) on a source dataset (by default music auto-tagging, "
+                    "MagnaTagATune), transfer it to a target dataset (by default image classification, "
+                    "Caltech-256) at several fractions of its training data, "
                     "compare with random initialisation over seeds, report. Any direction: audio or image, "
                     "MagnaTagATune, Caltech-256 or your own folders (imagefolder, audiofolder).",
         epilog="Start with `audio2image run`: the whole pipeline on built-in synthetic data.")

@@ -24,6 +24,8 @@ SIDES = ("source", "control", "target")  # the dataset pretrained on, the positi
 PRETRAINED_SIDES = ("source", "control")  # the sides a sweep pretrains on
 PRETRAIN_DIR = "pretrain"  # E/pretrain/<side>-seed<S>: one folder per pretrained side and pretraining seed
 SELECTION_FILE = "selection.json"  # E/selection.json: each cell's transfer setting chosen on validation
+BACKBONE_FILE = "backbone.json"  # E/backbone.json: the backbone's stages, head, first layer and outputs
+CKA_FILE = Path("analysis") / "cka.json"  # E/analysis/cka.json: the per-stage similarity of the networks
 # keys that no longer exist -> what to use instead
 RENAMED = {"mtat_root": "source_root or target_root (the folder of the source or the target dataset)",
            "caltech256_root": "source_root or target_root (the folder of the source or the target dataset)"}
@@ -47,6 +49,8 @@ class Config:
     synth_seconds: float = 29.1
     synth_classes: int = 10
     synth_per_class: int = 40
+    # --- the network -----------------------------------------------------------------------------------------------
+    backbone: str = "resnet18"  # any timm architecture, by its timm name (training/backbone.py)
     # --- audio store and inputs -------------------------------------------------------------------------------------
     audio_features: str = "recipe"  # recipe: 16 kHz log-mel; seed: the seed's 22,050 Hz power mel
     audio_split: str = "standard"  # MTAT's split protocol: standard | full | seed
@@ -57,6 +61,8 @@ class Config:
     audio_eval_crops: int = 16  # evaluation averages this many evenly spaced crops per clip
     audio_specaugment: bool = True
     audio_normalize: bool = True  # standardise log-mels with the training split's statistics
+    audio_channels: str = "repeat"  # repeat: a log-mel as 3 identical channels (an RGB first layer); sum: 1 channel
+    audio_patch_stride: int = 0  # a patch-embedding backbone's stride on spectrograms (AST: 10); 0: the patch size
     # --- image store and inputs -------------------------------------------------------------------------------------
     image_split: str = "stratified"  # Caltech-256's split: stratified | seed (unstratified, as the seed)
     image_split_seed: int = 0  # Caltech-256, and imagefolder without split folders
@@ -118,7 +124,7 @@ class Config:
     ray_address: str = ""  # empty: start a local Ray
     slurm_partition: str = ""
     slurm_time_min: int = 240
-    imagenet_weights: str = ""  # a resnet18 ImageNet state dict; empty: the torch hub cache
+    imagenet_weights: str = ""  # the backbone's published weights (.safetensors/.pth); empty: timm's or torch's cache
     tensorboard: bool = False
     progress: bool = True
 
@@ -271,7 +277,7 @@ def config_hash(values: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-SHARED_TRAINING_KEYS = ("precise_bn_batches",)
+SHARED_TRAINING_KEYS = ("precise_bn_batches", "backbone")
 
 
 def keys_for(modality: str, stage: str) -> list[str]:

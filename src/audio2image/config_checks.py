@@ -29,6 +29,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "audio_features": ("recipe", "seed"),
     "audio_split": ("standard", "full", "seed"),
     "audio_task": ("auto", "tagging", "classification"),
+    "audio_channels": ("repeat", "sum"),
     "image_split": ("stratified", "seed"),
     "image_resize": ("center", "squash"),
     "image_augment": ("crop-flip", "seed", "none"),
@@ -44,9 +45,9 @@ POSITIVE = {"synth_clips", "synth_seconds", "synth_classes", "synth_per_class", 
             "pretrain_lr", "transfer_epochs", "transfer_batch_size", "transfer_lr", "workers", "parallel",
             "slurm_time_min", "tune_seeds"}
 NON_NEGATIVE = {"threads", "precise_bn_batches", "checkpoint_seconds", "cka_items", "audio_crop_seconds",
-                "pretrain_weight_decay", "transfer_weight_decay", "pretrain_warmup_epochs", "transfer_warmup_epochs",
+                "audio_patch_stride", "pretrain_weight_decay", "transfer_weight_decay", "pretrain_warmup_epochs", "transfer_warmup_epochs",
                 "pretrain_label_smoothing", "transfer_label_smoothing"}
-FREEZE_PATTERN = re.compile(r"^(none|seed|linear|stages:[0-5])$")
+FREEZE_PATTERN = re.compile(r"^(none|seed|linear|stages:\d+)$")
 
 
 def reject(key: str, value, allowed: str) -> typing.NoReturn:
@@ -63,7 +64,7 @@ def validate_init(key: str, init: str) -> None:
 
 def validate_freeze(key: str, freeze: str) -> None:
     if not FREEZE_PATTERN.match(freeze):
-        reject(key, freeze, "use none, seed, linear or stages:K with K from 0 to 5")
+        reject(key, freeze, "use none, seed, linear or stages:K with K from 0 to the backbone's stage count")
 
 
 def _same_data(config: Config, side: str, other: str) -> bool:
@@ -125,6 +126,9 @@ def validate(config: Config) -> None:
         reject("audio_normalize", True, "the seed's power features are not on a log scale, so per-band "
               "standardisation would be ruled by a few loud frames; set audio_normalize=false (as configs/seed.yaml "
               "does) or use audio_features=recipe")
+    if config.audio_channels == "sum" and config.audio_features == "seed":
+        reject("audio_channels", "sum", "the seed's features stack three different maps as the channels; use "
+              "audio_channels=repeat with them")
     validate_init("init", config.init)
     for value in config.inits:
         validate_init("inits", value)
@@ -159,3 +163,26 @@ def _check_settings(config: Config) -> None:
 
 # the sweep's lists: none may be empty or repeat a value; none enters a run's identity (each run records its value)
 SWEEP_LISTS = ("fractions", "inits", "seeds", "freezes", "transfer_lrs", "transfer_weight_decays", "pretrain_seeds")
+
+
+def check_backbone(config: Config) -> dict:
+    """The checks that need the backbone's own description (imports timm, so they run where work starts, not
+    when a config is read): a name timm knows, `@K` and `stages:K` within its stage count, a patch stride only
+    for a backbone with a patch embedding. Returns the description (training/backbone.py: describe)."""
+    from audio2image.training.backbone import describe
+
+    described = describe(config.backbone)
+    count = len(described["stages"])
+    allowed = f"{config.backbone} has {count} stages ({', '.join(described['stages'])}), so K runs from 1 to {count}"
+    for key, inits in (("init", [config.init]), ("inits", config.inits)):
+        for init in inits:
+            if (parse_init(init).depth or 0) > count:
+                reject(key, init, allowed)
+    for key, freezes in (("freeze", [config.freeze]), ("freezes", config.freezes)):
+        for freeze in freezes:
+            if freeze.startswith("stages:") and int(freeze.split(":")[1]) > count:
+                reject(key, freeze, allowed.replace("from 1", "from 0"))
+    if config.audio_patch_stride and not described["tokens"]:
+        reject("audio_patch_stride", config.audio_patch_stride, f"{config.backbone} has no patch embedding (a ViT "
+              "has one); set it to 0")
+    return described

@@ -3,10 +3,12 @@
 After the transfer runs, each network is run on a fixed sample of the target's validation items and the outputs
 of its stages are compared with linear CKA, accumulated over minibatches with the unbiased HSIC estimator
 (Kornblith et al. 2019; Nguyen et al. 2021): memory stays at one minibatch of features, and each network is run
-once, its per-batch Gram matrices serving every comparison it is in. The stages: the stem
-(conv1, bn1, relu, maxpool), layer1 to layer4, and the pooled features; feature maps are flattened (channels x
-positions), so CKA sees where in the image a feature fires, not only whether. Audio items are scored crop by crop
-and their features averaged over the crops, as evaluation averages predictions.
+once, its per-batch Gram matrices serving every comparison it is in. The outputs compared are the backbone's own
+intermediate outputs (timm's `forward_intermediates`, named by the module that makes each: ResNet's act1 and
+layer1 to layer4, a ViT's blocks) and the pooled features the head sees (training/backbone.py: stage_outputs).
+Feature maps are flattened (channels x positions), and a ViT's patch tokens likewise (tokens x width, its class
+token left out), so CKA sees where in the input a feature fires, not only whether. Audio items are scored crop by
+crop and their features averaged over the crops, as evaluation averages predictions.
 
 Three comparisons per fraction and freeze, each per seed:
 - "init vs random": a pretrained init's fine-tuned network against the random init's of the same seed;
@@ -17,7 +19,7 @@ Three comparisons per fraction and freeze, each per seed:
 Results are cached in E/analysis/cka.json, one entry per comparison, written after each one: an interrupted
 analysis resumes, and a grown grid computes only what is new.
 
-    >>> analyse_similarity(config, Path("runs/demo"), store)["comparisons"][0]["cka"]["layer4"]
+    >>> analyse_similarity(config, Path("runs/demo"), store)["comparisons"][0]["cka"]["layer4"]  # ResNet-18
 """
 from __future__ import annotations
 
@@ -28,31 +30,19 @@ import numpy as np
 import torch
 
 from audio2image.analysis.cka import centred_gram, minibatch_cka
-from audio2image.config import Config
+from audio2image.config import CKA_FILE, Config
 from audio2image.prepare.store import Store
 from audio2image.training.inits import initialise
 from audio2image.training.loader import Loader
+from audio2image.training.backbone import stage_outputs
 from audio2image.training.model import InitError, build_model
 from audio2image.training.run import resolve_device
 from audio2image.training.tasks import build_task
 from audio2image.util import read_json_or_none, write_json
 
-STAGE_OUTPUTS = ("stem", "layer1", "layer2", "layer3", "layer4", "pooled")
-CKA_FILE = Path("analysis") / "cka.json"
-BATCH = 100  # items per minibatch: a 224 px stem's flattened features are 200k values per item
+BATCH = 100  # items per minibatch: a 224 px ResNet's first output alone is 800k values per item
 KINDS = ("init vs random", "before vs after", "random vs random")
 BASELINE = "random"
-
-
-def stage_features(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The output of every stage of a torchvision ResNet for input x, each flattened to [items, features]."""
-    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
-    outputs = {"stem": x}
-    for name in ("layer1", "layer2", "layer3", "layer4"):
-        x = getattr(model, name)(x)
-        outputs[name] = x
-    outputs["pooled"] = torch.flatten(model.avgpool(x), 1)
-    return {name: value.flatten(1) for name, value in outputs.items()}
 
 
 def sample_rows(available: int, items: int) -> np.ndarray:
@@ -114,8 +104,8 @@ def analyse_similarity(config: Config, exp: Path, store: Store, run_dirs: list |
     todo = [c for c in planned if c["key"] not in cache["comparisons"]]
     if todo:
         device = resolve_device(config.device)
-        inputs = _Inputs(build_task(store, config, "transfer"), rows, device)
-        networks = _NetworkGrams(exp, config, len(store.labels), inputs, device)
+        task = build_task(store, config, "transfer")
+        networks = _NetworkGrams(exp, config, task, _Inputs(task, rows, device), device)
         for comparison in todo:
             try:
                 cka = compare(networks.get(comparison["a"]), networks.get(comparison["b"]))
@@ -145,7 +135,7 @@ def network_grams(model, batches) -> list[dict[str, np.ndarray]]:
     grams = []
     for x in batches:
         crops = x.shape[1] if x.dim() == 5 else 1
-        features = stage_features(model, x.flatten(0, 1) if x.dim() == 5 else x)
+        features = stage_outputs(model, x.flatten(0, 1) if x.dim() == 5 else x)
         # audio: an item's features averaged over its crops, as evaluation averages its predictions
         grams.append({name: centred_gram(value.view(-1, crops, value.shape[1]).mean(1))
                       for name, value in features.items()})
@@ -178,8 +168,8 @@ def _identity(run_dir: Path) -> dict | None:
 class _NetworkGrams:
     """Each network's Gram matrices by (run, weights), computed when first asked for (`network_grams`)."""
 
-    def __init__(self, exp: Path, config: Config, outputs: int, inputs, device):
-        self.exp, self.config, self.outputs, self.inputs, self.device = exp, config, outputs, inputs, device
+    def __init__(self, exp: Path, config: Config, task, inputs, device):
+        self.exp, self.config, self.task, self.inputs, self.device = exp, config, task, inputs, device
         self.grams: dict[tuple, list[dict]] = {}
         self.skeleton = None  # one network that every run's best weights are loaded into in turn
 
@@ -192,17 +182,17 @@ class _NetworkGrams:
 
     def _build(self, run_dir: Path, weights: str):
         """The run's network at its init (seeded random weights, then the init's) or with its best weights, loaded
-        whole into one reused network: drawing a ResNet-18's random weights costs ~0.13 s a network here."""
+        whole into one reused network (drawing random weights costs more than loading them)."""
         identity = read_json_or_none(run_dir / "run.json") or {}
         if weights == "init":
-            model = build_model(self.outputs, int(identity.get("seed", 0)))
+            model = build_model(self.task.num_outputs, int(identity.get("seed", 0)), self.task.backbone)
             initialise(model, identity["init"], seed=int(identity["seed"]),
-                       imagenet_weights=self.config.imagenet_weights)
+                       imagenet_weights=self.config.imagenet_weights, backbone=self.task.backbone)
             return model.to(self.device).eval()
         best = run_dir / "best.pt"
         if not best.is_file():
             raise FileNotFoundError(f"{run_dir} has no best weights (best.pt)")
         if self.skeleton is None:
-            self.skeleton = build_model(self.outputs, 0).to(self.device).eval()
+            self.skeleton = build_model(self.task.num_outputs, 0, self.task.backbone).to(self.device).eval()
         self.skeleton.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["model"])
         return self.skeleton

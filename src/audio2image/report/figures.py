@@ -205,8 +205,12 @@ def pretrain_curves(metrics: list[dict], path: Path, best_epoch: int | None = No
     return _save(fig, path, tight=False)
 
 
-def conv1_filters(filters: dict[str, np.ndarray], path: Path) -> Path:
-    """Each model's first-layer filters ([out, in, h, w]) as a square grid of RGB tiles, side by side.
+FILTERS_SHOWN = 64  # the first ones, of a layer with more (a ViT-Tiny's patch embedding has 192)
+
+
+def first_layer_filters(filters: dict[str, np.ndarray], path: Path, layer: str = "conv1") -> Path:
+    """Each model's first-layer filters ([out, in, h, w]; the first FILTERS_SHOWN) as a square grid of RGB tiles,
+    side by side.
 
     Each filter is min-max scaled on its own, so the tiles show shape and colour, not magnitude.
     """
@@ -215,12 +219,12 @@ def conv1_filters(filters: dict[str, np.ndarray], path: Path) -> Path:
     axes = np.atleast_1d(fig.subplots(1, max(1, len(names)), squeeze=False)).ravel()
     for ax, name in zip(axes, names):
         weight = np.asarray(filters[name], dtype=float)
-        ax.imshow(filter_grid(weight), interpolation="nearest")
+        ax.imshow(filter_grid(weight[:FILTERS_SHOWN]), interpolation="nearest")
         ax.set_title(name)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_xlabel(f"{weight.shape[0]} filters, {weight.shape[2]} x {weight.shape[3]} px each")
-    fig.suptitle("First-layer (conv1) filters, each min-max scaled to RGB")
+    fig.suptitle(f"First-layer ({layer}) filters, each min-max scaled to RGB")
     return _save(fig, path, tight=False)
 
 
@@ -291,7 +295,7 @@ def init_color(init: str):
     if name.endswith("-stats") and name[:-6] in COLORS:
         return tuple(0.55 * c for c in to_rgb(COLORS[name[:-6]]))
     if depth.isdigit() and base in COLORS:
-        white = (5 - int(depth)) / 6.5  # 1 stage: mostly white; 5: the full init's colour
+        white = 0.65 / int(depth)  # 1 stage: mostly white; the more stages, the nearer the full init's colour
         return tuple(c + (1 - c) * white for c in to_rgb(COLORS[base]))
     return COLORS.get(name) or EXTRA_COLORS[zlib.crc32(name.encode()) % len(EXTRA_COLORS)]
 

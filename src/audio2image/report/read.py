@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from audio2image.config import PRETRAIN_DIR, PRETRAINED_SIDES, SIDES, Config
+from audio2image.config import BACKBONE_FILE, PRETRAIN_DIR, PRETRAINED_SIDES, SIDES, Config
 from audio2image.datasets.registry import DATASETS
 from audio2image.util import read_json_or_none
 
-IMAGENET_HUB_FILE = "checkpoints/resnet18-f37072fd.pth"
 INT_COLUMNS = ("seed", "best_epoch", "epochs_run", "pretrain_seed", "threads")
 TEXT_COLUMNS = ("run_id", "stage", "dataset", "init", "freeze", "status", "precision")
 DATASETS_FILE = "datasets.json"  # written by the sweep (sweep/__init__.py)
@@ -160,23 +159,40 @@ def missing_runs(cells: list[dict]) -> list[tuple]:
     return [(c["fraction"], c["init"], s, c["freeze"]) for c in cells for s in c["seeds_missing"]]
 
 
-def conv1_weights(exp: Path, config: dict, source: dict) -> dict[str, np.ndarray]:
-    """conv1 weights to show: a random torchvision ResNet-18, the pretrained checkpoint, ImageNet if on disk.
-    `source`: the source's facts (see `experiment_facts`), which name the pretrained panel."""
-    import torch
-    import torchvision
+def backbone_facts(exp: Path, config: dict) -> dict:
+    """The backbone's description (name, stages, head, first layer, outputs) as the sweep recorded it
+    (backbone.json); for an experiment from before that file, described anew (imports timm)."""
+    recorded = read_json_or_none(exp / BACKBONE_FILE)
+    if recorded:
+        return recorded
+    from audio2image.training.backbone import describe
 
-    with torch.random.fork_rng(devices=[]):  # a fixed draw, without disturbing the caller's random state
-        torch.manual_seed(0)
-        filters = {"random init": torchvision.models.resnet18(weights=None).conv1.weight.detach().numpy()}
+    return describe(config.get("backbone") or Config.backbone)
+
+
+def first_layer_weights(exp: Path, config: dict, source: dict, backbone: dict) -> dict[str, np.ndarray]:
+    """The first layer's weights to show ([out, in, h, w]): the backbone's random init, the pretrained checkpoint,
+    the published weights if on disk. `source`: the source's facts (see `experiment_facts`), which name the
+    pretrained panel; `backbone`: `backbone_facts`."""
+    import torch
+
+    from audio2image.training.backbone import Backbone
+    from audio2image.training.model import InitError
+    from audio2image.training.published import published_path, read_weights
+
+    key = backbone["first_layer"]
+    random = Backbone(backbone["backbone"]).build(2, seed=0)
+    filters = {"random init": random.state_dict()[key].detach().numpy()}
     first = pretrain_dirs(exp, "source")[:1]
     best = _state_dict(first[0] / "best.pt") if first else None
-    if best is not None and "conv1.weight" in best:
-        filters[f"{source['modality']} ({source['dataset']}) pretrained"] = best["conv1.weight"].numpy()
-    imagenet = _imagenet_path(config)
-    state = _state_dict(imagenet) if imagenet else None
-    if state is not None and "conv1.weight" in state:
-        filters["imagenet"] = state["conv1.weight"].numpy()
+    if best is not None and key in best:
+        filters[f"{source['modality']} ({source['dataset']}) pretrained"] = best[key].numpy()
+    try:
+        published = read_weights(published_path(backbone["backbone"], config.get("imagenet_weights") or ""))
+    except InitError:  # not on this machine (or unreadable): the panel is left out, and the text says so
+        published = {}
+    if isinstance(published.get(key), torch.Tensor):
+        filters["imagenet"] = published[key].float().numpy()
     return filters
 
 
@@ -191,13 +207,3 @@ def _state_dict(path: Path):
     except Exception:  # noqa: BLE001 - a broken checkpoint only loses one panel of one figure
         return None
     return value.get("model", value) if isinstance(value, dict) else None
-
-
-def _imagenet_path(config: dict) -> Path | None:
-    """The config's imagenet_weights, else torch's hub cache; never a download."""
-    import torch
-
-    if config.get("imagenet_weights"):
-        return Path(config["imagenet_weights"]).expanduser()
-    cached = Path(torch.hub.get_dir()) / IMAGENET_HUB_FILE
-    return cached if cached.is_file() else None

@@ -22,8 +22,8 @@ from audio2image.report import figures, sentences, stats
 from audio2image.report.fairness import control_inits, control_section, control_verdict, selection_section
 from audio2image.report.html import render_html
 from audio2image.report.pretraining import pretraining_section, side_words
-from audio2image.report.read import (conv1_weights, experiment_facts, read_config, read_results, rows_with_runs,
-                                     transfer_curves)
+from audio2image.report.read import (backbone_facts, experiment_facts, first_layer_weights, read_config,
+                                     read_results, rows_with_runs, transfer_curves)
 from audio2image.report.text import (capitalised, clipped_note, config_value, finite, interval, p_value, pct, percent,
                                      points, table, times)
 from audio2image.report.transfers import WhatTransfers
@@ -49,6 +49,7 @@ def build_report(experiment_dir: Path) -> dict:
                                 "OUT_DIR/NAME (e.g. runs/demo)")
     config = read_config(exp / "config.yaml")
     facts = experiment_facts(exp, config)
+    backbone = backbone_facts(exp, config)
     rows, gone = rows_with_runs(exp, read_results(exp / "results.csv"))
     task = facts["target"]["task"] if facts["target"]["task"] in TEST_METRICS else "classification"
     metrics = TEST_METRICS[task]
@@ -62,13 +63,13 @@ def build_report(experiment_dir: Path) -> dict:
     missing = sorted(missing_runs(cells[metrics[0]]), key=lambda m: (m[0], m[3], order.get(m[1], len(order)), m[2]))
     curves = sorted(transfer_curves(exp, rows, VALIDATION_METRIC[task]),  # legends in the config's init order
                     key=lambda c: (order.get(c["init"], len(order)), c["init"], c["freeze"], str(c["seed"])))
-    transfers = WhatTransfers.of(exp, config, rows, curves, metrics[0], VALIDATION_METRIC[task])
+    transfers = WhatTransfers.of(exp, config, rows, curves, metrics[0], VALIDATION_METRIC[task], backbone)
     controls = control_inits(inits, facts)
 
     fig_dir = exp / "figures"
     made = {}
     sections = [
-        _title(config, facts, inits),
+        _title(config, facts, inits, backbone),
         _conclusion(rows, gains, metrics, efficiency, missing,
                     transfers.sentences() + ([control_verdict(gains[metrics[0]], controls)] if rows else [])),
         _datasets(facts),
@@ -82,7 +83,7 @@ def build_report(experiment_dir: Path) -> dict:
         transfers.section(fig_dir, made),
         _validation(curves, VALIDATION_METRIC[task], fig_dir, made),
         _seed_chart(rows, metrics[0], fig_dir, made),
-        _filters(exp, config, facts["source"], fig_dir, made),
+        _filters(exp, config, facts["source"], backbone, fig_dir, made),
         _runs(rows, missing, inits, gone),
     ]
     markdown = "\n\n".join(s.strip() for s in sections) + "\n"
@@ -100,7 +101,7 @@ def missing_runs(cells: list[dict]) -> list[tuple]:
 
 # --- words for the datasets and inits --------------------------------------------------------------------------------
 
-def init_words(init: str, source: dict, control: dict | None = None) -> str:
+def init_words(init: str, source: dict, control: dict | None = None, backbone: str = "the backbone") -> str:
     """What an init (as results name it) was pretrained on, for any source (and the control, where there is one)."""
     name, _, path = init.partition(":")
     if name == "control" and control and not path:
@@ -108,7 +109,7 @@ def init_words(init: str, source: dict, control: dict | None = None) -> str:
     if name == BASELINE:
         return "random weights (the same draw for every init of a seed)"
     if name == "imagenet":
-        return "torchvision's ImageNet-1k weights"
+        return f"{backbone}'s published weights (timm's; ImageNet for most)"
     if name == "checkpoint":
         return f"the weights in {path}"
     if name == source["modality"] and not path:
@@ -118,18 +119,19 @@ def init_words(init: str, source: dict, control: dict | None = None) -> str:
 
 # --- sections --------------------------------------------------------------------------------------------------------
 
-def _title(config: dict, facts: dict, inits: list[str]) -> str:
+def _title(config: dict, facts: dict, inits: list[str], backbone: dict) -> str:
     source, target = facts["source"], facts["target"]
     fractions = ", ".join(pct(f) for f in config.get("fractions") or [])
     seeds = len(config.get("seeds") or [])
-    listed = "; ".join(f"{init}: {init_words(init, source, facts.get('control'))}" for init in inits) or "none yet"
+    name = backbone["backbone"]
+    listed = "; ".join(f"{init}: {init_words(init, source, facts.get('control'), name)}" for init in inits)
     return (f"# {config.get('name', 'experiment')}: does pretraining on {source['dataset']} help "
             f"{target['dataset']}?\n\n"
-            f"Does a ResNet-18 pretrained on {side_words(source)} learn {side_words(target)} better than one "
+            f"Does a {name} (timm) pretrained on {side_words(source)} learn {side_words(target)} better than one "
             f"started from random weights, and does it need less data? Each transfer run trains on a fraction of the "
             f"training split{f' ({fractions})' if fractions else ''} from each init, repeated over "
             f"{seeds or 'several'} seeds; every pretrained init is compared with the random init on the test set, "
-            f"paired by seed, with the model chosen on validation.\n\nInits: {listed}.")
+            f"paired by seed, with the model chosen on validation.\n\nInits: {listed or 'none yet'}.")
 
 
 def _conclusion(rows, gains: dict, metrics, efficiency, missing, transfers: list[str]) -> str:
@@ -264,14 +266,18 @@ def _seed_chart(rows: list[dict], metric: str, fig_dir: Path, made: dict) -> str
     return f"## Seed-style chart\n\n{text}\n\n![Seed-style bar chart](figures/seed_style_bars.png)"
 
 
-def _filters(exp: Path, config: dict, source: dict, fig_dir: Path, made: dict) -> str:
-    filters = conv1_weights(exp, config, source)
-    made["conv1_filters"] = figures.conv1_filters(filters, fig_dir / "conv1_filters.png")
+def _filters(exp: Path, config: dict, source: dict, backbone: dict, fig_dir: Path, made: dict) -> str:
+    filters = first_layer_weights(exp, config, source, backbone)
+    layer = backbone["first_layer"].removesuffix(".weight")
+    made["first_layer_filters"] = figures.first_layer_filters(filters, fig_dir / "first_layer_filters.png", layer)
     note = ", ".join(filters)
     if "imagenet" not in filters:
-        note += " (no ImageNet weights on disk: set imagenet_weights to show them)"
-    return (f"## First-layer filters\n\nThe 64 conv1 filters of: {note}. Each filter is min-max scaled to RGB on "
-            "its own.\n\n![First-layer filters](figures/conv1_filters.png)")
+        note += f" (no published {backbone['backbone']} weights on disk: set imagenet_weights to show them)"
+    count = next(iter(filters.values())).shape[0]
+    shown = f"The first {figures.FILTERS_SHOWN}" if count > figures.FILTERS_SHOWN else f"The {count}"
+    return (f"## First-layer filters\n\n{shown} filters of {backbone['backbone']}'s first layer ({layer}) of: "
+            f"{note}. Each filter is min-max scaled to RGB on its own (grey: one input channel)."
+            "\n\n![First-layer filters](figures/first_layer_filters.png)")
 
 
 def _runs(rows: list[dict], missing: list[tuple], inits: list[str], gone: list[dict] = ()) -> str:

@@ -12,17 +12,17 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from audio2image.analysis.similarity import STAGE_OUTPUTS
 from audio2image.report.figures import _fraction_axis, _legend, _save, _series_points, _yerr, init_color
 from audio2image.report.stats import gain_range, metric_name
 
 KIND_STYLES = {"init vs random": "-", "before vs after": "--", "random vs random": ":"}
 
 
-def gain_by_depth(points: list[dict], path: Path, metric: str) -> Path:
+def gain_by_depth(points: list[dict], path: Path, metric: str, stages: list[str]) -> Path:
     """Gain over random (points, 95% CI) against the number of pretrained stages carried, a line per fraction.
 
-    `points`: {"fraction", "depth" (0 = random ... 5 = the full init), "mean", "ci_low", "ci_high", "n"}.
+    `points`: {"fraction", "depth" (0 = random ... N = the full init), "mean", "ci_low", "ci_high", "n"};
+    `stages`: the backbone's N stages in words, the ticks' labels.
     """
     fig = Figure(figsize=(7.5, 4.6))
     ax = fig.add_subplot()
@@ -36,7 +36,8 @@ def gain_by_depth(points: list[dict], path: Path, metric: str) -> Path:
         low, high = np.clip(low, -edge, edge), np.clip(high, -edge, edge)
         ax.errorbar(x, mean, yerr=_yerr(mean, low, high), marker="o", capsize=4, lw=1.5,
                     label=f"{100 * fraction:g}% of the training split")
-    ax.set_xticks(range(6), ["0\n(random)", "1\nconv1", "2\n+layer1", "3\n+layer2", "4\n+layer3", "5\n+layer4"])
+    ax.set_xticks(range(len(stages) + 1), ["0\n(random)", *_stage_ticks(stages)],
+                  fontsize=8 if len(stages) > 6 else None)
     ax.set_xlabel("pretrained stages carried (the rest: the seed's random init)")
     ax.set_ylabel(f"difference in {metric_name(metric)}\n(points, init - random)")
     ax.set_title("Gain over random init by transfer depth, paired by seed (95% CI)")
@@ -45,26 +46,36 @@ def gain_by_depth(points: list[dict], path: Path, metric: str) -> Path:
     return _save(fig, path)
 
 
-def cka_by_stage(summaries: list[dict], path: Path) -> Path:
+def _stage_ticks(stages: list[str]) -> list[str]:
+    """'K\n+words' under each depth; a long list of stages (a ViT's blocks) only by number, the words of the
+    first and last kept."""
+    if len(stages) <= 6:
+        return [f"{k}\n{'+' if k > 1 else ''}{word.split(' + ')[0]}" for k, word in enumerate(stages, 1)]
+    return [f"{k}" + (f"\n{word.split(' + ')[0]}" if k in (1, len(stages)) else "")
+            for k, word in enumerate(stages, 1)]
+
+
+def cka_by_stage(summaries: list[dict], path: Path, outputs: list[str]) -> Path:
     """Mean CKA per stage, a line per comparison (kind and init), bars: the range over seeds.
 
-    `summaries`: {"kind", "init", "stage", "mean", "low", "high", "n"} at one fraction.
+    `summaries`: {"kind", "init", "stage", "mean", "low", "high", "n"} at one fraction; `outputs`: the compared
+    outputs in the network's order.
     """
-    fig = Figure(figsize=(7.5, 4.6))
+    fig = Figure(figsize=(max(7.5, 0.55 * len(outputs)), 4.6))
     ax = fig.add_subplot()
-    x = np.arange(len(STAGE_OUTPUTS))
+    x = np.arange(len(outputs))
     lines = list(dict.fromkeys((s["kind"], s["init"]) for s in summaries))
     for i, (kind, init) in enumerate(lines):
         by_stage = {s["stage"]: s for s in summaries if (s["kind"], s["init"]) == (kind, init)}
-        mean, low, high = (np.array([by_stage[st][k] if st in by_stage else np.nan for st in STAGE_OUTPUTS])
+        mean, low, high = (np.array([by_stage[st][k] if st in by_stage else np.nan for st in outputs])
                            for k in ("mean", "low", "high"))
         shift = (i - (len(lines) - 1) / 2) * 0.05
         label = "random vs random (two seeds)" if kind == "random vs random" else f"{init}: {kind}"
         ax.errorbar(x + shift, mean, yerr=_yerr(mean, low, high), ls=KIND_STYLES[kind], marker="o", capsize=3,
                     color=init_color(init), lw=1.6, label=label)
-    ax.set_xticks(x, STAGE_OUTPUTS)
+    ax.set_xticks(x, outputs, rotation=45 if len(outputs) > 7 else 0, ha="right" if len(outputs) > 7 else "center")
     ax.set_ylim(-0.05, 1.05)
-    ax.set_xlabel("network stage (outputs flattened; pooled: global average)")
+    ax.set_xlabel("network output (flattened; pooled: what the head sees)")
     ax.set_ylabel("linear CKA (unbiased, minibatch)")
     ax.set_title("Representation similarity per stage (bars: range over seeds)")
     ax.grid(alpha=0.3)

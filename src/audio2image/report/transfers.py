@@ -14,15 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from audio2image.report.convergence import convergence_sentence, convergence_table
-from audio2image.analysis.similarity import CKA_FILE, STAGE_OUTPUTS
+from audio2image.config import CKA_FILE
 from audio2image.report import sentences, stats, transfer_figures
+from audio2image.report.convergence import convergence_sentence, convergence_table
 from audio2image.report.text import clipped_note, interval, num, p_value, pct, points, table
 from audio2image.training.initspec import describe_depth, parse_init
 from audio2image.util import read_json_or_none
 
 BASELINE = "random"
-FULL_DEPTH = 5
 
 
 @dataclass
@@ -36,9 +35,11 @@ class WhatTransfers:
     cka: dict | None  # E/analysis/cka.json
     convergence: dict
     val_metric: str
+    backbone: dict  # its description (report/read.py: backbone_facts): stages and outputs, in its own words
 
     @classmethod
-    def of(cls, exp: Path, config: dict, rows: list[dict], curves: list[dict], metric: str, val_metric: str):
+    def of(cls, exp: Path, config: dict, rows: list[dict], curves: list[dict], metric: str, val_metric: str,
+           backbone: dict):
         inits = stats.grid_of(rows, {"inits": config.get("inits")})["inits"]
         specs = {init: _spec(init) for init in inits}
         # a variant (audio@K, audio-stats) is judged against its full init (audio) where the grid has that one
@@ -51,7 +52,12 @@ class WhatTransfers:
         return cls(rows, metric, depth={i: f for i, f in full.items() if specs[i].depth},
                    stats_inits={i: f for i, f in full.items() if specs[i].stats}, versus_full=versus_full,
                    gains=stats.gain_table(rows, metric, BASELINE), cka=read_json_or_none(exp / CKA_FILE),
-                   convergence=convergence_table(curves, share, BASELINE, {"inits": inits}), val_metric=val_metric)
+                   convergence=convergence_table(curves, share, BASELINE, {"inits": inits}), val_metric=val_metric,
+                   backbone=backbone)
+
+    @property
+    def stages(self) -> list[str]:
+        return self.backbone["stages"]
 
     # --- the section -------------------------------------------------------------------------------------------------
 
@@ -65,23 +71,26 @@ class WhatTransfers:
         return "\n\n".join(parts)
 
     def _depth(self, fig_dir: Path, made: dict) -> str:
-        head = ("### Transfer depth\n\nAn init `audio@K` carries the first K of the five stages of the pretrained "
-                "network (1: conv1 + bn1, 2: + layer1, ... 5: + layer4) and keeps the rest exactly as the random "
-                "init of the same seed.")
+        words = ", ".join(f"{k}: {'+ ' if k > 1 else ''}{word}" for k, word in enumerate(self.stages, 1))
+        head = (f"### Transfer depth\n\nAn init `audio@K` carries the first K of the {len(self.stages)} stages of "
+                f"the pretrained {self.backbone['backbone']} ({words}) and keeps the rest, the head included, "
+                "exactly as the random init of the same seed.")
         if not self.depth:
             return head + " This experiment has no such init (add e.g. `audio@2` to `inits`)."
         parts = [head, self._versus_full_table(self.depth)]
         dots = self._depth_points()
         if any(p["n"] for p in dots):
-            made["gain_by_depth"] = transfer_figures.gain_by_depth(dots, fig_dir / "gain_by_depth.png", self.metric)
+            made["gain_by_depth"] = transfer_figures.gain_by_depth(dots, fig_dir / "gain_by_depth.png", self.metric,
+                                                                   self.stages)
             parts.append("![Gain over random init by transfer depth](figures/gain_by_depth.png)")
         return "\n\n".join(parts)
 
     def _statistics(self) -> str:
-        head = ("### Weight statistics\n\nAn init `audio-stats` draws every conv weight of the backbone i.i.d. from "
-                "N(mean, std^2) of the pretrained tensor (seeded by the run's seed) and resets batch-norm to the "
-                "identity (Raghu et al. 2019's Mean Var init): the pretrained weights' scale without their "
-                "features. Its gain over random is in the gain table above; here, against the full init.")
+        head = ("### Weight statistics\n\nAn init `audio-stats` draws every tensor of the backbone (weights, biases, "
+                "position embeddings, tokens, layer scales) i.i.d. from N(mean, std^2) of the pretrained tensor "
+                "(seeded by the run's seed) and resets every normalisation layer to the identity (Raghu et al. "
+                "2019's Mean Var init): the pretrained weights' scale without their features. Its gain over random "
+                "is in the gain table above; here, against the full init.")
         if not self.stats_inits:
             return head + " This experiment has no such init (add e.g. `audio-stats` to `inits`)."
         return head + "\n\n" + self._versus_full_table(self.stats_inits)
@@ -98,12 +107,12 @@ class WhatTransfers:
         return "\n\n".join(filter(None, (text, clipped_note(text))))
 
     def _depth_points(self) -> list[dict]:
-        """Gain over random at each depth (0: random itself; 5: the full init), for every depth init's base."""
+        """Gain over random at each depth (0: random itself; N: the full init), for every depth init's base."""
         dots = []
         for gain in self.gains:
             spec = parse_init(gain["init"])
             if gain["init"] in self.depth or gain["init"] in self.depth.values():
-                dots.append({**gain, "depth": spec.depth or FULL_DEPTH})
+                dots.append({**gain, "depth": spec.depth or len(self.stages)})
         for fraction in sorted({d["fraction"] for d in dots}):
             dots.append({"fraction": fraction, "depth": 0, "mean": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": 1})
         return dots
@@ -113,7 +122,10 @@ class WhatTransfers:
                 "the target's validation items, unbiased and accumulated over minibatches (Nguyen et al. 2021), "
                 "from each run's best weights: a pretrained init's network against the random init's of the same "
                 "seed, each network before against after fine-tuning, and two random inits' networks (the "
-                "seed-to-seed baseline). Feature maps are flattened; pooled is the global average.")
+                "seed-to-seed baseline). The outputs compared are the backbone's own intermediate outputs, named by "
+                "the module that makes each, "
+                + ("its patch tokens flattened (the class token left out)" if self.backbone.get("tokens")
+                   else "feature maps flattened") + "; pooled is the features the head sees.")
         if self.cka is None:
             return head + ("\n\nNot computed: no analysis/cka.json (cka_items=0, or the sweep has not finished; "
                            "running the same sweep again computes it).")
@@ -122,15 +134,22 @@ class WhatTransfers:
         summaries, fraction = self._cka_summaries()
         if not summaries:
             return head + "\n\nNo comparison could be computed." + notes
-        made["cka_by_stage"] = transfer_figures.cka_by_stage(summaries, fig_dir / "cka_by_stage.png")
+        outputs = self._outputs(summaries)
+        made["cka_by_stage"] = transfer_figures.cka_by_stage(summaries, fig_dir / "cka_by_stage.png", outputs)
         rows = []
         for kind, init in dict.fromkeys((s["kind"], s["init"]) for s in summaries):
             cells = {s["stage"]: s for s in summaries if (s["kind"], s["init"]) == (kind, init)}
-            rows.append([kind, init, *(_cka_cell(cells.get(stage)) for stage in STAGE_OUTPUTS)])
+            rows.append([kind, init, *(_cka_cell(cells.get(stage)) for stage in outputs)])
         return "\n\n".join([head, f"At {pct(fraction)} of the training split ({self.cka.get('items')} validation "
                             "items; mean over seeds, range in brackets):",
-                            table(["comparison", "init", *STAGE_OUTPUTS], rows),
+                            table(["comparison", "init", *outputs], rows),
                             "![CKA per stage](figures/cka_by_stage.png)"]) + notes
+
+    def _outputs(self, summaries: list[dict]) -> list[str]:
+        """The compared outputs in the network's order (the backbone's; any other the analysis wrote after)."""
+        found = list(dict.fromkeys(s["stage"] for s in summaries))
+        return [o for o in self.backbone.get("outputs", []) if o in found] + \
+            [o for o in found if o not in self.backbone.get("outputs", [])]
 
     def _cka_summaries(self) -> tuple[list[dict], float | None]:
         """Mean and range over seeds per (kind, init, stage), at the largest fraction that has comparisons."""
@@ -173,7 +192,8 @@ class WhatTransfers:
         out = []
         for key, group in stats.groups(self.versus_full, ("init", "freeze", "baseline")).items():
             init = key[0]
-            what = (f"Transfer depth ({describe_depth(parse_init(init).depth)} only)" if init in self.depth
+            what = (f"Transfer depth ({describe_depth(parse_init(init).depth, self.stages)} only)"
+                    if init in self.depth
                     else "Weight statistics alone")
             out.append(f"{what}: " + sentences.gain_sentence(*key, group))
         out += self._cka_sentences()
@@ -195,7 +215,7 @@ class WhatTransfers:
                 out.append(f"CKA: {init} vs random was computed, but with one seed there is no seed-to-seed "
                            "baseline to judge it by.")
                 continue
-            within = [st for st in STAGE_OUTPUTS if st in ours and st in baseline
+            within = [st for st in self._outputs(summaries) if st in ours and st in baseline
                       and ours[st]["mean"] >= baseline[st]["low"]]
             words = ", ".join(within) if within else "no stage"
             out.append(f"CKA (at {pct(fraction)}): the {init}- and random-init networks are as similar as two "

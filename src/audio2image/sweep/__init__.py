@@ -1,7 +1,8 @@
 """The sweep: plan the runs, choose settings on validation, execute them anywhere, collect results.csv."""
 from __future__ import annotations
 
-from audio2image.config import Config, ConfigError, key_spec, save_config
+from audio2image.config import BACKBONE_FILE, Config, ConfigError, key_spec, save_config
+from audio2image.config_checks import check_backbone
 from audio2image.prepare.store import Store
 from audio2image.prepare.stores import check_roots, ensure_store, store_ready
 from audio2image.sweep.executors import Job, check_executor, execute, execute_jobs, prepare_side
@@ -19,9 +20,10 @@ def run_sweep(config: Config) -> dict:
     experiment = config.experiment_dir
     sides = pretrained_sides(config)
     check_roots(config, (*sides, "target"))
-    check_before_work(config)
+    described = check_before_work(config)
     experiment.mkdir(parents=True, exist_ok=True)
     save_config(config, experiment / "config.yaml")
+    write_json(experiment / BACKBONE_FILE, described)
     _warn_unused_single_run_keys(config)
     stores = prepare_stores(config, (*sides, "target"))
     pretrain(config, {side: stores[side] for side in sides})
@@ -36,20 +38,23 @@ def run_sweep(config: Config) -> dict:
     return {"experiment": str(experiment), "runs": len(runs), "finished": len(rows)}
 
 
-def check_before_work(config: Config) -> None:
-    """What would fail later, checked before any data is made or any run starts: the device, ImageNet weights."""
+def check_before_work(config: Config) -> dict:
+    """What would fail later, checked before any data is made or any run starts: the backbone and what the grid
+    asks of it, the device, published weights. Returns the backbone's description."""
     import torch
 
-    from audio2image.training.model import imagenet_path
     from audio2image.training.initspec import parse_init
+    from audio2image.training.published import published_path
 
+    described = check_backbone(config)
     available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
     if not available.get(config.device, True):
         raise ConfigError(f"config key 'device': {config.device!r} is not available on this machine; use "
                           "device=auto (the best there is) or device=cpu")
     if any(parse_init(init).base == "imagenet" for init in config.inits):
-        imagenet_path(config.imagenet_weights)  # InitError naming where the weights were looked for
+        published_path(config.backbone, config.imagenet_weights)  # InitError naming where they were looked for
     check_executor(config)
+    return described
 
 
 def prepare_stores(config: Config, sides) -> dict[str, Store]:

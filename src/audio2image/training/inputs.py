@@ -215,15 +215,16 @@ def serial_torch_ops():
 
 
 class AudioInputs:
-    """fp16 mel crops [B, mels, frames] -> float [B, 3, mels, frames] (the same map on the three channels).
+    """fp16 mel crops [B, mels, frames] -> float [B, channels, mels, frames]: the same map on each channel (3, for
+    an RGB-shaped first layer, or 1: audio_channels).
 
     Evaluation splits each whole clip into `eval_crops` evenly spaced crops: [B, crops, 3, mels, frames].
     The seed preset instead feeds whole clips as [mel, frequency-masked mel, time-masked mel], unnormalised.
     """
 
     def __init__(self, crop_frames: int, eval_crops: int, normalization: dict | None, specaugment: bool,
-                 seed_channels: bool):
-        self.crop_frames, self.eval_crops = crop_frames, eval_crops
+                 seed_channels: bool, channels: int = 3):
+        self.crop_frames, self.eval_crops, self.channels = crop_frames, eval_crops, channels
         self.specaugment, self.seed_channels = specaugment, seed_channels
         self.standardise = None
         if normalization is not None:
@@ -241,7 +242,7 @@ class AudioInputs:
             return torch.stack([x, mask(x, 1, 40, generator), mask(x, 2, 80, generator)], dim=1)
         if self.specaugment:  # SpecAugment: one frequency and one time mask per example
             x = mask(mask(x, 1, x.shape[1] // 8, generator), 2, x.shape[2] // 8, generator)
-        return x.unsqueeze(1).expand(-1, 3, -1, -1)
+        return x.unsqueeze(1).expand(-1, self.channels, -1, -1)
 
     def eval(self, raw: RawBatch, device) -> torch.Tensor:
         x = self._float(raw.x, device)
@@ -249,10 +250,10 @@ class AudioInputs:
             rows = raw.rows if raw.rows is not None else torch.arange(len(x))
             return torch.stack([x, fixed_mask(x, 1, 40, rows), fixed_mask(x, 2, 80, rows)], dim=1)
         if not self.crop_frames or self.crop_frames >= x.shape[2]:
-            return x.unsqueeze(1).expand(-1, 3, -1, -1)
+            return x.unsqueeze(1).expand(-1, self.channels, -1, -1)
         starts = np.linspace(0, x.shape[2] - self.crop_frames, self.eval_crops).round().astype(int)
         crops = torch.stack([x[:, :, s:s + self.crop_frames] for s in starts], dim=1)
-        return crops.unsqueeze(2).expand(-1, -1, 3, -1, -1)
+        return crops.unsqueeze(2).expand(-1, -1, self.channels, -1, -1)
 
 
 def mask(x: torch.Tensor, axis: int, max_width: int, generator: torch.Generator) -> torch.Tensor:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from audio2image.config import Config, save_config
+from audio2image.config_checks import check_backbone
 from audio2image.prepare.store import Store
 from audio2image.training import distributed
 from audio2image.training.engine import evaluate, recalibrate_batchnorm, train_one_epoch
@@ -163,7 +164,7 @@ class _Training:
 
 def _train(config: Config, spec: RunSpec, run_dir: Path) -> dict:
     t = _setup(config, spec, run_dir)
-    saver = Saver(run_dir, config, t.store)
+    saver = Saver(run_dir, config, t.store, t.task.backbone.record(t.model))
     for epoch in range(t.state["epoch"] + 1, t.settings["epochs"] + 1):
         diverged = _epoch(t, saver, epoch)
         if diverged is not None:
@@ -174,6 +175,7 @@ def _train(config: Config, spec: RunSpec, run_dir: Path) -> dict:
 def _setup(config: Config, spec: RunSpec, run_dir: Path) -> _Training:
     """The run's data, model (initialised, frozen, on its device, resumed from checkpoint.pt) and optimiser."""
     started = time.perf_counter()
+    check_backbone(config)  # a name timm knows, @K and stages:K within its stages (cached after the first run)
     store = Store(spec.store)
     task = build_task(store, config, spec.stage)
     settings = stage_settings(config, spec.stage)
@@ -183,8 +185,9 @@ def _setup(config: Config, spec: RunSpec, run_dir: Path) -> _Training:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
         write_json(run_dir / "run.json", spec.identity(store))
-    model = build_model(task.num_outputs, spec.seed)
-    loaded = initialise(model, spec.init, seed=spec.seed, imagenet_weights=config.imagenet_weights)
+    model = build_model(task.num_outputs, spec.seed, task.backbone)
+    loaded = initialise(model, spec.init, seed=spec.seed, imagenet_weights=config.imagenet_weights,
+                        backbone=task.backbone)
     frozen = freeze(model, spec.freeze)
     channels_last = uses_channels_last(config, device)
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)

@@ -31,8 +31,9 @@ class Saver:
     0.1-0.3 s per epoch here, as much as a demo epoch's training), and an interrupted run loses at most that long.
     In that order: a checkpoint never counts an epoch whose metrics or best weights are not on disk."""
 
-    def __init__(self, run_dir: Path, config: Config, store: Store):
+    def __init__(self, run_dir: Path, config: Config, store: Store, backbone: dict):
         self.run_dir, self.config, self.store = run_dir, config, store
+        self.backbone = backbone  # what the weights were built for (training/backbone.py: Backbone.record)
         self.best: dict | None = None  # best weights not yet written
         self.last = time.perf_counter()
         # the state at the last epoch end, when it is not on disk (long epochs only, see COPY_SECONDS)
@@ -47,7 +48,7 @@ class Saver:
         _append_metrics(self.run_dir, line)
         if improved:
             self.best = {"model": _copy(model.state_dict()), "epoch": line["epoch"], "labels": self.store.labels,
-                         "modality": self.store.modality, "config": self.config.to_dict()}
+                         "modality": self.store.modality, "backbone": self.backbone, "config": self.config.to_dict()}
         due = stop or time.perf_counter() - self.last >= self.config.checkpoint_seconds
         if final or due:
             self.write_best()

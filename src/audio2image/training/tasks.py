@@ -15,6 +15,7 @@ from audio2image.datasets.splits import nested_fraction, nested_random_fraction
 from audio2image.prepare.features import MelSettings
 from audio2image.prepare.store import Store
 from audio2image.training import metrics
+from audio2image.training.backbone import Backbone
 from audio2image.training.engine import probabilities_loss
 from audio2image.training.inputs import AudioInputs, ImageInputs
 
@@ -26,6 +27,7 @@ class Task:
     kind: str  # "tagging" (multi-label, BCE) or "classification" (multi-class, cross-entropy)
     store: Store
     inputs: AudioInputs | ImageInputs
+    backbone: Backbone  # the network for these inputs: the configured architecture, their channels and size
     crop_frames: int = 0  # audio training crops; 0 = whole items
     label_smoothing: float = 0.0
 
@@ -62,14 +64,19 @@ def build_task(store: Store, config: Config, stage: str) -> Task:
             crop = min(settings.frames(round(config.audio_crop_seconds * settings.sample_rate)),
                        store.split("train").x.shape[2])
         normalization = store.manifest["normalization"] if config.audio_normalize else None
+        seed_channels = store.manifest["features"] == "seed"
+        channels = 1 if config.audio_channels == "sum" and not seed_channels else 3
         inputs = AudioInputs(crop, config.audio_eval_crops, normalization, config.audio_specaugment,
-                             seed_channels=store.manifest["features"] == "seed")
+                             seed_channels=seed_channels, channels=channels)
+        mels, frames = store.split("train").x.shape[1:]
+        backbone = Backbone(config.backbone, channels, (mels, crop or frames), config.audio_patch_stride)
     else:
         crop = 0
         inputs = ImageInputs(config.image_size, config.image_augment)
+        backbone = Backbone(config.backbone, 3, (config.image_size, config.image_size))
     # Each stage has its own smoothing key; only a classification task (cross-entropy) takes it.
     smoothing = getattr(config, f"{stage}_label_smoothing") if store.task == "classification" else 0.0
-    return Task(store.task, store, inputs, crop, smoothing)
+    return Task(store.task, store, inputs, backbone, crop, smoothing)
 
 
 def fraction_rows(task: Task, fraction: float, seed: int) -> np.ndarray:
