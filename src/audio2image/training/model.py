@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
+from audio2image.errors import UserError
 from audio2image.training.initspec import STAGES
 
 HEAD = ("fc.weight", "fc.bias")
@@ -18,7 +19,7 @@ FREEZE_STAGES = {"none": 0, "seed": 2, "linear": len(STAGES)}  # seed: conv1, bn
 IMAGENET_FILE = "resnet18-f37072fd.pth"  # torchvision's ResNet18_Weights.IMAGENET1K_V1
 
 
-class InitError(RuntimeError):
+class InitError(UserError, RuntimeError):
     """Starting weights that cannot be found or do not fit; one sentence saying what to do."""
 
 
