@@ -12,6 +12,7 @@ from audio2image.datasets.archives import UnsafeArchiveError
 from audio2image.datasets.download import DownloadError
 from audio2image.datasets.mtat import AnnotationError
 from audio2image.errors import UserError
+from audio2image.sweep import PretrainingFailed
 from audio2image.training.model import InitError
 from audio2image.util import DatasetError
 
@@ -19,6 +20,7 @@ from audio2image.util import DatasetError
 @pytest.mark.parametrize("error, also", [
     (ConfigError, ValueError), (InitError, RuntimeError), (DownloadError, RuntimeError),
     (UnsafeArchiveError, RuntimeError), (AnnotationError, ValueError), (DatasetError, ValueError),
+    (PretrainingFailed, Exception),
 ])
 def test_every_error_of_the_user_is_a_user_error(error, also):
     assert issubclass(error, UserError) and issubclass(error, also)
