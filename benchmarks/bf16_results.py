@@ -82,8 +82,8 @@ def compare(ours: dict, theirs: dict) -> tuple[list[dict], int]:
 def main() -> None:
     from audio2image.cli import config_path
     from audio2image.report.read import experiment_facts, pretrain_dirs, read_config
-    from audio2image.report.report import TEST_METRICS
     from audio2image.training.run import native_bf16
+    from audio2image.training.taskkinds import kind_or_classification
     from audio2image.util import read_json_or_none
 
     args = sys.argv[1:]
@@ -94,7 +94,7 @@ def main() -> None:
     fp32, fp32_seconds = experiment("fp32", False, path, args)
     bf16, bf16_seconds = experiment("bf16", True, path, args)
     facts = experiment_facts(fp32.experiment_dir, read_config(fp32.experiment_dir / "config.yaml"))
-    metric = TEST_METRICS.get(facts["target"]["task"], ("test_top1",))[0]
+    metric = kind_or_classification(facts["target"]["task"]).test_metrics[0]
     for config in (fp32, bf16):
         for run_dir in pretrain_dirs(config.experiment_dir, "source"):
             result = read_json_or_none(run_dir / "result.json") or {}

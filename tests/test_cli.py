@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from audio2image.cli import main
+from audio2image.errors import UserError
 from stores import children
 
 
@@ -85,6 +87,42 @@ def test_help_explains_every_command():
     for command in ("synth", "download", "inspect", "prepare", "pretrain", "transfer", "sweep", "report", "run"):
         assert command in top
         assert "usage: audio2image " + command in audio2image(command, "--help").stdout
+
+
+class UnheardOf(UserError):
+    """A user's problem of a class the command line has never been told about."""
+
+
+def _prepare_caltech256_raising(monkeypatch, tmp_path, error: Exception) -> None:
+    """`prepare caltech256` with `error` raised below the command, by the scan of the dataset's folder."""
+    def scan(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr("audio2image.datasets.caltech256.scan_caltech256", scan)
+    main(["prepare", "caltech256", str(tmp_path), str(tmp_path / "store")])
+
+
+def test_a_user_error_from_deep_inside_a_command_is_one_line(tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as code:
+        _prepare_caltech256_raising(monkeypatch, tmp_path, UnheardOf("the folder has no images; give another"))
+    assert code.value.code == 2
+    assert capsys.readouterr().err.splitlines() == ["audio2image: error: the folder has no images; give another"]
+
+
+@pytest.mark.parametrize("bug", [KeyError("labels"), RuntimeError("a bug"),
+                                 ValueError("config key 'x': a plain ValueError, whatever its words")])
+def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch, capsys, bug):
+    with pytest.raises(type(bug)) as raised:
+        _prepare_caltech256_raising(monkeypatch, tmp_path, bug)
+    assert raised.value is bug and "audio2image: error" not in capsys.readouterr().err
+
+
+def test_a_user_error_is_reported_without_importing_torch():
+    code = ("import sys\nfrom audio2image.cli import main\ntry:\n    main(['run', 'nosuch=1'])\n"
+            "except SystemExit as end:\n    assert end.code == 2 and 'torch' not in sys.modules, sorted(sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.strip() == "audio2image: error: unknown config key 'nosuch'; see `audio2image run --help`"
 
 
 @pytest.mark.slow

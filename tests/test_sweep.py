@@ -8,7 +8,9 @@ import json
 import pytest
 import yaml
 
-from audio2image.config import load_config
+from audio2image.config import ConfigError, load_config
+from audio2image.prepare.store import Store
+from audio2image.sweep import PretrainingFailed, pretrain
 from audio2image.sweep.executors import execute
 from audio2image.sweep.grid import transfer_plan
 from stores import make_image_store
@@ -55,6 +57,32 @@ def _sweep(out, data, *overrides, **kwargs):
 
     command = [sys.executable, "-m", "audio2image", "sweep", "tiny", f"out_dir={out}", f"data_dir={data}", *overrides]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
+
+
+DIVERGED = {"status": "diverged", "message": "the training loss became non-finite in epoch 2"}
+
+
+@pytest.mark.parametrize("outcome, hint", [(DIVERGED, True), (None, False)])  # None: no result.json
+def test_a_failed_pretraining_names_its_run_and_why(tmp_path, store, monkeypatch, outcome, hint):
+    """Not a config problem: the error gives the failed run and its own reason; a lower pretrain_lr only for a
+    diverged run."""
+    config, _ = plan(tmp_path, store, pretrain_seeds="0,1")
+
+    def execute(plans, config):  # seed 0 fails, seed 1 completes
+        for plan in plans:
+            plan.run_dir.mkdir(parents=True, exist_ok=True)
+            result = outcome if plan.run_dir.name.endswith("seed0") else {"status": "completed", "message": ""}
+            if result is not None:
+                (plan.run_dir / "result.json").write_text(json.dumps(result))
+
+    monkeypatch.setattr("audio2image.sweep.execute", execute)
+    with pytest.raises(PretrainingFailed) as error:
+        pretrain(config, {"source": Store(store)})
+    text = str(error.value)
+    assert not isinstance(error.value, ConfigError)
+    assert "source-seed0" in text and "source-seed1" not in text
+    assert ("non-finite in epoch 2" in text) == hint and ("lower pretrain_lr" in text) == hint
+    assert hint or "no result.json" in text
 
 
 def _rows_without_ids(path) -> list[dict]:

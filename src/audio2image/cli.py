@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audio2image import __version__
+from audio2image.errors import UserError
 
 if TYPE_CHECKING:  # the commands import the package's modules lazily, to keep `--help` fast
     from audio2image.config import Config
@@ -255,19 +256,22 @@ def main(argv: list[str] | None = None) -> None:
         result = args.func(args)
     except KeyboardInterrupt:
         sys.exit("audio2image: interrupted; run the same command again to resume")
-    except Exception as error:
-        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-            message = _full_disk(error)
-        elif _is_user_error(error):
-            message = str(error)
-        else:
+    except (UserError, FileNotFoundError, NotADirectoryError) as error:  # missing paths are the user's too
+        _fail(str(error))
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
             raise
-        print(f"audio2image: error: {message}", file=sys.stderr)
-        sys.exit(2)
+        _fail(_full_disk(error))
     if isinstance(result, str):
         print(result)
     elif result is not None:
         print(json.dumps(result, indent=2, default=str))
+
+
+def _fail(message: str) -> None:
+    """Problems with the user's input get one line; anything else is a bug and keeps its traceback."""
+    print(f"audio2image: error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def _full_disk(error: OSError) -> str:
@@ -278,16 +282,3 @@ def _full_disk(error: OSError) -> str:
     free = shutil.disk_usage(where).free
     return (f"no space left on the disk holding {error.filename or where} ({free / 1e6:.0f} MB free); free some "
             "space and run the same command again: it resumes where it stopped")
-
-
-USER_ERRORS = {"ConfigError", "InitError", "DownloadError", "UnsafeArchiveError", "AnnotationError", "DatasetError",
-               "FileNotFoundError", "NotADirectoryError", "StoreMismatchError"}
-
-
-def _is_user_error(error: Exception) -> bool:
-    """Problems with the user's input get one line; anything else is a bug and keeps its traceback.
-
-    Matched by class name so that reporting an error does not import torch.
-    """
-    return type(error).__name__ in USER_ERRORS or (
-        isinstance(error, (ValueError, RuntimeError)) and str(error).startswith("config key"))

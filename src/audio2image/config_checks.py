@@ -12,13 +12,14 @@ import re
 import typing
 
 from audio2image.datasets.registry import DATASETS
+from audio2image.errors import UserError
 from audio2image.training.initspec import INIT_HELP, parse_init
 
 if typing.TYPE_CHECKING:
     from audio2image.config import Config
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config problem, phrased for the user: it names the key and what is allowed."""
 
 

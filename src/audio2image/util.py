@@ -8,6 +8,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from audio2image.errors import UserError
+
 
 class Busy(RuntimeError):
     """Another process holds the lock: `holder` says who ("host pid")."""
@@ -89,7 +91,7 @@ def read_json_or_none(path: Path):
         return None
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset that cannot be used as given; the message names the file (and line) and what to do."""
 
 

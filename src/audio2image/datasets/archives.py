@@ -12,12 +12,13 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Callable, NamedTuple
 
+from audio2image.errors import UserError
 from audio2image.util import progress as _progress_bar  # the name `progress` is a flag in our API
 
 CHUNK = 1 << 20  # bytes per read and write
 
 
-class UnsafeArchiveError(RuntimeError):
+class UnsafeArchiveError(UserError, RuntimeError):
     """An archive member that could be written outside the destination, or is a link or a special file."""
 
 

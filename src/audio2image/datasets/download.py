@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from audio2image.datasets.archives import safe_extract_tar, safe_extract_zip
+from audio2image.errors import UserError
 from audio2image.util import log, read_json_or_none, write_json
 from audio2image.util import progress as _progress_bar  # the name `progress` is a flag in our API
 
@@ -50,7 +51,7 @@ RETRY_DELAY_S = 2.0
 USER_AGENT = "audio2image-downloader/1.0 (+python-urllib)"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A download or extraction failed in a way the user must act on; the message says what happened."""
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from audio2image.datasets.inspection import capped, capped_lines
 from audio2image.datasets.splits import SPLITS
 from audio2image.datasets.tags import ALL_TAGS, TOP50
+from audio2image.errors import UserError
 
 # clip_id -> mp3_path of the clips whose audio is empty or corrupt in the real download.
 BAD_CLIPS: dict[int, str] = {
@@ -55,7 +56,7 @@ _FOLDERS = {
 _GET_DATA = "get the data with `audio2image download mtat DIR` or `audio2image synth mtat DIR`"
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError, ValueError):
     """The annotation file cannot be used at all (its header is unusable)."""
 
 

@@ -14,10 +14,9 @@ from audio2image.datasets.registry import DATASETS
 from audio2image.report import figures, stats
 from audio2image.report.read import pretrain_dirs, read_jsonl
 from audio2image.report.text import finite, num, table, truthy
+from audio2image.training.taskkinds import TASK_KINDS
 from audio2image.util import read_json_or_none
 
-# a source task's metrics of a pretraining run (result.json's val / test), the first one primary
-PRETRAIN_METRICS = {"classification": ("top1", "top5", "mean_class_acc"), "tagging": ("roc_auc", "pr_auc")}
 SIDE_WORDS = {"source": "source", "control": "control (the positive control)"}
 
 
@@ -56,7 +55,7 @@ def _runs_table(results: dict, facts: dict) -> str:
     """One row per pretraining run: side, dataset, seed, status, epochs, best epoch, validation and test metrics."""
     body = []
     for side, found in results.items():
-        keys = PRETRAIN_METRICS.get(facts[side]["task"], ())
+        keys = _metric_names(facts[side]["task"])
         for run_dir, result in found:
             result = result or {}
             val, test = result.get("val") or {}, result.get("test") or {}
@@ -97,7 +96,7 @@ def _run_text(result: dict, fact: dict, config: dict, anchors, side: str, runs: 
         return (f"Pretraining on the {side} did not complete (status {result.get('status')}): "
                 f"{result.get('message', '')} It ran {result.get('epochs_run')} epochs.")
     task = result.get("task") or fact["task"]
-    keys = PRETRAIN_METRICS.get(task, ())
+    keys = _metric_names(task)
     test = result.get("test") or {}
     text = (f"Pretraining on {side_words(fact)} ({SIDE_WORDS[side]}, {runs} run{'s' if runs != 1 else ''}; "
             f"the first shown): on the test split " + ", ".join(f"{stats.metric_name('test_' + k)} "
@@ -119,6 +118,12 @@ def _run_text(result: dict, fact: dict, config: dict, anchors, side: str, runs: 
     if finite(ours) and finite(values[0]):
         text += f" That is {100 * (ours - values[0]):+.1f} points of {stats.metric_name(column)} from {model}."
     return text
+
+
+def _metric_names(task: str) -> tuple[str, ...]:
+    """A source task's metrics of a pretraining run (result.json's val / test), the first one primary; none for a
+    task not known yet."""
+    return getattr(TASK_KINDS.get(task), "metric_names", ())
 
 
 def _scores(result: dict) -> dict:

@@ -27,12 +27,9 @@ from audio2image.report.read import (backbone_facts, experiment_facts, first_lay
 from audio2image.report.text import (capitalised, clipped_note, config_value, finite, interval, p_value, pct, percent,
                                      points, table, times)
 from audio2image.report.transfers import WhatTransfers
+from audio2image.training.taskkinds import TASK_KINDS, kind_or_classification
 from audio2image.util import atomic_write_text
 
-# a task's metrics on the test split, the first one primary (figures, conclusion), and its validation curve
-TEST_METRICS = {"classification": ("test_top1",), "tagging": ("test_roc_auc", "test_pr_auc")}
-VALIDATION_METRIC = {"classification": "val_top1", "tagging": "val_roc_auc"}
-LABEL_NOUN = {"classification": "classes", "tagging": "tags"}
 BASELINE = "random"
 RUN_COLUMNS = ["run_id", "fraction", "init", "seed", "freeze", "status", "best_epoch", "epochs_run", "val_top1",
                "val_roc_auc", "test_top1", "test_top5", "test_mean_class_acc", "test_roc_auc", "test_pr_auc",
@@ -51,8 +48,8 @@ def build_report(experiment_dir: Path) -> dict:
     facts = experiment_facts(exp, config)
     backbone = backbone_facts(exp, config)
     rows, gone = rows_with_runs(exp, read_results(exp / "results.csv"))
-    task = facts["target"]["task"] if facts["target"]["task"] in TEST_METRICS else "classification"
-    metrics = TEST_METRICS[task]
+    kind = kind_or_classification(facts["target"]["task"])  # its test metrics, the first one primary
+    metrics = kind.test_metrics
     grid = {k: config.get(k) for k in ("fractions", "inits", "seeds", "freezes")}
     cells = {metric: stats.cell_table(rows, metric, grid) for metric in metrics}
     gains = {metric: stats.gain_table(rows, metric, BASELINE) for metric in metrics}
@@ -61,9 +58,9 @@ def build_report(experiment_dir: Path) -> dict:
     efficiency = [e for init in pretrained for e in stats.data_efficiency(rows, init, metrics[0], BASELINE)]
     order = {init: k for k, init in enumerate(inits)}
     missing = sorted(missing_runs(cells[metrics[0]]), key=lambda m: (m[0], m[3], order.get(m[1], len(order)), m[2]))
-    curves = sorted(transfer_curves(exp, rows, VALIDATION_METRIC[task]),  # legends in the config's init order
+    curves = sorted(transfer_curves(exp, rows, kind.validation_metric),  # legends in the config's init order
                     key=lambda c: (order.get(c["init"], len(order)), c["init"], c["freeze"], str(c["seed"])))
-    transfers = WhatTransfers.of(exp, config, rows, curves, metrics[0], VALIDATION_METRIC[task], backbone)
+    transfers = WhatTransfers.of(exp, config, rows, curves, metrics[0], kind.validation_metric, backbone)
     controls = control_inits(inits, facts)
 
     fig_dir = exp / "figures"
@@ -81,7 +78,7 @@ def build_report(experiment_dir: Path) -> dict:
         control_section(gains[metrics[0]], controls),
         _efficiency(efficiency, pretrained),
         transfers.section(fig_dir, made),
-        _validation(curves, VALIDATION_METRIC[task], fig_dir, made),
+        _validation(curves, kind.validation_metric, fig_dir, made),
         _seed_chart(rows, metrics[0], fig_dir, made),
         _filters(exp, config, facts["source"], backbone, fig_dir, made),
         _runs(rows, missing, inits, gone),
@@ -152,7 +149,8 @@ def _datasets(facts: dict) -> str:
     for side, fact in facts.items():
         splits = fact.get("splits") or {}
         sizes = " / ".join(f"{splits.get(name, '?')}" for name in ("train", "valid", "test")) if splits else "-"
-        labels = f"{fact['labels']} {LABEL_NOUN.get(fact['task'], 'labels')}" if fact.get("labels") else "-"
+        noun = getattr(TASK_KINDS.get(fact["task"]), "label_noun", "labels")
+        labels = f"{fact['labels']} {noun}" if fact.get("labels") else "-"
         rows.append([side, fact["dataset"], fact["modality"], fact["task"], labels, sizes, fact.get("root") or "-"])
     return "## Datasets\n\n" + table(["side", "dataset", "modality", "task", "labels", "train / valid / test",
                                       "folder"], rows)

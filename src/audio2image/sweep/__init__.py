@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from audio2image.config import BACKBONE_FILE, Config, ConfigError, key_spec, save_config
 from audio2image.config_checks import check_backbone
+from audio2image.errors import UserError
 from audio2image.prepare.store import Store
 from audio2image.prepare.stores import check_roots, ensure_store, store_ready
 from audio2image.sweep.executors import Job, check_executor, execute, execute_jobs, prepare_side
@@ -79,12 +80,23 @@ def pretrain(config: Config, stores: dict) -> None:
     for plan in plans:
         _check_same_pretraining(plan)
     execute(plans, config)
-    failed = [p.run_dir for p in plans if (read_json_or_none(p.run_dir / "result.json") or {}).get("status")
-              != "completed"]
+    results = {plan.run_dir: read_json_or_none(plan.run_dir / "result.json") or {} for plan in plans}
+    failed = {run_dir: result for run_dir, result in results.items() if result.get("status") != "completed"}
     if failed:
-        raise ConfigError(f"config key 'pretrain_lr': pretraining did not complete in "
-                          f"{', '.join(map(str, failed))} (its result.json says why; a diverged run needs a lower "
-                          "pretrain_lr), so the transfer runs that load it cannot start")
+        raise PretrainingFailed(_failures(failed, config.pretrain_lr))
+
+
+class PretrainingFailed(UserError):
+    """Pretraining runs that did not complete, so the transfer runs that load them cannot start."""
+
+
+def _failures(failed: dict, lr: float) -> str:
+    """Each failed run's folder, status and what its result.json says; a lower pretrain_lr where one diverged."""
+    runs = "; ".join(f"{run_dir} {result.get('status')}: {result.get('message') or 'no reason given'}" if result
+                     else f"{run_dir} did not finish (no result.json)" for run_dir, result in failed.items())
+    diverged = any(result.get("status") == "diverged" for result in failed.values())
+    return (f"pretraining did not complete, so the transfer runs that load it cannot start: {runs}"
+            + (f"; a diverged run needs a lower pretrain_lr (now {lr})" if diverged else ""))
 
 
 def _warn_unused_single_run_keys(config: Config) -> None:

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from audio2image.config import PRETRAIN_DIR, PRETRAINED_SIDES, Config, config_hash, keys_for
+from audio2image.config import PRETRAIN_DIR, PRETRAINED_SIDES, Config, ConfigError, config_hash, keys_for
 from audio2image.training.initspec import PRETRAINED_RUNS, parse_init
 from audio2image.training.run import RunSpec
 from audio2image.util import read_json_or_none
@@ -60,8 +60,8 @@ def pretrained_side(config: Config, base: str) -> str:
         return "control"
     source = config.dataset("source").modality
     if base != source:
-        raise ValueError(f"config key 'inits': {base!r} names a pretrained init, but the source dataset "
-                         f"{config.source} is {source}; use {source!r} or {base}:RUN_DIR")
+        raise ConfigError(f"config key 'inits': {base!r} names a pretrained init, but the source dataset "
+                          f"{config.source} is {source}; use {source!r} or {base}:RUN_DIR")
     return "source"
 
 

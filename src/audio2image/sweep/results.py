@@ -5,15 +5,12 @@ import csv
 import io
 from pathlib import Path
 
+from audio2image.training.taskkinds import TASK_KINDS, kind_or_classification
 from audio2image.util import atomic_write_text, read_json
 
 # lr and weight_decay: the setting chosen on validation; pretrain_seed: the pretraining run a pretrained init loads
 IDENTITY = ["run_id", "stage", "dataset", "fraction", "init", "seed", "freeze", "lr", "weight_decay", "pretrain_seed"]
 OUTCOME = ["status", "best_epoch", "epochs_run", "train_items", "threads", "precision"]
-METRICS = {
-    "classification": ["loss", "top1", "top5", "mean_class_acc"],
-    "tagging": ["loss", "roc_auc", "pr_auc"],
-}
 
 
 def result_row(run_dir: Path) -> dict | None:
@@ -33,10 +30,16 @@ def result_row(run_dir: Path) -> dict | None:
 
 
 def columns_for(rows: list[dict]) -> list[str]:
-    kinds = {"tagging" if "val_roc_auc" in r or "test_roc_auc" in r else "classification" for r in rows}
-    kinds = kinds or {"classification"}
-    metrics = [f"{split}_{m}" for split in ("val", "test") for kind in sorted(kinds) for m in METRICS[kind]]
+    kinds = {kind_or_classification(_task_of(row)) for row in rows} or {kind_or_classification(None)}
+    metrics = [f"{split}_{m}" for split in ("val", "test") for kind in sorted(kinds, key=lambda k: k.name)
+               for m in ("loss", *kind.metric_names)]
     return IDENTITY + OUTCOME + metrics + ["wall_seconds"]
+
+
+def _task_of(row: dict) -> str | None:
+    """The task whose selection metric the row holds; None for a run that stopped before evaluating."""
+    return next((name for name, kind in TASK_KINDS.items()
+                 if kind.validation_metric in row or f"test_{kind.selection_metric}" in row), None)
 
 
 def write_results(run_dirs: list[Path], path: Path) -> list[dict]:

@@ -9,7 +9,6 @@ import contextlib
 import math
 
 import torch
-import torch.nn.functional as F
 
 from audio2image.training.model import train_mode
 
@@ -34,9 +33,11 @@ def in_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 def train_one_epoch(model, task, loader, optimizer, device, *, generator, step_scheduler=None,
                     amp: bool = False, channels_last: bool = False, stop=None) -> dict:
-    """One pass over `loader`. Returns train_loss (and train_top1 for classification), or loss nan on divergence;
-    {"stopped": True} when `stop()` says so after a step (SIGTERM: training/preemption.py)."""
+    """One pass over `loader`. Returns train_loss (and train_<accuracy> where the task kind counts one, e.g.
+    train_top1 for classification), or loss nan on divergence; {"stopped": True} when `stop()` says so after a step
+    (SIGTERM: training/preemption.py)."""
     train_mode(model)
+    hits = task.kind.train_hits
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.float64)
     seen = 0
@@ -60,14 +61,14 @@ def train_one_epoch(model, task, loader, optimizer, device, *, generator, step_s
         if stop is not None and stop():
             return {"train_loss": math.nan, "stopped": True}
         total_loss += loss.detach() * len(y)
-        if task.kind == "classification":
-            correct += (logits.argmax(1) == y).sum()
+        if hits is not None:
+            correct += hits(logits, y)
         seen += len(y)
     result = {"train_loss": (total_loss / max(seen, 1)).item()}
     if not math.isfinite(result["train_loss"]):
         return {"train_loss": math.nan}
-    if task.kind == "classification":
-        result["train_top1"] = (correct / max(seen, 1)).item()
+    if hits is not None:
+        result[f"train_{task.kind.train_accuracy}"] = (correct / max(seen, 1)).item()
     return result
 
 
@@ -116,11 +117,3 @@ def recalibrate_batchnorm(model, task, loader, device, *, amp: bool = False, cha
             model(x)
     for norm, momentum in zip(norms, momenta):
         norm.momentum = momentum
-
-
-def probabilities_loss(kind: str, probabilities: torch.Tensor, targets: torch.Tensor) -> float:
-    """The loss of averaged probabilities: BCE for tagging, negative log-likelihood for classification."""
-    probabilities = probabilities.double().clamp(1e-7, 1 - 1e-7)
-    if kind == "tagging":
-        return F.binary_cross_entropy(probabilities, targets.double()).item()
-    return F.nll_loss(probabilities.log(), targets.long()).item()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from audio2image.errors import UserError
 from audio2image.training.backbone import Backbone, Stages, stages
 
 # freeze policies by name -> stages frozen; None: all of them (a linear probe). "original": the original
@@ -13,7 +14,7 @@ from audio2image.training.backbone import Backbone, Stages, stages
 FREEZE_STAGES = {"none": 0, "original": 2, "seed": 2, "linear": None}
 
 
-class InitError(RuntimeError):
+class InitError(UserError, RuntimeError):
     """Starting weights that cannot be found or do not fit; one sentence saying what to do."""
 
 

@@ -198,7 +198,7 @@ def _setup(config: Config, spec: RunSpec, run_dir: Path) -> _Training:
     state = _resume(run_dir, model, optimizer, schedule, device)
     wrapped = distributed.wrap(model, device)
     amp = uses_amp(config, device)
-    log(f"{spec.stage} {run_dir.name}: {store.manifest['dataset']} {task.kind}, {len(rows)} training items, "
+    log(f"{spec.stage} {run_dir.name}: {store.manifest['dataset']} {task.kind.name}, {len(rows)} training items, "
         f"init {spec.init}, freeze {spec.freeze} ({', '.join(frozen) or 'nothing'}), device {device}"
         + (" (bf16)" if amp else ""))
     return _Training(config, spec, run_dir, task, settings, device, is_main, model,
@@ -247,8 +247,8 @@ def _test_and_record(t: _Training) -> dict:
     tic = time.perf_counter()
     _load_best(t.run_dir, t.model, t.is_main)
     test = evaluate(t.compiled, t.task, t.loaders.eval("test"), t.device, amp=t.amp, channels_last=t.channels_last)
-    result = {"status": "completed", "message": "", "task": t.task.kind,
-              "selection_metric": f"val_{t.task.selection_metric}", "best_epoch": t.state["best_epoch"],
+    result = {"status": "completed", "message": "", "task": t.task.kind.name,
+              "selection_metric": t.task.kind.validation_metric, "best_epoch": t.state["best_epoch"],
               "epochs_run": t.state["epoch"], "train_items": int(len(t.rows)),
               "val_items": len(t.store.split("valid")), "val": t.state["best_val"],
               "test": test, "init": t.loaded, "precision": "bf16" if t.amp else "fp32",

@@ -1,4 +1,5 @@
-"""A task is a prepared store + a head + its loss + its metrics. Either store can be a source or a target.
+"""A task is a prepared store + a head + its loss + its metrics. Either store can be a source or a target. Its kind
+(taskkinds.py) names the loss and metrics; their functions are at the end of this module.
 
     >>> task = build_task(Store(path), config, stage="transfer")
 """
@@ -16,15 +17,13 @@ from audio2image.prepare.features import MelSettings
 from audio2image.prepare.store import Store
 from audio2image.training import metrics
 from audio2image.training.backbone import Backbone
-from audio2image.training.engine import probabilities_loss
 from audio2image.training.inputs import AudioInputs, ImageInputs
-
-SELECTION = {"tagging": "roc_auc", "classification": "top1"}  # chosen on validation; higher is better
+from audio2image.training.taskkinds import TASK_KINDS, TaskKind
 
 
 @dataclass
 class Task:
-    kind: str  # "tagging" (multi-label, BCE) or "classification" (multi-class, cross-entropy)
+    kind: TaskKind  # its loss, probabilities and metrics (taskkinds.py)
     store: Store
     inputs: AudioInputs | ImageInputs
     backbone: Backbone  # the network for these inputs: the configured architecture, their channels and size
@@ -37,23 +36,19 @@ class Task:
 
     @property
     def selection_metric(self) -> str:
-        return SELECTION[self.kind]
+        return self.kind.selection_metric
 
     def train_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if self.kind == "tagging":
-            return F.binary_cross_entropy_with_logits(logits, targets.float())
-        return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+        return self.kind.train_loss(logits, targets, self.label_smoothing)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(logits) if self.kind == "tagging" else torch.softmax(logits, dim=-1)
+        return self.kind.probabilities(logits)
 
     def eval_loss(self, probabilities: torch.Tensor, targets: torch.Tensor) -> float:
-        return probabilities_loss(self.kind, probabilities, targets)
+        return self.kind.eval_loss(probabilities, targets)
 
     def metrics(self, probabilities: torch.Tensor, targets: torch.Tensor) -> dict:
-        if self.kind == "tagging":
-            return metrics.tagging_metrics(probabilities, targets)
-        return metrics.classification_metrics(probabilities, targets, num_classes=self.num_outputs)
+        return self.kind.metrics(probabilities, targets, self.num_outputs)
 
 
 def build_task(store: Store, config: Config, stage: str) -> Task:
@@ -74,15 +69,64 @@ def build_task(store: Store, config: Config, stage: str) -> Task:
         crop = 0
         inputs = ImageInputs(config.image_size, config.image_augment)
         backbone = Backbone(config.backbone, 3, (config.image_size, config.image_size))
-    # Each stage has its own smoothing key; only a classification task (cross-entropy) takes it.
-    smoothing = getattr(config, f"{stage}_label_smoothing") if store.task == "classification" else 0.0
-    return Task(store.task, store, inputs, backbone, crop, smoothing)
+    kind = TASK_KINDS[store.task]
+    # Each stage has its own smoothing key; only a kind whose loss takes it (cross-entropy) gets it.
+    smoothing = getattr(config, f"{stage}_label_smoothing") if kind.smooths_labels else 0.0
+    return Task(kind, store, inputs, backbone, crop, smoothing)
 
 
 def fraction_rows(task: Task, fraction: float, seed: int) -> np.ndarray:
     """Training rows for a data fraction: nested (a smaller fraction's rows are inside a larger one's) and, for
     classification, stratified with at least one item per class. Depends only on the labels, fraction and seed."""
-    labels = np.asarray(task.store.split("train").y)
-    if task.kind == "classification":
-        return nested_fraction(labels, fraction, seed)
+    return task.kind.fraction_rows(np.asarray(task.store.split("train").y), fraction, seed)
+
+
+# --- the functions of the task kinds (taskkinds.py names them) ---------------------------------------------------
+def tagging_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, targets.float())  # multi-label: no smoothing
+
+
+def classification_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+
+
+def sigmoid(logits: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(logits)
+
+
+def softmax(logits: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(logits, dim=-1)
+
+
+def _clamped(probabilities: torch.Tensor) -> torch.Tensor:
+    return probabilities.double().clamp(1e-7, 1 - 1e-7)
+
+
+def tagging_eval_loss(probabilities: torch.Tensor, targets: torch.Tensor) -> float:
+    """The binary cross-entropy of probabilities averaged over crops."""
+    return F.binary_cross_entropy(_clamped(probabilities), targets.double()).item()
+
+
+def classification_eval_loss(probabilities: torch.Tensor, targets: torch.Tensor) -> float:
+    """The negative log-likelihood of probabilities averaged over crops."""
+    return F.nll_loss(_clamped(probabilities).log(), targets.long()).item()
+
+
+def tagging_metrics(probabilities: torch.Tensor, targets: torch.Tensor, num_outputs: int) -> dict:
+    return metrics.tagging_metrics(probabilities, targets)
+
+
+def classification_metrics(probabilities: torch.Tensor, targets: torch.Tensor, num_outputs: int) -> dict:
+    return metrics.classification_metrics(probabilities, targets, num_classes=num_outputs)
+
+
+def top1_hits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(1) == targets).sum()
+
+
+def random_fraction(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return nested_random_fraction(len(labels), fraction, seed)
+
+
+def stratified_fraction(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    return nested_fraction(labels, fraction, seed)
