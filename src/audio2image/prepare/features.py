@@ -46,7 +46,7 @@ FEATURE_PRESETS = {
     # Won et al. 2020 (sota-music-tagging-models): 16 kHz, n_fft 512, hop 256, 128 mels up to 8 kHz, in dB.
     "recipe": MelSettings(sample_rate=16000, n_fft=512, hop=256, n_mels=128, f_min=0.0, f_max=8000.0, log=True),
     # The seed: librosa.load's 22,050 Hz and melspectrogram defaults, power, no log.
-    "seed": MelSettings(sample_rate=22050, n_fft=2048, hop=512, n_mels=128, f_min=0.0, f_max=11025.0, log=False),
+    "original": MelSettings(sample_rate=22050, n_fft=2048, hop=512, n_mels=128, f_min=0.0, f_max=11025.0, log=False),
 }
 
 AMIN = 1e-10

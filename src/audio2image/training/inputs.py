@@ -61,7 +61,7 @@ class ImageInputs:
 
     Training "crop-flip" on the CPU crops and resizes the uint8 pixels image by image (`resized_crops`, into
     channels-last memory): a float grid_sample over the batch manages only a few hundred images/s there. On
-    CUDA/MPS, and for "seed", one grid_sample on the device does the augmentation; both paths draw the same crops
+    CUDA/MPS, and for "original", one grid_sample on the device does the augmentation; both paths draw the same crops
     from the same generator.
     """
 
@@ -120,9 +120,9 @@ def random_crop_flip(n: int, generator: torch.Generator) -> CropFlip:
 
 def random_affine(n: int, augment: str, generator: torch.Generator) -> torch.Tensor:
     """[n, 2, 3] sampling matrices: random resized crop + flip ("crop-flip", `random_crop_flip`), or flip + rotation
-    up to 30 degrees over the whole image ("seed", the seed's RandomHorizontalFlip + RandomRotation(30))."""
+    up to 30 degrees over the whole image ("original", the seed's RandomHorizontalFlip + RandomRotation(30))."""
     theta = torch.zeros(n, 2, 3)
-    if augment == "seed":
+    if augment == "original":
         mirror = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
         angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(30)
         theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle) * mirror, -torch.sin(angle)
@@ -218,13 +218,13 @@ class AudioInputs:
     """fp16 mel crops [B, mels, frames] -> float [B, 3, mels, frames] (the same map on the three channels).
 
     Evaluation splits each whole clip into `eval_crops` evenly spaced crops: [B, crops, 3, mels, frames].
-    The seed preset instead feeds whole clips as [mel, frequency-masked mel, time-masked mel], unnormalised.
+    The original preset instead feeds whole clips as [mel, frequency-masked mel, time-masked mel], unnormalised.
     """
 
     def __init__(self, crop_frames: int, eval_crops: int, normalization: dict | None, specaugment: bool,
-                 seed_channels: bool):
+                 original_channels: bool):
         self.crop_frames, self.eval_crops = crop_frames, eval_crops
-        self.specaugment, self.seed_channels = specaugment, seed_channels
+        self.specaugment, self.original_channels = specaugment, original_channels
         self.standardise = None
         if normalization is not None:
             self.standardise = Standardise(normalization["mean"], normalization["std"], (1, -1, 1))
@@ -237,7 +237,7 @@ class AudioInputs:
 
     def train(self, raw: RawBatch, device, generator: torch.Generator) -> torch.Tensor:
         x = self._float(raw.x, device)
-        if self.seed_channels:
+        if self.original_channels:
             return torch.stack([x, mask(x, 1, 40, generator), mask(x, 2, 80, generator)], dim=1)
         if self.specaugment:  # SpecAugment: one frequency and one time mask per example
             x = mask(mask(x, 1, x.shape[1] // 8, generator), 2, x.shape[2] // 8, generator)
@@ -245,7 +245,7 @@ class AudioInputs:
 
     def eval(self, raw: RawBatch, device) -> torch.Tensor:
         x = self._float(raw.x, device)
-        if self.seed_channels:  # fixed masks: no randomness in evaluation
+        if self.original_channels:  # fixed masks: no randomness in evaluation
             rows = raw.rows if raw.rows is not None else torch.arange(len(x))
             return torch.stack([x, fixed_mask(x, 1, 40, rows), fixed_mask(x, 2, 80, rows)], dim=1)
         if not self.crop_frames or self.crop_frames >= x.shape[2]:

@@ -14,7 +14,7 @@ from torchvision.models import resnet18
 from audio2image.training.initspec import STAGES
 
 HEAD = ("fc.weight", "fc.bias")
-FREEZE_STAGES = {"none": 0, "seed": 2, "linear": len(STAGES)}  # seed: conv1, bn1 and layer1, as the seed did
+FREEZE_STAGES = {"none": 0, "original": 2, "linear": len(STAGES)}  # original: conv1, bn1 and layer1, as the seed did
 IMAGENET_FILE = "resnet18-f37072fd.pth"  # torchvision's ResNet18_Weights.IMAGENET1K_V1
 
 

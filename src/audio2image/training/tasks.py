@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from audio2image.config import Config
+from audio2image.config import Config, renamed_value
 from audio2image.datasets.splits import nested_fraction, nested_random_fraction
 from audio2image.prepare.features import MelSettings
 from audio2image.prepare.store import Store
@@ -62,8 +62,9 @@ def build_task(store: Store, config: Config, stage: str) -> Task:
             crop = min(settings.frames(round(config.audio_crop_seconds * settings.sample_rate)),
                        store.split("train").x.shape[2])
         normalization = store.manifest["normalization"] if config.audio_normalize else None
+        features = renamed_value("audio_features", store.manifest["features"], quiet=True)  # older stores: "seed"
         inputs = AudioInputs(crop, config.audio_eval_crops, normalization, config.audio_specaugment,
-                             seed_channels=store.manifest["features"] == "seed")
+                             original_channels=features == "original")
     else:
         crop = 0
         inputs = ImageInputs(config.image_size, config.image_augment)
