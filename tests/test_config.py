@@ -12,7 +12,7 @@ import yaml
 from audio2image.config import Config, ConfigError, config_hash, from_dict, load_config, save_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "src/audio2image/configs"
-BUNDLED = ("demo", "seed", "recipe", "tiny")
+BUNDLED = ("demo", "original", "recipe", "tiny")
 
 
 def write_yaml(path: Path, values: dict) -> Path:
@@ -259,6 +259,17 @@ def test_old_values_in_lists_are_mapped_one_by_one(tmp_path, capsys):
         load_config(None, ["freezes=seed,original"])  # the same policy twice, under both names
 
 
+def test_old_config_name_gives_the_renamed_config(capsys):
+    from audio2image.cli import CONFIG_DIR, config_path
+
+    assert config_path("original") == CONFIG_DIR / "original.yaml"
+    assert capsys.readouterr().err == ""
+    assert config_path("seed") == CONFIG_DIR / "original.yaml"
+    assert "config seed is now original" in capsys.readouterr().err
+    assert config_path(str(CONFIG_DIR / "seed.yaml")) == CONFIG_DIR / "original.yaml"  # configs/seed.yaml too
+    assert "config seed is now original" in capsys.readouterr().err
+
+
 def test_prepare_options_take_old_values(capsys):
     from audio2image.cli import build_parser
 
@@ -286,7 +297,7 @@ def test_bundled_configs_load(name):
 
 
 def test_bundled_configs_differ_where_they_should():
-    original, recipe = load_config(CONFIGS / "seed.yaml"), load_config(CONFIGS / "recipe.yaml")
+    original, recipe = load_config(CONFIGS / "original.yaml"), load_config(CONFIGS / "recipe.yaml")
     assert original.audio_features == "original" and recipe.audio_features == "recipe"
     assert original.seeds == [0] and len(recipe.seeds) > 1
     assert load_config(CONFIGS / "tiny.yaml").synthetic and load_config(CONFIGS / "demo.yaml").synthetic

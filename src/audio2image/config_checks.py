@@ -124,7 +124,7 @@ def validate(config: Config) -> None:
     if config.audio_normalize and config.audio_features == "original":
         reject("audio_normalize", True, "the seed's power features are not on a log scale, so per-band "
               "standardisation would be ruled by a few loud frames; set audio_normalize=false (as "
-              "configs/seed.yaml does) or use audio_features=recipe")
+              "configs/original.yaml does) or use audio_features=recipe")
     validate_init("init", config.init)
     for value in config.inits:
         validate_init("inits", value)
