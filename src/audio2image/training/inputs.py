@@ -60,9 +60,9 @@ class ImageInputs:
     """uint8 [B, S, S, 3] -> normalised float [B, 3, size, size].
 
     Training "crop-flip" on the CPU crops and resizes the uint8 pixels image by image (`resized_crops`, into
-    channels-last memory): a float grid_sample over the batch manages only a few hundred images/s there. On
-    CUDA/MPS, and for "original", one grid_sample on the device does the augmentation; both paths draw the same crops
-    from the same generator.
+    channels-last memory): a float grid_sample over the batch is many times slower there (benchmarks/README.md: CPU
+    augmentation). On CUDA/MPS, and for "original", one grid_sample on the device does the augmentation; both paths
+    draw the same crops from the same generator.
     """
 
     def __init__(self, size: int, augment: str):
@@ -179,9 +179,10 @@ def resized_crops(x: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor, size
         for i in rows:
             top, left, height, width = boxes[i]
             crop = x[i, top:top + height, left:left + width]
-            crop = crop.flip(1) if flip[i] else crop.contiguous()  # a strided view resizes ~1.5x slower
+            crop = crop.flip(1) if flip[i] else crop.contiguous()  # a strided view resizes slower
             # unsqueeze before permute: [1, 3, h, w] with the batch stride of a whole image reads as channels-last
-            # and takes the vectorised path (~90 µs); permute then unsqueeze gives it stride 3 and ~155 µs.
+            # and takes the vectorised path; permute then unsqueeze gives it stride 3 and the slower generic one
+            # (benchmarks/README.md: CPU augmentation).
             resized = F.interpolate(crop.unsqueeze(0).permute(0, 3, 1, 2), size=(size, size), mode="bilinear",
                                     antialias=True, align_corners=False)
             rows_of_pixels = resized[0].permute(1, 2, 0).view(size, size * 3)
@@ -204,7 +205,8 @@ def serial_torch_ops():
     """Threads started inside this block run each torch op on one core.
 
     torch's thread count is process-wide, and a thread takes it at its first op. Several Python threads each
-    spreading every op over all cores would oversubscribe them: on 2 cores, the crops ran 1.4-1.6x slower so.
+    spreading every op over all cores would oversubscribe them, and the crops ran slower so
+    (benchmarks/README.md: CPU augmentation).
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -17,8 +17,8 @@ ORIGINAL_PLATEAU_PATIENCE = {"pretrain": 3, "transfer": 4}
 
 def build_optimizer(model: torch.nn.Module, settings: dict) -> torch.optim.Optimizer:
     """The stage's optimiser over the trainable parameters (of a model already on its device). Fused kernels on
-    the CPU and CUDA: one pass over the parameters instead of one per operation (measured on ResNet-18, 2 cores:
-    Adam 36 -> 9 ms a step, SGD 9.4 -> 4.9 ms, against ~95 ms for a whole SGD step at 32 px, batch 32)."""
+    the CPU and CUDA: one pass over the parameters instead of one per operation, a sizeable share of a step on
+    small inputs (benchmarks/README.md: fused optimisers)."""
     parameters = [p for p in model.parameters() if p.requires_grad]
     lr, decay = settings["lr"], settings["weight_decay"]
     fused = bool(parameters) and all(p.device.type in ("cpu", "cuda") for p in parameters)
