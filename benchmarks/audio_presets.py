@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 
-SEED_PRESET = {"audio_features": "seed", "audio_crop_seconds": 0, "audio_specaugment": False,
-               "audio_normalize": False, "pretrain_schedule": "seed-plateau", "pretrain_warmup_epochs": 0}
-RUNS = {"recipe": {}, "seed": SEED_PRESET, "seed-own-split": {**SEED_PRESET, "audio_split": "seed"}}
+ORIGINAL_PRESET = {"audio_features": "original", "audio_crop_seconds": 0, "audio_specaugment": False,
+                   "audio_normalize": False, "pretrain_schedule": "original-plateau", "pretrain_warmup_epochs": 0}
+RUNS = {"recipe": {}, "seed": ORIGINAL_PRESET, "seed-own-split": {**ORIGINAL_PRESET, "audio_split": "original"}}
 
 
 def pretrain(overrides: dict) -> dict:

@@ -121,7 +121,7 @@ def test_stratified_split_is_a_stratified_partition():
 
 def test_splits_depend_only_on_labels_protocol_seed_and_ratios():
     labels = caltech_like_labels()
-    for protocol in ("stratified", "seed"):
+    for protocol in ("stratified", "original"):
         a = split_images(labels, protocol, seed=3)
         b = split_images(labels.copy(), protocol, seed=3)
         c = split_images(labels, protocol, seed=4)
@@ -131,16 +131,16 @@ def test_splits_depend_only_on_labels_protocol_seed_and_ratios():
         assert len(d["train"]) < len(a["train"])
 
 
-def test_seed_protocol_has_random_split_proportions():
+def test_original_protocol_has_random_split_proportions():
     labels = np.repeat(np.arange(257), 30_607 // 257 + 1)[:30_607]
-    splits = split_images(labels, "seed", seed=42)
+    splits = split_images(labels, "original", seed=42)
     assert_partition(splits, len(labels))
     # torch.utils.data.random_split(..., [0.6, 0.2, 0.2]) gives these lengths for 30,607 items
     assert {k: len(v) for k, v in splits.items()} == {"train": 18_365, "valid": 6_121, "test": 6_121}
 
 
 def test_unknown_protocol_and_bad_ratios_are_refused():
-    with pytest.raises(ValueError, match="stratified, seed"):
+    with pytest.raises(ValueError, match="stratified, original"):
         split_images(np.zeros(10, int), "random")
     with pytest.raises(ValueError, match="summing to 1"):
         split_images(np.zeros(10, int), ratios=(0.6, 0.2, 0.1))

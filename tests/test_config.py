@@ -12,7 +12,7 @@ import yaml
 from audio2image.config import Config, ConfigError, config_hash, from_dict, load_config, save_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "src/audio2image/configs"
-BUNDLED = ("demo", "seed", "recipe", "tiny")
+BUNDLED = ("demo", "original", "recipe", "tiny")
 
 
 def write_yaml(path: Path, values: dict) -> Path:
@@ -111,9 +111,9 @@ def test_override_without_equals():
     ("amp=maybe", "amp", "true or false"),
     ("seeds=0,x", "seeds", "whole number"),
     ("fractions=0.5,abc", "fractions", "number"),
-    ("audio_features=mp3", "audio_features", "recipe, seed"),
-    ("audio_split=other", "audio_split", "standard, full, seed"),
-    ("image_augment=flip", "image_augment", "crop-flip, seed, none"),
+    ("audio_features=mp3", "audio_features", "recipe, original"),
+    ("audio_split=other", "audio_split", "standard, full, original"),
+    ("image_augment=flip", "image_augment", "crop-flip, original, none"),
     ("device=tpu", "device", "auto, cpu, cuda, mps"),
     ("executor=dask", "executor", "local, ray, slurm"),
     ("fraction=0", "fraction", "(0, 1]"),
@@ -122,7 +122,7 @@ def test_override_without_equals():
     ("fractions=0.5,2", "fractions", "(0, 1]"),
     ("fractions=[]", "fractions", "at least one"),
     ("freeze=stages:9", "freeze", "stages:K with K from 0 to 5"),
-    ("freeze=all", "freeze", "none, seed, linear"),
+    ("freeze=all", "freeze", "none, original, linear"),
     ("freezes=none,stages:6", "freezes", "stages:K"),
     ("init=foo", "init", "random, imagenet, audio, image"),
     ("init=random:runs/x", "init", "checkpoint:PATH"),
@@ -140,7 +140,11 @@ def test_override_without_equals():
     ("audio_task=regression", "audio_task", "auto, tagging, classification"),
     ("pretrain_label_smoothing=1", "pretrain_label_smoothing", "below 1"),
     ("pretrain_label_smoothing=-0.1", "pretrain_label_smoothing", "0 or more"),
-    ("audio_features=seed", "audio_normalize", "audio_normalize=false"),
+    ("audio_features=original", "audio_normalize", "audio_normalize=false"),
+    ("audio_features=seed", "audio_normalize", "audio_normalize=false"),  # the old name, mapped before validation
+    ("image_split=unstratified", "image_split", "choose one of stratified, original"),
+    ("pretrain_schedule=plateau", "pretrain_schedule", "choose one of cosine, constant, original-plateau"),
+    ("freezes=none,sed", "freezes", "use none, original, linear or stages:K"),
     ("cka_items=2", "cka_items", "at least 4"),
     ("cka_items=-1", "cka_items", "0 or more"),
     ("convergence_share=0", "convergence_share", "(0, 1]"),
@@ -174,14 +178,14 @@ def test_renamed_root_keys_say_what_replaced_them(key):
         load_config(None, [f"{key}=/data/x"])
 
 
-def test_seed_features_without_normalisation_are_accepted():
-    config = load_config(None, ["audio_features=seed", "audio_normalize=false"])
-    assert config.audio_features == "seed" and not config.audio_normalize
+def test_original_features_without_normalisation_are_accepted():
+    config = load_config(None, ["audio_features=original", "audio_normalize=false"])
+    assert config.audio_features == "original" and not config.audio_normalize
 
 
 def test_valid_edge_values_are_accepted():
     config = load_config(None, ["fraction=1", "freeze=stages:5", "init=audio:runs/a/pretrain",
-                                "inits=random,imagenet,image,checkpoint:/x/best.pt", "freezes=stages:0,seed",
+                                "inits=random,imagenet,image,checkpoint:/x/best.pt", "freezes=stages:0,original",
                                 "transfer_label_smoothing=0", "audio_crop_seconds=0"])
     assert config.fraction == 1.0 and config.freeze == "stages:5"
 
@@ -224,6 +228,63 @@ def test_from_dict_with_base_replaces_only_given_keys():
         from_dict({"fraction": 2}, base)
 
 
+# --- values renamed from `seed` (the seed experiment's) to `original` ---------------------------------------------
+RENAMED = [("audio_features", "seed", "original"), ("audio_split", "seed", "original"),
+           ("image_split", "seed", "original"), ("image_augment", "seed", "original"),
+           ("pretrain_schedule", "seed-plateau", "original-plateau"),
+           ("transfer_schedule", "seed-plateau", "original-plateau"), ("freeze", "seed", "original")]
+
+
+@pytest.mark.parametrize("key, old, new", RENAMED)
+def test_old_values_become_the_new_ones_with_a_note(tmp_path, capsys, key, old, new):
+    extra = {"audio_normalize": False} if key == "audio_features" else {}
+    note = f"{key}={old} is now {key}={new} (the original experiment's "
+    by_override = load_config(None, [f"{key}={old}", *(f"{k}={v}" for k, v in extra.items())])
+    assert capsys.readouterr().err.count(note) == 1
+    by_file = load_config(write_yaml(tmp_path / "c.yaml", {key: old, **extra}))
+    assert capsys.readouterr().err.count(note) == 1
+    by_new = load_config(write_yaml(tmp_path / "n.yaml", {key: new, **extra}))
+    assert capsys.readouterr().err == ""  # the new value: no note
+    assert getattr(by_override, key) == getattr(by_file, key) == new
+    assert by_override == by_file == by_new  # validation, saving and run identities see only the new value
+    save_config(by_file, tmp_path / "saved.yaml")
+    assert yaml.safe_load((tmp_path / "saved.yaml").read_text())[key] == new
+
+
+def test_old_values_in_lists_are_mapped_one_by_one(tmp_path, capsys):
+    assert load_config(None, ["freezes=none,seed,linear"]).freezes == ["none", "original", "linear"]
+    assert "freezes=seed is now freezes=original" in capsys.readouterr().err
+    assert load_config(write_yaml(tmp_path / "c.yaml", {"freezes": ["seed"]})).freezes == ["original"]
+    with pytest.raises(ConfigError, match="'freezes'.*must not repeat"):
+        load_config(None, ["freezes=seed,original"])  # the same policy twice, under both names
+
+
+def test_old_config_name_gives_the_renamed_config(capsys):
+    from audio2image.cli import CONFIG_DIR, config_path
+
+    assert config_path("original") == CONFIG_DIR / "original.yaml"
+    assert capsys.readouterr().err == ""
+    assert config_path("seed") == CONFIG_DIR / "original.yaml"
+    assert "config seed is now original" in capsys.readouterr().err
+    assert config_path(str(CONFIG_DIR / "seed.yaml")) == CONFIG_DIR / "original.yaml"  # configs/seed.yaml too
+    assert "config seed is now original" in capsys.readouterr().err
+
+
+def test_prepare_options_take_old_values(capsys):
+    from audio2image.cli import build_parser
+
+    args = build_parser().parse_args(["prepare", "mtat", "root", "out", "--features", "seed", "--split", "seed"])
+    assert (args.features, args.split) == ("original", "original")
+    err = capsys.readouterr().err
+    assert "audio_features=seed is now audio_features=original" in err
+    assert "audio_split=seed is now audio_split=original" in err
+    assert build_parser().parse_args(["prepare", "caltech256", "root", "out", "--split", "seed"]).split == "original"
+    assert build_parser().parse_args(["prepare", "caltech256", "root", "out"]).split == "stratified"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["prepare", "caltech256", "root", "out", "--split", "seeds"])
+    assert "invalid choice: 'seeds' (choose from 'stratified', 'original')" in capsys.readouterr().err
+
+
 # --- bundled configs, saving, hashing -----------------------------------------------------------------------------
 @pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_configs_load(name):
@@ -236,9 +297,9 @@ def test_bundled_configs_load(name):
 
 
 def test_bundled_configs_differ_where_they_should():
-    seed, recipe = load_config(CONFIGS / "seed.yaml"), load_config(CONFIGS / "recipe.yaml")
-    assert seed.audio_features == "seed" and recipe.audio_features == "recipe"
-    assert seed.seeds == [0] and len(recipe.seeds) > 1
+    original, recipe = load_config(CONFIGS / "original.yaml"), load_config(CONFIGS / "recipe.yaml")
+    assert original.audio_features == "original" and recipe.audio_features == "recipe"
+    assert original.seeds == [0] and len(recipe.seeds) > 1
     assert load_config(CONFIGS / "tiny.yaml").synthetic and load_config(CONFIGS / "demo.yaml").synthetic
 
 

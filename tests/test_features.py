@@ -47,10 +47,10 @@ def frames_away_from_silence(settings, frames: int) -> np.ndarray:
 
 
 def test_presets_are_the_documented_ones():
-    recipe, seed = FEATURE_PRESETS["recipe"], FEATURE_PRESETS["seed"]
+    recipe, original = FEATURE_PRESETS["recipe"], FEATURE_PRESETS["original"]
     assert (recipe.sample_rate, recipe.n_fft, recipe.hop, recipe.n_mels, recipe.f_max, recipe.log) == \
         (16000, 512, 256, 128, 8000.0, True)
-    assert (seed.sample_rate, seed.n_fft, seed.hop, seed.n_mels, seed.f_max, seed.log) == \
+    assert (original.sample_rate, original.n_fft, original.hop, original.n_mels, original.f_max, original.log) == \
         (22050, 2048, 512, 128, 11025.0, False)
 
 

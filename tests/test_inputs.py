@@ -39,7 +39,7 @@ def gen(seed: int) -> torch.Generator:
 
 
 # --- images --------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("augment", ["crop-flip", "seed", "none"])
+@pytest.mark.parametrize("augment", ["crop-flip", "original", "none"])
 def test_image_eval_is_deterministic_and_unaugmented(augment):
     raw = images()
     inputs = ImageInputs(32, augment)
@@ -61,7 +61,7 @@ def test_image_eval_keeps_orientation():
     x = torch.zeros(1, 32, 32, 3, dtype=torch.uint8)
     x[:, :, :16] = 255  # left half white
     x[:, :8, :] = 128  # top rows grey
-    out = ImageInputs(32, "seed").eval(RawBatch(x, torch.zeros(1)), "cpu")
+    out = ImageInputs(32, "original").eval(RawBatch(x, torch.zeros(1)), "cpu")
     unnormalised = out * STD + MEAN
     torch.testing.assert_close(unnormalised, x.permute(0, 3, 1, 2).float() / 255, rtol=0, atol=1e-5)
 
@@ -74,7 +74,7 @@ def test_image_normalisation_of_mid_grey():
     assert out[0, 0, 0, 0].item() == pytest.approx((0.50196 - 0.485) / 0.229, abs=1e-3)
 
 
-@pytest.mark.parametrize("augment", ["crop-flip", "seed"])
+@pytest.mark.parametrize("augment", ["crop-flip", "original"])
 @pytest.mark.parametrize("side", [40, 72])  # 72 > 2 * 32: shrunk before sampling
 def test_image_train_is_seeded(augment, side):
     raw = images(8, side)
@@ -220,12 +220,12 @@ def test_image_train_batches_kept_by_the_caller_stay_intact():
 NORM = {"mean": [-30.0 + i for i in range(16)], "std": [10.0 + 0.5 * i for i in range(16)]}
 
 
-@pytest.mark.parametrize("seed_channels", [False, True])
+@pytest.mark.parametrize("original_channels", [False, True])
 @pytest.mark.parametrize("crop_frames", [0, 12])
-def test_audio_eval_is_deterministic(seed_channels, crop_frames):
+def test_audio_eval_is_deterministic(original_channels, crop_frames):
     raw = mels()
-    inputs = AudioInputs(crop_frames, 4, None if seed_channels else NORM, specaugment=True,
-                         seed_channels=seed_channels)
+    inputs = AudioInputs(crop_frames, 4, None if original_channels else NORM, specaugment=True,
+                         original_channels=original_channels)
     torch.manual_seed(1)
     first = inputs.eval(raw, "cpu")
     torch.manual_seed(2)
@@ -236,7 +236,7 @@ def test_audio_eval_is_deterministic(seed_channels, crop_frames):
 
 def test_audio_eval_has_no_augmentation():
     raw = mels()
-    out = AudioInputs(0, 4, NORM, specaugment=True, seed_channels=False).eval(raw, "cpu")
+    out = AudioInputs(0, 4, NORM, specaugment=True, original_channels=False).eval(raw, "cpu")
     assert out.shape == (4, 3, 16, 50)
     normalised = (raw.x.float() - torch.tensor(NORM["mean"]).view(1, -1, 1)) / torch.tensor(NORM["std"]).view(1, -1, 1)
     for channel in range(3):  # the same normalised map on every channel, nothing masked
@@ -247,7 +247,7 @@ def test_audio_eval_crops_are_evenly_spaced():
     frames, crop, crops = 50, 12, 5
     x = torch.arange(frames, dtype=torch.float16).view(1, 1, -1).expand(2, 8, -1).clone()
     x[1] += 100  # a second clip, to check rows stay apart
-    out = AudioInputs(crop, crops, None, specaugment=True, seed_channels=False).eval(RawBatch(x, torch.zeros(2)),
+    out = AudioInputs(crop, crops, None, specaugment=True, original_channels=False).eval(RawBatch(x, torch.zeros(2)),
                                                                                    "cpu")
     assert out.shape == (2, crops, 3, 8, crop)
     starts = out[0, :, 0, 0, 0].tolist()
@@ -261,13 +261,13 @@ def test_audio_eval_crops_are_evenly_spaced():
 
 def test_audio_eval_whole_clip_when_crop_covers_it():
     raw = mels(2, 8, 20)
-    out = AudioInputs(20, 16, None, specaugment=False, seed_channels=False).eval(raw, "cpu")
+    out = AudioInputs(20, 16, None, specaugment=False, original_channels=False).eval(raw, "cpu")
     assert out.shape == (2, 3, 8, 20)
 
 
-def test_audio_seed_channels():
+def test_audio_original_channels():
     raw = mels(3, 128, 200)
-    inputs = AudioInputs(0, 1, None, specaugment=False, seed_channels=True)
+    inputs = AudioInputs(0, 1, None, specaugment=False, original_channels=True)
     out = inputs.eval(raw, "cpu")
     assert out.shape == (3, 3, 128, 200)
     assert torch.equal(out[:, 0], raw.x.float())  # unnormalised mel first
@@ -278,10 +278,10 @@ def test_audio_seed_channels():
     assert train.shape == (3, 3, 128, 200) and torch.equal(train[:, 0], raw.x.float())
 
 
-def test_audio_seed_channels_eval_does_not_depend_on_batching():
+def test_audio_original_channels_eval_does_not_depend_on_batching():
     raw = mels(5, 128, 200)
     rows = torch.tensor([7, 3, 12, 0, 5])
-    inputs = AudioInputs(0, 1, None, specaugment=False, seed_channels=True)
+    inputs = AudioInputs(0, 1, None, specaugment=False, original_channels=True)
     whole = inputs.eval(RawBatch(raw.x, raw.y, rows=rows), "cpu")
     assert not torch.equal(whole[:, 1], whole[:, 0]) and not torch.equal(whole[:, 2], whole[:, 0])  # masked
     order = [4, 2, 0, 3, 1]
@@ -295,7 +295,7 @@ def test_audio_seed_channels_eval_does_not_depend_on_batching():
 def test_audio_train_is_seeded_and_masked():
     raw = mels(8, 64, 120)
     inputs = AudioInputs(0, 1, NORM | {"mean": [0.0] * 64, "std": [1.0] * 64}, specaugment=True,
-                         seed_channels=False)
+                         original_channels=False)
     a, b, c = (inputs.train(raw, "cpu", gen(s)) for s in (3, 3, 4))
     assert a.shape == (8, 3, 64, 120)
     assert torch.equal(a, b) and not torch.equal(a, c)

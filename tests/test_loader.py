@@ -145,7 +145,7 @@ def test_prefetch_gives_the_same_batches(crop_frames, prefetch):
 
 def test_prefetch_gives_the_same_training_batches_as_training_uses_them():
     split = fake_split(37)
-    inputs = AudioInputs(10, 1, None, specaugment=True, seed_channels=False)
+    inputs = AudioInputs(10, 1, None, specaugment=True, original_channels=False)
 
     def epoch(prefetch):
         # as run.py: one stream for the reader (order, crops), another for the augmentation

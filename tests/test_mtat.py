@@ -150,11 +150,11 @@ def folders(clips: list[Clip]) -> str:
 
 def test_split_protocols_by_folder():
     clips = hand_made_clips()
-    standard, full, seed = (split_clips(clips, p) for p in ("standard", "full", "seed"))
+    standard, full, original = (split_clips(clips, p) for p in ("standard", "full", "original"))
     assert {k: folders(v) for k, v in full.items()} == {"train": "0123456789ab", "valid": "c", "test": "def"}
-    assert {k: folders(v) for k, v in seed.items()} == {"train": "0123456789ab", "valid": "cd", "test": "ef"}
+    assert {k: folders(v) for k, v in original.items()} == {"train": "0123456789ab", "valid": "cd", "test": "ef"}
     assert {k: len(v) for k, v in full.items()} == {"train": 24, "valid": 2, "test": 6}
-    assert {k: len(v) for k, v in seed.items()} == {"train": 24, "valid": 4, "test": 4}
+    assert {k: len(v) for k, v in original.items()} == {"train": 24, "valid": 4, "test": 4}
     # standard keeps the folders of full but only clips with a top-50 tag
     assert {k: len(v) for k, v in standard.items()} == {"train": 12, "valid": 1, "test": 3}
     assert all(c.tags == {"guitar"} for split in standard.values() for c in split)
@@ -170,7 +170,7 @@ def test_bad_clips_are_dropped_by_every_protocol():
 
 
 def test_unknown_protocol_is_refused():
-    with pytest.raises(ValueError, match="standard, full, seed"):
+    with pytest.raises(ValueError, match="standard, full, original"):
         split_clips(hand_made_clips(), "random")
 
 
@@ -205,7 +205,7 @@ def test_inspect_reports_missing_and_empty_files(tmp_path):
     assert report["problems"]["count"] == 1 and report["problems"]["examples"][0]["line"] == 6
     assert report["splits"]["full"] == {"train": 1, "valid": 1, "test": 2}
     assert report["splits"]["standard"] == {"train": 1, "valid": 1, "test": 1}
-    assert report["splits"]["seed"] == {"train": 1, "valid": 2, "test": 1}
+    assert report["splits"]["original"] == {"train": 1, "valid": 2, "test": 1}
     assert report["top50_canonical"] == list(TOP50)
     assert report["top50_given"] == [["guitar", 3], ["jazz", 1]]
     assert "jazz" in report["top50_difference"]["extra"]
@@ -270,7 +270,7 @@ def test_real_split_counts(real_annotations):
     assert counts == {
         "standard": (15_247, 1_529, 4_332),
         "full": (18_706, 1_825, 5_329),
-        "seed": (18_706, 3_502, 3_652),
+        "original": (18_706, 3_502, 3_652),
     }
     # clip by clip, "full" agrees with the split recorded in the real metadata (None = the bad clips)
     recorded = {int(e["extra"]["clip_id"]): e["split"] for e in annotated}

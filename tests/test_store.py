@@ -397,18 +397,18 @@ def test_mtat_prepare_never_imports_torch(tmp_path, mtat_store):
     assert Store(tmp_path / "store").split("train").ids == Store(mtat_store[1]).split("train").ids
 
 
-def test_mtat_seed_features(tmp_path, mtat_store):
+def test_mtat_original_features(tmp_path, mtat_store):
     from audio2image.prepare.audio import prepare_mtat
 
     root = mtat_store[0]
-    manifest = prepare_mtat(root, tmp_path / "seed", features="seed", split="seed", clip_seconds=CLIP_SECONDS,
-                            workers=1, progress=False)
-    settings = FEATURE_PRESETS["seed"]
-    assert manifest["feature_settings"] == settings.to_dict() and manifest["features"] == "seed"
-    store = Store(tmp_path / "seed")
+    manifest = prepare_mtat(root, tmp_path / "original", features="original", split="original",
+                            clip_seconds=CLIP_SECONDS, workers=1, progress=False)
+    settings = FEATURE_PRESETS["original"]
+    assert manifest["feature_settings"] == settings.to_dict() and manifest["features"] == "original"
+    store = Store(tmp_path / "original")
     train = store.split("train")
     frames = settings.frames(round(CLIP_SECONDS * settings.sample_rate))
-    # the seed split: every readable clip in 0-b (including the one without a top-50 tag), c-d valid, e-f test
+    # the original split: every readable clip in 0-b (including the one without a top-50 tag), c-d valid, e-f test
     assert train.ids == [p for _, p, _, _, k in MTAT_CLIPS if k in ("good", "no-top50") and p[0] in "0123456789ab"]
     assert store.split("valid").ids == [p for _, p, _, _, k in MTAT_CLIPS if k == "good" and p[0] in "cd"]
     assert train.x.shape == (len(train.ids), 128, frames) and train.x.dtype == np.float16
@@ -417,6 +417,31 @@ def test_mtat_seed_features(tmp_path, mtat_store):
     saturated = manifest["fp16_saturated_values"]
     assert set(saturated) == {"train", "valid", "test"}
     assert saturated["train"] == int((train.x == np.float16(65504)).sum())
+
+
+def test_old_value_names_prepare_and_old_manifests_open(tmp_path, mtat_store, capsys):
+    """`--features seed --split seed`, the names before `original`, prepare the original store, saying so; a store
+    whose manifest an older version wrote with those names is recognised as complete and read as `original`."""
+    from audio2image.cli import main
+    from audio2image.config import load_config
+    from audio2image.prepare.audio import prepare_mtat
+    from audio2image.training.tasks import build_task
+
+    root, out = mtat_store[0], tmp_path / "store"
+    main(["prepare", "mtat", str(root), str(out), "--features", "seed", "--split", "seed",
+          "--clip-seconds", str(CLIP_SECONDS), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert "audio_features=seed is now audio_features=original" in err
+    assert "audio_split=seed is now audio_split=original" in err
+    manifest = Store(out).manifest
+    assert manifest["features"] == manifest["split_protocol"] == "original"
+    write_manifest(out, {**manifest, "features": "seed", "split_protocol": "seed"})  # as an older version wrote it
+    before = snapshot(out)
+    again = prepare_mtat(root, out, features="original", split="original", clip_seconds=CLIP_SECONDS, workers=1,
+                         progress=False)
+    assert again["features"] == "seed" and snapshot(out) == before  # recognised: nothing prepared anew
+    config = load_config(None, ["audio_features=original", "audio_normalize=false", "audio_crop_seconds=0"])
+    assert build_task(Store(out), config, "pretrain").inputs.original_channels  # the original's stacked channels
 
 
 # --- prepare_caltech256 end to end ---------------------------------------------------------------------------------

@@ -101,7 +101,7 @@ def test_checkpoints_wait_for_checkpoint_seconds_and_best_weights_for_a_checkpoi
 
 
 @pytest.mark.parametrize("policy, frozen, trained", [
-    ("seed", ["conv1", "bn1", "layer1"], ["layer2", "layer4", "fc"]),
+    ("original", ["conv1", "bn1", "layer1"], ["layer2", "layer4", "fc"]),
     ("linear", ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"], ["fc"]),
     ("stages:3", ["conv1", "layer2"], ["layer3", "fc"]),
 ])

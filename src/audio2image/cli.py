@@ -22,18 +22,27 @@ if TYPE_CHECKING:  # the commands import the package's modules lazily, to keep `
     from audio2image.config import Config
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-CONFIG_HELP = ("a YAML config file, or the name of a bundled one (demo, seed, recipe, tiny); "
+CONFIG_HELP = ("a YAML config file, or the name of a bundled one (demo, original, recipe, tiny); "
                "followed by key=value overrides")
+RENAMED_CONFIGS = {"seed": "original"}  # bundled configs renamed: old name -> new name (the old one still works)
 
 
 def config_path(name: str | None) -> Path:
-    """A config given by path, or by the name of a bundled config."""
+    """A config given by path, or by the name of a bundled config; a renamed bundled config's old name or file
+    (`seed`, configs/seed.yaml) gives the new one, saying so."""
     if name is None:
         return CONFIG_DIR / "demo.yaml"
     path = Path(name)
-    if path.exists() or path.suffix:
-        return path
-    return CONFIG_DIR / f"{name}.yaml"
+    if not (path.exists() or path.suffix):
+        path = CONFIG_DIR / f"{name}.yaml"
+    if not path.exists() and path.stem in RENAMED_CONFIGS:
+        renamed = path.with_name(RENAMED_CONFIGS[path.stem] + path.suffix)
+        if renamed.is_file():
+            from audio2image.util import log
+
+            log(f"config {path.stem} is now {renamed.stem} (the original experiment's settings); using {renamed}")
+            return renamed
+    return path
 
 
 def load(args) -> Config:

@@ -19,6 +19,7 @@ import yaml
 
 from audio2image.config_checks import CHOICES, SWEEP_LISTS, ConfigError, reject, validate
 from audio2image.datasets.registry import DATASETS
+from audio2image.util import log
 
 SIDES = ("source", "control", "target")  # the dataset pretrained on, the positive control's, the one transferred to
 PRETRAINED_SIDES = ("source", "control")  # the sides a sweep pretrains on
@@ -29,6 +30,16 @@ CKA_FILE = Path("analysis") / "cka.json"  # E/analysis/cka.json: the per-stage s
 # keys that no longer exist -> what to use instead
 RENAMED = {"mtat_root": "source_root or target_root (the folder of the source or the target dataset)",
            "caltech256_root": "source_root or target_root (the folder of the source or the target dataset)"}
+# values that were renamed: (key, old value) -> (new value, what it is); the old value is still accepted, mapped to
+# the new one with a note (`renamed_value`), so that validation, saved configs and run identities see only the new
+RENAMED_VALUES = {("audio_features", "seed"): ("original", "features"),
+                  ("audio_split", "seed"): ("original", "split"),
+                  ("image_split", "seed"): ("original", "split"),
+                  ("image_augment", "seed"): ("original", "augmentation"),
+                  ("pretrain_schedule", "seed-plateau"): ("original-plateau", "schedule"),
+                  ("transfer_schedule", "seed-plateau"): ("original-plateau", "schedule"),
+                  ("freeze", "seed"): ("original", "frozen layers"),
+                  ("freezes", "seed"): ("original", "frozen layers")}
 
 
 @dataclass(frozen=True)
@@ -52,8 +63,8 @@ class Config:
     # --- the network -----------------------------------------------------------------------------------------------
     backbone: str = "resnet18"  # any timm architecture, by its timm name (training/backbone.py)
     # --- audio store and inputs -------------------------------------------------------------------------------------
-    audio_features: str = "recipe"  # recipe: 16 kHz log-mel; seed: the seed's 22,050 Hz power mel
-    audio_split: str = "standard"  # MTAT's split protocol: standard | full | seed
+    audio_features: str = "recipe"  # recipe: 16 kHz log-mel; original: the seed experiment's 22,050 Hz power mel
+    audio_split: str = "standard"  # MTAT's split protocol: standard | full | original
     audio_split_seed: int = 0  # audiofolder without a split column: seed of its split
     audio_task: str = "auto"  # audiofolder: auto (tagging when a clip has several labels) | tagging | classification
     audio_clip_seconds: float = 29.1  # every clip is padded or cropped to this length
@@ -64,13 +75,13 @@ class Config:
     audio_channels: str = "repeat"  # repeat: a log-mel as 3 identical channels (an RGB first layer); sum: 1 channel
     audio_patch_stride: int = 0  # a patch-embedding backbone's stride on spectrograms (AST: 10); 0: the patch size
     # --- image store and inputs -------------------------------------------------------------------------------------
-    image_split: str = "stratified"  # Caltech-256's split: stratified | seed (unstratified, as the seed)
+    image_split: str = "stratified"  # Caltech-256's split: stratified | original (unstratified, as the seed)
     image_split_seed: int = 0  # Caltech-256, and imagefolder without split folders
     image_include_clutter: bool = True  # Caltech-256's 257.clutter
     image_store_size: int = 256  # side of the stored square images
     image_resize: str = "center"  # center: short side then centre crop; squash: straight to a square (seed)
     image_size: int = 224  # side of the model input
-    image_augment: str = "crop-flip"  # crop-flip | seed (flip + rotation 30) | none
+    image_augment: str = "crop-flip"  # crop-flip | original (flip + rotation 30) | none
     # --- pretraining stage ----------------------------------------------------------------------------------------
     pretrain_seed: int = 0
     pretrain_epochs: int = 30
@@ -156,13 +167,37 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config) if f.default 
 
 
 def key_spec(key: str) -> tuple[type, object, tuple | None]:
-    """(type, default, allowed values or None) of a config key: what a command-line option for it needs."""
+    """(type, default, allowed values or None) of a config key: what a command-line option for it needs. For a key
+    with renamed values the type is a converter that also maps an old value to its new one (`renamed_value`)."""
     _check_known(key)
-    return _TYPES[key], _DEFAULTS[key], CHOICES.get(key)
+    kind = _TYPES[key]
+    if any(renamed == key for renamed, _ in RENAMED_VALUES):
+        def convert(text: str):
+            return renamed_value(key, kind(text))
+
+        convert.__name__ = kind.__name__  # argparse names the type in its messages
+        return convert, _DEFAULTS[key], CHOICES.get(key)
+    return kind, _DEFAULTS[key], CHOICES.get(key)
+
+
+def renamed_value(key: str, value, quiet: bool = False):
+    """`value` of `key` under its present name: an old value in RENAMED_VALUES becomes its new one, saying so
+    (unless quiet); any other value is returned as it is.
+
+        >>> renamed_value("image_split", "seed", quiet=True)
+        'original'
+    """
+    if not isinstance(value, str) or (key, value) not in RENAMED_VALUES:
+        return value
+    new, what = RENAMED_VALUES[key, value]
+    if not quiet:
+        log(f"{key}={value} is now {key}={new} (the original experiment's {what}); using that")
+    return new
 
 
 def _coerce(key: str, value):
-    """Turn a YAML or command-line value into the field's type, or fail naming the key."""
+    """Turn a YAML or command-line value into the field's type (a renamed value into its new one), or fail naming
+    the key."""
     kind = _TYPES[key]
     if typing.get_origin(kind) is list:
         (item_kind,) = typing.get_args(kind)
@@ -171,8 +206,8 @@ def _coerce(key: str, value):
             value = [yaml.safe_load(v.strip()) for v in value]
         if not isinstance(value, (list, tuple)):
             value = [value]
-        return [_coerce_scalar(key, v, item_kind) for v in value]
-    return _coerce_scalar(key, value, kind)
+        return [renamed_value(key, _coerce_scalar(key, v, item_kind)) for v in value]
+    return renamed_value(key, _coerce_scalar(key, value, kind))
 
 
 def _coerce_scalar(key: str, value, kind):

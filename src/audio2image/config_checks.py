@@ -27,17 +27,17 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "source": tuple(DATASETS),
     "target": tuple(DATASETS),
     "control": ("", *DATASETS),
-    "audio_features": ("recipe", "seed"),
-    "audio_split": ("standard", "full", "seed"),
+    "audio_features": ("recipe", "original"),
+    "audio_split": ("standard", "full", "original"),
     "audio_task": ("auto", "tagging", "classification"),
     "audio_channels": ("repeat", "sum"),
-    "image_split": ("stratified", "seed"),
+    "image_split": ("stratified", "original"),
     "image_resize": ("center", "squash"),
-    "image_augment": ("crop-flip", "seed", "none"),
+    "image_augment": ("crop-flip", "original", "none"),
     "pretrain_optimizer": ("sgd", "adam", "adamw"),
     "transfer_optimizer": ("sgd", "adam", "adamw"),
-    "pretrain_schedule": ("cosine", "constant", "seed-plateau"),
-    "transfer_schedule": ("cosine", "constant", "seed-plateau"),
+    "pretrain_schedule": ("cosine", "constant", "original-plateau"),
+    "transfer_schedule": ("cosine", "constant", "original-plateau"),
     "device": ("auto", "cpu", "cuda", "mps"),
     "executor": ("local", "ray", "slurm", "submitit-local"),
 }
@@ -46,9 +46,9 @@ POSITIVE = {"synth_clips", "synth_seconds", "synth_classes", "synth_per_class", 
             "pretrain_lr", "transfer_epochs", "transfer_batch_size", "transfer_lr", "workers", "parallel",
             "slurm_time_min", "tune_seeds"}
 NON_NEGATIVE = {"threads", "precise_bn_batches", "checkpoint_seconds", "cka_items", "audio_crop_seconds",
-                "audio_patch_stride", "pretrain_weight_decay", "transfer_weight_decay", "pretrain_warmup_epochs", "transfer_warmup_epochs",
-                "pretrain_label_smoothing", "transfer_label_smoothing"}
-FREEZE_PATTERN = re.compile(r"^(none|seed|linear|stages:\d+)$")
+                "audio_patch_stride", "pretrain_weight_decay", "transfer_weight_decay", "pretrain_warmup_epochs",
+                "transfer_warmup_epochs", "pretrain_label_smoothing", "transfer_label_smoothing"}
+FREEZE_PATTERN = re.compile(r"^(none|original|linear|stages:\d+)$")
 
 
 def reject(key: str, value, allowed: str) -> typing.NoReturn:
@@ -65,7 +65,7 @@ def validate_init(key: str, init: str) -> None:
 
 def validate_freeze(key: str, freeze: str) -> None:
     if not FREEZE_PATTERN.match(freeze):
-        reject(key, freeze, "use none, seed, linear or stages:K with K from 0 to the backbone's stage count")
+        reject(key, freeze, "use none, original, linear or stages:K with K from 0 to the backbone's stage count")
 
 
 def _same_data(config: Config, side: str, other: str) -> bool:
@@ -123,12 +123,12 @@ def validate(config: Config) -> None:
     for key in ("pretrain_label_smoothing", "transfer_label_smoothing"):
         if getattr(config, key) >= 1:
             reject(key, getattr(config, key), "it must be below 1")
-    if config.audio_normalize and config.audio_features == "seed":
+    if config.audio_normalize and config.audio_features == "original":
         reject("audio_normalize", True, "the seed's power features are not on a log scale, so per-band "
-              "standardisation would be ruled by a few loud frames; set audio_normalize=false (as configs/seed.yaml "
-              "does) or use audio_features=recipe")
-    if config.audio_channels == "sum" and config.audio_features == "seed":
-        reject("audio_channels", "sum", "the seed's features stack three different maps as the channels; use "
+              "standardisation would be ruled by a few loud frames; set audio_normalize=false (as "
+              "configs/original.yaml does) or use audio_features=recipe")
+    if config.audio_channels == "sum" and config.audio_features == "original":
+        reject("audio_channels", "sum", "the original features stack three different maps as the channels; use "
               "audio_channels=repeat with them")
     validate_init("init", config.init)
     for value in config.inits:

@@ -75,7 +75,8 @@ def atomic_write_text(path: Path, text: str, sync: bool = True) -> None:
 
 def write_json(path: Path, value, sync: bool = True, indent: int | None = 2) -> None:
     """`value` as JSON in `path`, atomically; indent=None for files only the tool reads, often: json's C encoder
-    serves only unindented output (the indented one is pure Python, ~10x slower)."""
+    serves only unindented output (the indented one is pure Python, many times slower;
+    benchmarks/README.md: progress files)."""
     atomic_write_text(path, json.dumps(value, indent=indent, sort_keys=False) + "\n", sync=sync)
 
 

@@ -6,7 +6,7 @@ not become images or classes: a sub-folder ``056.dog/greg/`` and a non-image ``1
 The scan therefore takes only ``NNN.name`` folders and only ``.jpg`` files directly inside them,
 and reports everything else.
 
-There is no official split. ``stratified`` (ours) splits every class 60/20/20; ``seed`` reproduces
+There is no official split. ``stratified`` (ours) splits every class 60/20/20; ``original`` reproduces
 the proportions of the seed experiment's unstratified ``random_split``.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 from audio2image.datasets.inspection import count_stats, decode_findings, decode_lines
 from audio2image.datasets.splits import RATIOS, random_split, stratified_split
 
-SPLIT_PROTOCOLS = ("stratified", "seed")
+SPLIT_PROTOCOLS = ("stratified", "original")
 FORMATS = ("JPEG",)  # Caltech-256 is JPEGs: anything else under a .jpg name is skipped, by inspect and prepare alike
 CATEGORY = re.compile(r"^(\d{3})\.(.+)$")
 CATEGORIES_DIR = "256_ObjectCategories"
@@ -114,7 +114,7 @@ def split_images(labels: np.ndarray, protocol: str = "stratified", seed: int = 0
     """Sorted positions into `labels` for "train", "valid", "test": disjoint and covering all.
 
     Depends only on (labels, protocol, seed, ratios). ``stratified``: per class, a seeded shuffle split by
-    `ratios` (largest remainder), every class with >= 3 images in every split. ``seed``: the proportions of the
+    `ratios` (largest remainder), every class with >= 3 images in every split. ``original``: the proportions of the
     seed experiment's unstratified ``random_split`` (not its exact permutation: that came from torch).
     """
     if protocol not in SPLIT_PROTOCOLS:

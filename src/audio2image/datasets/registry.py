@@ -98,8 +98,8 @@ class Dataset:
 WORKERS = Option("--workers", "processes for decoding", type=int, default=2)
 DECODE = Option("--decode", "decode every file to find the broken ones (--no-decode: file sizes only)",
                 type=bool, default=True, boolean=True)
-FEATURES = Option("--features", "recipe: 16 kHz, n_fft 512, hop 256, 128 mels, dB (Won et al. 2020); seed: "
-                  "22,050 Hz, n_fft 2048, hop 512, 128 mels, power", key="audio_features")
+FEATURES = Option("--features", "recipe: 16 kHz, n_fft 512, hop 256, 128 mels, dB (Won et al. 2020); original: "
+                  "the seed's 22,050 Hz, n_fft 2048, hop 512, 128 mels, power", key="audio_features")
 CLIP_SECONDS = Option("--clip-seconds", "pad or crop every clip to this length", key="audio_clip_seconds")
 IMAGE_SIZE = Option("--size", "side of the stored square images", key="image_store_size")
 RESIZE = Option("--resize", "center: short side to SIZE, centre crop; squash: straight to SIZE x SIZE (as the seed)",
@@ -116,7 +116,7 @@ MTAT = Dataset(
     prepare=Ref("audio2image.prepare.audio:prepare_mtat"),
     store_options=(FEATURES,
                    Option("--split", "standard: folders 0-b / c / d-f, clips with a top-50 tag; full: same folders, "
-                          "all clips; seed: 0-b / c-d / e-f", key="audio_split"),
+                          "all clips; original: the seed's 0-b / c-d / e-f", key="audio_split"),
                    CLIP_SECONDS),
     inspect=Ref("audio2image.datasets.mtat:inspect_mtat"),
     format_inspection=Ref("audio2image.datasets.mtat:format_mtat_inspection"),
@@ -141,7 +141,7 @@ CALTECH256 = Dataset(
     layout="256_ObjectCategories/NNN.name/*.jpg",
     prepare=Ref("audio2image.prepare.images:prepare_caltech256"),
     store_options=(IMAGE_SIZE, RESIZE,
-                   Option("--split", "stratified: 60/20/20 per class; seed: the seed's unstratified 60/20/20",
+                   Option("--split", "stratified: 60/20/20 per class; original: the seed's unstratified 60/20/20",
                           key="image_split"),
                    IMAGE_SPLIT_SEED, CLUTTER),
     inspect=Ref("audio2image.datasets.caltech256:inspect_caltech256"),

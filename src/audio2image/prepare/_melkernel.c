@@ -10,8 +10,8 @@
  *         conversion: bit for bit numpy's astype(float16)) -> per-band sums and sums of squares of the stored
  *         values, in double, and the count of values at FP16_MAX.
  *
- * numpy's one-pass-per-operation version of the same reads and writes each clip's megabytes about a dozen times.
- * Measured per 29.1 s clip after decoding, one core: ~0.8 ms here against ~3 ms for those numpy passes. Each
+ * numpy's one-pass-per-operation version of the same reads and writes each clip's megabytes about a dozen times,
+ * and takes several times as long (benchmarks/README.md: the compiled kernel). Each
  * vector path has a plain C one beside it (AVX-512 gathers; F16C conversions): the tests pass built for
  * x86-64-v4 (native here), x86-64-v3 and plain x86-64.
  */

@@ -110,8 +110,8 @@ def features_of_clips(paths: list[str], settings: MelSettings, samples: int) -> 
     (per-band sums and squares for the training statistics, fp16-saturated values), or why it was skipped.
 
     A generator whose rows share one buffer: prepare.writer.write_chunk writes each before asking for the next.
-    The sums are taken here, on the workers, not by reading the store back (measured: that pass cost ~3 ms per
-    clip in the parent)."""
+    The sums are taken here, on the workers, not by reading the store back: that would be a second pass over every
+    row in the one writing process (benchmarks/README.md: preparation)."""
     clip_features = _clip_features(settings, samples)
     for path in paths:
         yield clip_features(Path(path))
@@ -119,18 +119,18 @@ def features_of_clips(paths: list[str], settings: MelSettings, samples: int) -> 
 
 @functools.lru_cache(maxsize=2)
 def _clip_features(settings: MelSettings, samples: int) -> ClipFeatures:
-    """One ClipFeatures per worker process and store, not per chunk: its ~6 MB of buffers are faulted in once."""
+    """One ClipFeatures per worker process and store, not per chunk: its megabytes of buffers are faulted in once."""
     return ClipFeatures(settings, samples)
 
 
 class ClipFeatures:
     """A clip file -> `Row` (or the reason it is unusable): decoded, mel'd, rounded, converted and summed in
-    buffers kept from clip to clip (fresh arrays would fault in new pages for each clip's ~4 MB: ~1 ms a clip).
+    buffers kept from clip to clip (fresh arrays would fault in new pages for each clip's megabytes).
 
     Where the compiled kernel was built (prepare/_melkernel.c), one pass clamps, converts to fp16 with the CPU's
-    own instruction and sums (~0.14 ms a clip). Else the conversion goes through the rounded float32 values (see
-    `_to_fp16`): numpy's own float32 -> float16 cast is a scalar loop (0.35-0.39 ms a clip), the bit operations
-    below take 0.09-0.48 ms, and the rounded values serve the band sums as well. Both store numpy's astype bits.
+    own instruction and sums. Else the conversion goes through the rounded float32 values (see `_to_fp16`):
+    numpy's own float32 -> float16 cast is a scalar loop, and the rounded values serve the band sums as well
+    (per-clip costs of each: benchmarks/README.md, preparation). Both store numpy's astype bits.
     """
 
     def __init__(self, settings: MelSettings, samples: int, compiled: bool = True):
@@ -200,7 +200,7 @@ def decode_clip(path: Path, rate: int, samples: int, into: np.ndarray | None = N
     """Mono float32 samples at `rate`, padded or cropped to `samples`; or the reason the clip is unusable.
     `into`: a buffer of at least `samples` + 1 values where a mono clip at `rate` is decoded (the result is then a
     view of it; other clips are decoded into new arrays). check_finite=False leaves NaN and inf samples to a
-    caller whose features would show them (two passes over the samples saved: ~0.1 ms a clip)."""
+    caller whose features would show them (two passes over the samples saved)."""
     if not path.is_file():
         return "missing file"
     if path.stat().st_size == 0:
@@ -217,7 +217,7 @@ def decode_clip(path: Path, rate: int, samples: int, into: np.ndarray | None = N
     except Exception as error:  # libsndfile reports bad data with several exception types
         return f"cannot decode: {error}".strip()
     if native != rate:
-        from scipy.signal import resample_poly  # imported here: scipy.signal adds ~0.7 s to every worker's start
+        from scipy.signal import resample_poly  # imported here: importing scipy.signal slows every worker's start
 
         gcd = math.gcd(native, rate)
         audio = resample_poly(audio, rate // gcd, native // gcd).astype(np.float32)

@@ -19,7 +19,7 @@ except ImportError:
     KERNEL = None
 if os.environ.get("AUDIO2IMAGE_MEL_KERNEL") == "0":  # the numpy path even so (benchmarks compare the two)
     KERNEL = None
-try:  # scipy.fft.rfft without its fresh output array per call (0.27 ms a clip measured): scipy's own pocketfft
+try:  # scipy.fft.rfft without its fresh output array per call (see benchmarks/README.md): scipy's own pocketfft
     from scipy.fft._pocketfft.pypocketfft import r2c as _R2C  # binding, private, hence the fallback to rfft
 except ImportError:
     _R2C = None
@@ -46,7 +46,7 @@ FEATURE_PRESETS = {
     # Won et al. 2020 (sota-music-tagging-models): 16 kHz, n_fft 512, hop 256, 128 mels up to 8 kHz, in dB.
     "recipe": MelSettings(sample_rate=16000, n_fft=512, hop=256, n_mels=128, f_min=0.0, f_max=8000.0, log=True),
     # The seed: librosa.load's 22,050 Hz and melspectrogram defaults, power, no log.
-    "seed": MelSettings(sample_rate=22050, n_fft=2048, hop=512, n_mels=128, f_min=0.0, f_max=11025.0, log=False),
+    "original": MelSettings(sample_rate=22050, n_fft=2048, hop=512, n_mels=128, f_min=0.0, f_max=11025.0, log=False),
 }
 
 AMIN = 1e-10
@@ -88,20 +88,18 @@ def hann_window(n_fft: int) -> np.ndarray:
 class MelFrontEnd:
     """One waveform [samples] -> mel features [n_mels, frames], float32 (dB or power, per settings).
 
-    numpy + scipy.fft, one clip at a time: on one core this is ~5x faster than torch.stft here (measured
-    4.3 vs 24.6 ms per 29 s clip at 16 kHz), and preparation workers that never import torch start in
+    numpy + scipy.fft, one clip at a time: on one core this is several times faster than torch.stft
+    (benchmarks/README.md: preparation), and preparation workers that never import torch start in
     milliseconds and stay small (see prepare.audio). Frames go through in chunks of CHUNK, in buffers reused
     from clip to clip, so the working set stays in cache instead of faulting in fresh pages for every clip's
     megabytes. The windowing before scipy's FFT of each chunk, and after it |X|^2, the sparse filterbank (each
     triangle spans a few FFT bins: 504 of 257 x 128 weights are non-zero for the recipe) and dB, run as compiled
-    passes (prepare/_melkernel.c) where that was built, else as numpy operations. Measured per 29.1 s clip at
-    16 kHz on one core, everything after decoding (ClipFeatures): numpy 4.1-4.4 ms, compiled 1.9-2.0 ms, of which
-    scipy's FFT ~1.05 (`benchmarks/README.md`).
+    passes (prepare/_melkernel.c) where that was built, else as numpy operations (the compiled passes take about
+    half the time after decoding; benchmarks/README.md: the compiled kernel).
     """
 
-    # frames per pass. numpy: frames + power ~1.6 MB for n_fft 512 (256 and 1024 measured slower). The compiled
-    # pass keeps its own tile in L1, and smaller chunks keep the FFT's input and output in L2: 128 prepared 239
-    # clips/s in a pool of 2 against 230 for 256 and 212 for 512 (numpy: 177-190; an earlier kernel version).
+    # frames per pass. numpy: 512 (256 and 1024 were slower). The compiled pass keeps its own tile in L1, and
+    # smaller chunks keep the FFT's input and output in L2 (benchmarks/README.md: chunk sizes).
     CHUNK, KERNEL_CHUNK = 512, 128
 
     def __init__(self, settings: MelSettings, compiled: bool = True):

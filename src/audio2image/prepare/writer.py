@@ -2,11 +2,11 @@
 
 Items are processed in order, in chunks. A worker computes a chunk's rows and writes them itself, straight into
 `<split>.x.npy.partial` at their items' places (one `pwrite` per row: the rows never travel through a pipe, which
-measured ~2 ms per 0.5 MB audio row, as much as the mel itself). The writing process receives only what each item
-became (kept, with its sums, or the reason it was skipped), moves rows down over the places of skipped items,
-and replaces a small progress file atomically after each chunk. A killed preparation restarts from the last
-recorded chunk, and the final arrays only get their names once complete. Memory stays bounded by the chunks in
-flight: rows go to the page cache, not to any process's memory.
+cost as much per audio row as the mel itself; benchmarks/README.md: prepare_audio.py). The writing process
+receives only what each item became (kept, with its sums, or the reason it was skipped), moves rows down over the
+places of skipped items, and replaces a small progress file atomically after each chunk. A killed preparation
+restarts from the last recorded chunk, and the final arrays only get their names once complete. Memory stays
+bounded by the chunks in flight: rows go to the page cache, not to any process's memory.
 
     >>> write_splits(out, {"train": SplitItems(paths, ids, labels)}, work, (128, 1819), np.float16, pool=pool)
 """
@@ -132,7 +132,7 @@ class _PartialSplit:
     reached their final place, so a killed run resumes after the last recorded chunk.
 
     Rows are written with plain file writes, not through a memory map: mapped pages would count in the
-    process's resident memory, which would then grow with the dataset (measured: +900 MB for 2,000 clips).
+    process's resident memory, which would then grow with the dataset (benchmarks/README.md: peak_memory.py).
     The first `state["rows"]` rows of the file are final; a chunk's rows arrive at their items' places and are
     moved down over skipped items' places as the chunk is recorded (only after a skip; in-kernel, page cache to
     page cache). Later chunks in flight write only above the chunk being recorded, so nothing collides.
@@ -178,8 +178,8 @@ class _PartialSplit:
         state["done"] = start + len(results)
         state["sums"] = {k: v.tolist() for k, v in self.sums.items()}
         # Atomic but not fsynced: a killed preparation resumes from it (the OS keeps both files' writes); a power
-        # cut could lose rows as well as progress, so an fsync here alone would not make that safe, and it cost
-        # ~60 ms per chunk of 16 clips on this machine's disk (a third of the preparation time).
+        # cut could lose rows as well as progress, so an fsync here alone would not make that safe, and it cost a
+        # large share of the preparation time (benchmarks/README.md: progress files).
         write_json(self.state_path, state, sync=False, indent=None)  # after every chunk: the fast encoder
 
     def _move_row(self, source: int, target: int) -> None:
@@ -255,7 +255,8 @@ def _in_order(calls: Iterator[tuple], pool: WorkerPool | None) -> Iterator[list]
 def _worker_init() -> None:
     """One process per core: intra-op threads (OpenBLAS's spin-waiting ones above all) would only contend.
 
-    Measured on 2 cores, 2 audio workers with OpenBLAS's default threads prepared no faster than one process.
+    With OpenBLAS's default threads, 2 audio workers on 2 cores prepared no faster than one process
+    (benchmarks/README.md: preparation).
     """
     threadpoolctl.threadpool_limits(1)
     torch = sys.modules.get("torch")  # preparation itself never imports torch; a caller's preload may

@@ -24,7 +24,8 @@ def run_threads(config: Config) -> int:
     """The torch CPU threads each run gets: `threads`, or its share of this machine's cores among `parallel`
     runs (the cores this process may use: a cgroup or Slurm allocation counts, not the whole node). Resolved once,
     where the sweep is planned, so every executor runs a run with the same count (CPU results depend on it:
-    summation order) and two torch jobs never contend for the same cores (measured: 4-5x slower each)."""
+    summation order) and two torch jobs never contend for the same cores (each then runs several times slower;
+    benchmarks/README.md: threads)."""
     if config.threads:
         return config.threads
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -60,9 +60,9 @@ class ImageInputs:
     """uint8 [B, S, S, 3] -> normalised float [B, 3, size, size].
 
     Training "crop-flip" on the CPU crops and resizes the uint8 pixels image by image (`resized_crops`, into
-    channels-last memory): a float grid_sample over the batch manages only a few hundred images/s there. On
-    CUDA/MPS, and for "seed", one grid_sample on the device does the augmentation; both paths draw the same crops
-    from the same generator.
+    channels-last memory): a float grid_sample over the batch is many times slower there (benchmarks/README.md: CPU
+    augmentation). On CUDA/MPS, and for "original", one grid_sample on the device does the augmentation; both paths
+    draw the same crops from the same generator.
     """
 
     def __init__(self, size: int, augment: str):
@@ -120,9 +120,9 @@ def random_crop_flip(n: int, generator: torch.Generator) -> CropFlip:
 
 def random_affine(n: int, augment: str, generator: torch.Generator) -> torch.Tensor:
     """[n, 2, 3] sampling matrices: random resized crop + flip ("crop-flip", `random_crop_flip`), or flip + rotation
-    up to 30 degrees over the whole image ("seed", the seed's RandomHorizontalFlip + RandomRotation(30))."""
+    up to 30 degrees over the whole image ("original", the seed's RandomHorizontalFlip + RandomRotation(30))."""
     theta = torch.zeros(n, 2, 3)
-    if augment == "seed":
+    if augment == "original":
         mirror = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
         angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(30)
         theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle) * mirror, -torch.sin(angle)
@@ -179,9 +179,10 @@ def resized_crops(x: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor, size
         for i in rows:
             top, left, height, width = boxes[i]
             crop = x[i, top:top + height, left:left + width]
-            crop = crop.flip(1) if flip[i] else crop.contiguous()  # a strided view resizes ~1.5x slower
+            crop = crop.flip(1) if flip[i] else crop.contiguous()  # a strided view resizes slower
             # unsqueeze before permute: [1, 3, h, w] with the batch stride of a whole image reads as channels-last
-            # and takes the vectorised path (~90 µs); permute then unsqueeze gives it stride 3 and ~155 µs.
+            # and takes the vectorised path; permute then unsqueeze gives it stride 3 and the slower generic one
+            # (benchmarks/README.md: CPU augmentation).
             resized = F.interpolate(crop.unsqueeze(0).permute(0, 3, 1, 2), size=(size, size), mode="bilinear",
                                     antialias=True, align_corners=False)
             rows_of_pixels = resized[0].permute(1, 2, 0).view(size, size * 3)
@@ -204,7 +205,8 @@ def serial_torch_ops():
     """Threads started inside this block run each torch op on one core.
 
     torch's thread count is process-wide, and a thread takes it at its first op. Several Python threads each
-    spreading every op over all cores would oversubscribe them: on 2 cores, the crops ran 1.4-1.6x slower so.
+    spreading every op over all cores would oversubscribe them, and the crops ran slower so
+    (benchmarks/README.md: CPU augmentation).
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -219,13 +221,13 @@ class AudioInputs:
     an RGB-shaped first layer, or 1: audio_channels).
 
     Evaluation splits each whole clip into `eval_crops` evenly spaced crops: [B, crops, 3, mels, frames].
-    The seed preset instead feeds whole clips as [mel, frequency-masked mel, time-masked mel], unnormalised.
+    The original preset instead feeds whole clips as [mel, frequency-masked mel, time-masked mel], unnormalised.
     """
 
     def __init__(self, crop_frames: int, eval_crops: int, normalization: dict | None, specaugment: bool,
-                 seed_channels: bool, channels: int = 3):
+                 original_channels: bool, channels: int = 3):
         self.crop_frames, self.eval_crops, self.channels = crop_frames, eval_crops, channels
-        self.specaugment, self.seed_channels = specaugment, seed_channels
+        self.specaugment, self.original_channels = specaugment, original_channels
         self.standardise = None
         if normalization is not None:
             self.standardise = Standardise(normalization["mean"], normalization["std"], (1, -1, 1))
@@ -238,7 +240,7 @@ class AudioInputs:
 
     def train(self, raw: RawBatch, device, generator: torch.Generator) -> torch.Tensor:
         x = self._float(raw.x, device)
-        if self.seed_channels:
+        if self.original_channels:
             return torch.stack([x, mask(x, 1, 40, generator), mask(x, 2, 80, generator)], dim=1)
         if self.specaugment:  # SpecAugment: one frequency and one time mask per example
             x = mask(mask(x, 1, x.shape[1] // 8, generator), 2, x.shape[2] // 8, generator)
@@ -246,7 +248,7 @@ class AudioInputs:
 
     def eval(self, raw: RawBatch, device) -> torch.Tensor:
         x = self._float(raw.x, device)
-        if self.seed_channels:  # fixed masks: no randomness in evaluation
+        if self.original_channels:  # fixed masks: no randomness in evaluation
             rows = raw.rows if raw.rows is not None else torch.arange(len(x))
             return torch.stack([x, fixed_mask(x, 1, 40, rows), fixed_mask(x, 2, 80, rows)], dim=1)
         if not self.crop_frames or self.crop_frames >= x.shape[2]:

@@ -132,10 +132,11 @@ def _torch_dtype(dtype: np.dtype) -> torch.dtype:
 class RecycledMemory:
     """CPU batches whose memory is handed out again once nothing else holds it.
 
-    On the CPU, writing a fresh batch costs more in page faults than filling it: measured 70-380 µs per 224 px
-    float image into new memory against 31 µs into memory touched before. The CUDA caching allocator already
-    recycles device memory; this does the same for CPU batches. A buffer is reused only when its storage has no
-    user but this object: not the caller, not a view of it, not a tensor autograd saved for its backward pass.
+    On the CPU, writing a fresh batch costs more in page faults than filling it: writing an image into new memory
+    takes far longer than into memory touched before (benchmarks/README.md: CPU augmentation). The CUDA caching
+    allocator already recycles device memory; this does the same for CPU batches. A buffer is reused only when its
+    storage has no user but this object: not the caller, not a view of it, not a tensor autograd saved for its
+    backward pass.
     """
 
     def __init__(self, keep: int = 2):

@@ -11,7 +11,7 @@ from audio2image.training.backbone import Backbone, Stages, stages
 
 # freeze policies by name -> stages frozen; None: all of them (a linear probe). "original": the original
 # experiment froze ResNet-18's conv1, bn1 and layer1, its first two stages.
-FREEZE_STAGES = {"none": 0, "original": 2, "seed": 2, "linear": None}
+FREEZE_STAGES = {"none": 0, "original": 2, "linear": None}
 
 
 class InitError(UserError, RuntimeError):

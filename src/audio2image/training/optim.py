@@ -3,7 +3,7 @@
 The `recipe` configs use SGD with Nesterov momentum 0.9, a linear warm-up and cosine decay, label smoothing 0.1
 for classification: the standard ResNet recipe of Goyal et al. 2017 (warm-up, linear lr scaling) and He et al. 2019
 "Bag of Tricks" (cosine decay, label smoothing), also used by Kornblith et al. 2019 for fine-tuning and training
-from scratch on small datasets including Caltech-256. The `seed` configs reproduce the seed: Adam 1e-3 and
+from scratch on small datasets including Caltech-256. The `original` config reproduces the seed: Adam 1e-3 and
 ReduceLROnPlateau(mode="max") stepped on the validation *loss*, a bug kept on purpose for comparison.
 """
 from __future__ import annotations
@@ -12,13 +12,13 @@ import math
 
 import torch
 
-SEED_PLATEAU_PATIENCE = {"pretrain": 3, "transfer": 4}
+ORIGINAL_PLATEAU_PATIENCE = {"pretrain": 3, "transfer": 4}
 
 
 def build_optimizer(model: torch.nn.Module, settings: dict) -> torch.optim.Optimizer:
     """The stage's optimiser over the trainable parameters (of a model already on its device). Fused kernels on
-    the CPU and CUDA: one pass over the parameters instead of one per operation (measured on ResNet-18, 2 cores:
-    Adam 36 -> 9 ms a step, SGD 9.4 -> 4.9 ms, against ~95 ms for a whole SGD step at 32 px, batch 32)."""
+    the CPU and CUDA: one pass over the parameters instead of one per operation, a sizeable share of a step on
+    small inputs (benchmarks/README.md: fused optimisers)."""
     parameters = [p for p in model.parameters() if p.requires_grad]
     lr, decay = settings["lr"], settings["weight_decay"]
     fused = bool(parameters) and all(p.device.type in ("cpu", "cuda") for p in parameters)
@@ -34,12 +34,12 @@ class Schedule:
 
     def __init__(self, optimizer, settings: dict, steps_per_epoch: int, stage: str):
         self.kind = settings["schedule"]
-        self.per_step = self.kind != "seed-plateau"
+        self.per_step = self.kind != "original-plateau"
         total = max(1, settings["epochs"] * steps_per_epoch)
         warmup = min(settings["warmup_epochs"] * steps_per_epoch, total - 1)
-        if self.kind == "seed-plateau":
+        if self.kind == "original-plateau":
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="max", patience=SEED_PLATEAU_PATIENCE[stage])
+                optimizer, mode="max", patience=ORIGINAL_PLATEAU_PATIENCE[stage])
         else:
             def factor(step: int) -> float:
                 if step < warmup:

@@ -74,8 +74,8 @@ def resolve_device(name: str) -> torch.device:
 
 def uses_channels_last(config: Config, device: torch.device) -> bool:
     """NHWC layout for the model and its inputs: on CUDA (tensor cores), and on the CPU too, where oneDNN's
-    convolutions run ResNet-18 1.17-1.30x faster so (measured on 2 cores: training and evaluation steps, 112-224 px
-    images and 128-mel crops). Not on MPS, where it is untested."""
+    convolutions run ResNet-18's training and evaluation steps faster so (benchmarks/README.md: channels_last).
+    Not on MPS, where it is untested."""
     return config.channels_last and device.type in ("cuda", "cpu")
 
 
@@ -84,7 +84,8 @@ CPUINFO = Path("/proc/cpuinfo")
 
 def native_bf16() -> bool:
     """Whether this CPU computes bf16 natively: AMX tiles or AVX-512 BF16 (oneDNN's bf16 convolutions then run
-    1.6-2.4x faster than fp32 on ResNet-18 training steps; without them bf16 is emulated and slower). Read from
+    ResNet-18 training steps faster than fp32, benchmarks/README.md: train_epoch.py; without them bf16 is emulated
+    and slower). Read from
     torch's own CPU checks, or where this torch lacks them from the CPU flags in /proc/cpuinfo."""
     checks = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
     if all(check is not None for check in checks):

@@ -27,8 +27,9 @@ class Saver:
     """What a run writes after each epoch: its metrics line; best.pt, the weights of the best epoch so far; and
     checkpoint.pt, everything to resume from. The best weights are copied in memory when they improve and written
     with the next checkpoint and after the last epoch; a checkpoint is written once `checkpoint_seconds` of
-    training passed since the last one (0: after every epoch). Short epochs thus do not each write ~90 MB (measured
-    0.1-0.3 s per epoch here, as much as a demo epoch's training), and an interrupted run loses at most that long.
+    training passed since the last one (0: after every epoch). Short epochs thus do not each write a whole
+    checkpoint, which can take as long as a demo epoch's training (benchmarks/README.md: checkpoints), and an
+    interrupted run loses at most that long.
     In that order: a checkpoint never counts an epoch whose metrics or best weights are not on disk."""
 
     def __init__(self, run_dir: Path, config: Config, store: Store, backbone: dict):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from audio2image.config import Config
+from audio2image.config import Config, renamed_value
 from audio2image.datasets.splits import nested_fraction, nested_random_fraction
 from audio2image.prepare.features import MelSettings
 from audio2image.prepare.store import Store
@@ -59,10 +59,11 @@ def build_task(store: Store, config: Config, stage: str) -> Task:
             crop = min(settings.frames(round(config.audio_crop_seconds * settings.sample_rate)),
                        store.split("train").x.shape[2])
         normalization = store.manifest["normalization"] if config.audio_normalize else None
-        seed_channels = store.manifest["features"] == "seed"
-        channels = 1 if config.audio_channels == "sum" and not seed_channels else 3
+        features = renamed_value("audio_features", store.manifest["features"], quiet=True)  # older stores: "seed"
+        original_channels = features == "original"
+        channels = 1 if config.audio_channels == "sum" and not original_channels else 3
         inputs = AudioInputs(crop, config.audio_eval_crops, normalization, config.audio_specaugment,
-                             seed_channels=seed_channels, channels=channels)
+                             original_channels=original_channels, channels=channels)
         mels, frames = store.split("train").x.shape[1:]
         backbone = Backbone(config.backbone, channels, (mels, crop or frames), config.audio_patch_stride)
     else:
