@@ -2,8 +2,8 @@
 
 Synthesises a Caltech-256-format tree (JPEGs, sides 200-500) in a temporary folder and prepares it with
 prepare_caltech256 at the default config's image_store_size (256). The training settings are the default Config's
-transfer stage (the stage that trains on Caltech-256), with --size as image_size and --batch-size as
-transfer_batch_size: build_model's ResNet-18, build_task (crop-flip ImageInputs, label smoothing 0.1),
+transfer stage (the stage that trains on Caltech-256), with --size as image_size, --batch-size as
+transfer_batch_size and --backbone as backbone (any timm name; default resnet18): build_model's network, build_task (crop-flip ImageInputs, label smoothing 0.1),
 build_optimizer (SGD + Nesterov) and build_schedule (per-step warm-up + cosine). As train_run does: channels_last
 on CUDA and the CPU; bf16 autocast on CUDA and on CPUs with native bf16 (run.uses_amp); pinned memory on CUDA. Every timed pass is one call of
 engine.train_one_epoch (torch.cuda.synchronize before and after on CUDA), in one process with one torch thread
@@ -14,15 +14,16 @@ count:
   - floor: the same number of steps with the same batch sizes, whose inputs are 4 batches augmented and
     normalised by the real pipeline before timing, kept on the device and cycled: the same model, optimiser,
     loss and loop with only the input pipeline removed; in bf16 where the run uses it (the fastest floor), and
-    then also in fp32, printed as the bf16-vs-fp32 step speedup, beside that of a bare torchvision ResNet-18
-    step (what the CPU's bf16 gives without the project: 1.75x at 112 px on an AMD EPYC without AMX);
+    then also in fp32, printed as the bf16-vs-fp32 step speedup, beside that of a bare timm step of the same
+    backbone (what the CPU's bf16 gives without the project; benchmarks/README.md has the figures);
   - with --seed-loader (--size 224 only): the same steps through the seed's loader (seed_images.py's dataset and
     transforms, DataLoader with 1 worker, shuffled, pinned memory on CUDA) in plain fp32, NCHW, after 2 untimed
     fp32 steps on ready batches; its worker start-up is timed, as it is paid in each of the seed's epochs; run once.
 Real and floor are timed --repeats times, alternated, and the fastest epoch of each is kept (the machine may be
 shared). Prints images/s for each; the last line is `train_epoch efficiency: 0.XX` = real images/s / floor images/s.
 
-Run: .venv/bin/python benchmarks/train_epoch.py [--classes 10] [--per-class 40] [--size 224] [--batch-size 64]
+Run: .venv/bin/python benchmarks/train_epoch.py [--backbone resnet18] [--classes 10] [--per-class 40] [--size 224]
+     [--batch-size 64]
      [--steps N] [--warmup 2] [--repeats 3] [--device cpu] [--threads 0] [--workers 2] [--seed-loader]
 """
 from __future__ import annotations
@@ -59,6 +60,7 @@ def seed_module():
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", default="resnet18", help="any timm architecture (config key backbone)")
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--per-class", type=int, default=40)
     parser.add_argument("--size", type=int, default=224, help="model input side (image_size)")
@@ -91,7 +93,8 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = Config(image_size=args.size, transfer_batch_size=args.batch_size, device=args.device)
+    config = Config(backbone=args.backbone, image_size=args.size, transfer_batch_size=args.batch_size,
+                    device=args.device)
     device = resolve_device(config.device)
     cuda = device.type == "cuda"
     amp, channels_last = uses_amp(config, device), uses_channels_last(config, device)
@@ -115,7 +118,7 @@ def main() -> None:
         sizes = [len(b) for b in loader.batches_of_rows()]
         images = sum(sizes)
 
-        model = build_model(task.num_outputs, 0).to(device)
+        model = build_model(task.num_outputs, 0, task.backbone).to(device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
         optimizer = build_optimizer(model, settings)
@@ -139,7 +142,7 @@ def main() -> None:
             print(f"{name}: {images} images in {len(sizes)} steps, {seconds:.2f} s = {images / seconds:.2f} images/s")
             return images / seconds
 
-        print(f"ResNet-18, {args.size} px, batch {args.batch_size}, device {device}, "
+        print(f"{args.backbone}, {args.size} px, batch {args.batch_size}, device {device}, "
               f"{torch.get_num_threads()} torch threads, amp {amp}, channels_last {channels_last}, "
               f"train split {len(train)} images")
         # The warm-up's last batch has the epoch's last batch size: no timed step meets a new input shape.
@@ -165,8 +168,9 @@ def main() -> None:
         floor_rate = report(f"floor (ready batches on the device, {'bf16' if amp else 'fp32'})", min(floor))
         if amp:
             fp32_rate = report("floor in fp32 (amp=false)", min(fp32))
+            bare = bare_bf16_speedup(args.backbone, args.size, args.batch_size, device)
             print(f"bf16 vs fp32 step speedup at {args.size} px: {floor_rate / fp32_rate:.2f}x (a bare "
-                  f"torchvision step: {bare_bf16_speedup(args.size, args.batch_size, device):.2f}x)")
+                  f"timm {args.backbone} step: {bare:.2f}x)")
         else:
             print("bf16: off (amp=false, or no native bf16 on this CPU): the floor is fp32")
         if args.seed_loader:
@@ -181,15 +185,18 @@ def main() -> None:
         print(f"train_epoch efficiency: {real_rate / floor_rate:.2f}")
 
 
-def bare_bf16_speedup(size: int, batch: int, device, steps: int = 4) -> float:
-    """bf16 over fp32 for a bare torchvision ResNet-18 SGD step (channels_last, cross-entropy, random inputs,
-    best of `steps` after 2 warm-up steps): what this machine's bf16 gives, without the project around it."""
+def bare_bf16_speedup(backbone: str, size: int, batch: int, device, steps: int = 4) -> float:
+    """bf16 over fp32 for a bare timm SGD step of `backbone` (channels_last, cross-entropy, random inputs, best of
+    `steps` after 2 warm-up steps): what this machine's bf16 gives, without the project around it."""
+    import timm
     import torch
-    import torchvision
+
+    from audio2image.training.backbone import takes_input_size
 
     def best(amp: bool) -> float:
         torch.manual_seed(0)
-        model = torchvision.models.resnet18(num_classes=257).to(device, memory_format=torch.channels_last)
+        sized = {"img_size": size} if takes_input_size(backbone) else {}
+        model = timm.create_model(backbone, num_classes=257, **sized).to(device, memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         x = torch.randn(batch, 3, size, size, device=device).to(memory_format=torch.channels_last)
         y = torch.randint(0, 257, (batch,), device=device)

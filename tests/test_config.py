@@ -121,9 +121,9 @@ def test_override_without_equals():
     ("fraction=-0.1", "fraction", "(0, 1]"),
     ("fractions=0.5,2", "fractions", "(0, 1]"),
     ("fractions=[]", "fractions", "at least one"),
-    ("freeze=stages:9", "freeze", "stages:K with K from 0 to 5"),
+    ("freeze=stages:two", "freeze", "stages:K with K from 0 to the backbone's stage count"),  # K > N: check_backbone
     ("freeze=all", "freeze", "none, original, linear"),
-    ("freezes=none,stages:6", "freezes", "stages:K"),
+    ("freezes=none,stages:-1", "freezes", "stages:K"),
     ("init=foo", "init", "random, imagenet, audio, image"),
     ("init=random:runs/x", "init", "checkpoint:PATH"),
     ("inits=random,bar", "inits", "random, imagenet"),
@@ -149,7 +149,7 @@ def test_override_without_equals():
     ("cka_items=-1", "cka_items", "0 or more"),
     ("convergence_share=0", "convergence_share", "(0, 1]"),
     ("convergence_share=1.5", "convergence_share", "(0, 1]"),
-    ("inits=random,audio@7", "inits", "@K"),
+    ("inits=random,audio@0", "inits", "@K"),  # K beyond the backbone's stages: test_backbone.py
     ("inits=random,random-stats", "inits", "-stats"),
 ])
 def test_bad_values_name_the_key_and_what_is_allowed(override, key, allowed):

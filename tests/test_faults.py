@@ -93,7 +93,9 @@ def test_a_store_cut_short_is_refused_by_training_and_prepared_anew(tmp_path, ca
     (["name="], "config key 'name'"),
     (["name=a/b"], "config key 'name'"),
     (["device=cuda"] if not torch.cuda.is_available() else ["device=mps"], "config key 'device'"),
-    (["inits=random,imagenet", "imagenet_weights=/nonexistent/resnet18.pth"], "no ImageNet weights at"),
+    (["inits=random,imagenet", "imagenet_weights=/nonexistent/resnet18.pth"], "resnet18.pth is not a file"),
+    (["backbone=resnet181"], "did you mean resnet18"),
+    (["inits=random,audio@6"], "resnet18 has 5 stages"),
     (["executor=slurm"], "reaches no Slurm"),
 ])
 def test_impossible_settings_fail_before_any_work(tmp_path, capsys, overrides, words):

@@ -62,6 +62,7 @@ class Config:
     synth_per_class: int = 40
     # --- the network -----------------------------------------------------------------------------------------------
     backbone: str = "resnet18"  # any timm architecture, by its timm name (training/backbone.py)
+    backbone_args: str = ""  # more arguments of timm's model, "name=value,...": e.g. drop_path_rate=0.1
     # --- audio store and inputs -------------------------------------------------------------------------------------
     audio_features: str = "recipe"  # recipe: 16 kHz log-mel; original: the seed experiment's 22,050 Hz power mel
     audio_split: str = "standard"  # MTAT's split protocol: standard | full | original
@@ -312,7 +313,7 @@ def config_hash(values: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-SHARED_TRAINING_KEYS = ("precise_bn_batches", "backbone")
+SHARED_TRAINING_KEYS = ("precise_bn_batches", "backbone", "backbone_args")
 
 
 def keys_for(modality: str, stage: str) -> list[str]:

@@ -130,6 +130,7 @@ def validate(config: Config) -> None:
     if config.audio_channels == "sum" and config.audio_features == "original":
         reject("audio_channels", "sum", "the original features stack three different maps as the channels; use "
               "audio_channels=repeat with them")
+    parse_backbone_args(config.backbone_args)
     validate_init("init", config.init)
     for value in config.inits:
         validate_init("inits", value)
@@ -166,13 +167,32 @@ def _check_settings(config: Config) -> None:
 SWEEP_LISTS = ("fractions", "inits", "seeds", "freezes", "transfer_lrs", "transfer_weight_decays", "pretrain_seeds")
 
 
+ARG_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_backbone_args(text: str) -> tuple:
+    """backbone_args "a=1,b=x" -> (("a", 1), ("b", "x")): sorted pairs of names and YAML values."""
+    import yaml
+
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not ARG_PATTERN.match(name):
+            reject("backbone_args", text, "give name=value pairs separated by commas, e.g. drop_path_rate=0.1")
+        try:
+            pairs.append((name, yaml.safe_load(value)))
+        except yaml.YAMLError:
+            reject("backbone_args", text, f"the value of {name} is not readable")
+    return tuple(sorted(pairs))
+
+
 def check_backbone(config: Config) -> dict:
     """The checks that need the backbone's own description (imports timm, so they run where work starts, not
     when a config is read): a name timm knows, `@K` and `stages:K` within its stage count, a patch stride only
     for a backbone with a patch embedding. Returns the description (training/backbone.py: describe)."""
     from audio2image.training.backbone import describe
 
-    described = describe(config.backbone)
+    described = describe(config.backbone, parse_backbone_args(config.backbone_args))
     count = len(described["stages"])
     allowed = f"{config.backbone} has {count} stages ({', '.join(described['stages'])}), so K runs from 1 to {count}"
     for key, inits in (("init", [config.init]), ("inits", config.inits)):

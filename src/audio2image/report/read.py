@@ -165,9 +165,10 @@ def backbone_facts(exp: Path, config: dict) -> dict:
     recorded = read_json_or_none(exp / BACKBONE_FILE)
     if recorded:
         return recorded
+    from audio2image.config_checks import parse_backbone_args
     from audio2image.training.backbone import describe
 
-    return describe(config.get("backbone") or Config.backbone)
+    return describe(config.get("backbone") or Config.backbone, parse_backbone_args(config.get("backbone_args") or ""))
 
 
 def first_layer_weights(exp: Path, config: dict, source: dict, backbone: dict) -> dict[str, np.ndarray]:
@@ -181,7 +182,8 @@ def first_layer_weights(exp: Path, config: dict, source: dict, backbone: dict) -
     from audio2image.training.published import published_path, read_weights
 
     key = backbone["first_layer"]
-    random = Backbone(backbone["backbone"]).build(2, seed=0)
+    args = tuple(sorted((backbone.get("args") or {}).items()))
+    random = Backbone(backbone["backbone"], args=args).build(2, seed=0)
     filters = {"random init": random.state_dict()[key].detach().numpy()}
     first = pretrain_dirs(exp, "source")[:1]
     best = _state_dict(first[0] / "best.pt") if first else None

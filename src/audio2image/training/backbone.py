@@ -42,24 +42,30 @@ _UNMATCHED = "\0unmatched"  # a name no group matcher matches: it marks the grou
 
 @dataclass(frozen=True)
 class Backbone:
-    """One architecture for one kind of input: timm's name, input channels, input size (height, width) and,
-    for a patch-embedding model, the patch stride (0: the patch size, no overlap)."""
+    """One architecture for one kind of input: timm's name, input channels, input size (height, width), for a
+    patch-embedding model the patch stride (0: the patch size, no overlap), and further arguments of timm's
+    model (`backbone_args`: ("drop_path_rate", 0.1), ...)."""
 
     name: str = "resnet18"
     in_chans: int = 3
     input_size: tuple[int, int] = (224, 224)
     patch_stride: int = 0
+    args: tuple = ()
 
     def build(self, num_outputs: int, seed: int) -> nn.Module:
         """The model with a fresh `num_outputs` head; its random weights depend only on `seed`."""
         check_name(self.name)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return timm.create_model(self.name, pretrained=False, **self.kwargs(num_outputs))
+            model = _create(self.name, **self.kwargs(num_outputs))
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d) and module.padding == (0, 0) and max(module.stride) > 1:
+                module.register_forward_pre_hook(_unread_cut)
+        return model
 
     def kwargs(self, num_outputs: int) -> dict:
         """timm.create_model's arguments for this input (also used to load published weights into it)."""
-        kwargs = {"num_classes": num_outputs, "in_chans": self.in_chans}
+        kwargs = {**dict(self.args), "num_classes": num_outputs, "in_chans": self.in_chans}
         if takes_input_size(self.name):
             kwargs["img_size"] = tuple(self.input_size)
             if self.patch_stride:
@@ -72,8 +78,19 @@ class Backbone:
     def record(self, model: nn.Module) -> dict:
         """What a checkpoint keeps of the model's input, for loading its weights into another input later."""
         position = position_embedding(model)
-        return {**asdict(self), "input_size": list(self.input_size),
+        return {**asdict(self), "input_size": list(self.input_size), "args": dict(self.args),
                 "grid": list(position[1]) if position else None}
+
+
+def _unread_cut(conv: nn.Conv2d, args: tuple):
+    """The rows and columns of an unpadded strided convolution's input that no output reads, cut off first: the
+    same result, and it sidesteps torch 2.14.1's bf16 CPU convolution, which returns wrong values (NaN among them)
+    for a 2 x 2, stride-2 convolution over an input 3 wide (ConvNeXt's downsampling of a 63-frame crop)."""
+    x = args[0]
+    keep = [(size - k) // s * s + k for size, k, s in zip(x.shape[-2:], conv.kernel_size, conv.stride)]
+    if keep != list(x.shape[-2:]):
+        return (x[..., :keep[0], :keep[1]], *args[1:])
+    return None
 
 
 class StridedPatchEmbed(PatchEmbed):
@@ -110,12 +127,21 @@ def check_name(name: str) -> None:
     raise ConfigError(f"config key 'backbone': {name!r} is not a timm architecture; {hint}")
 
 
+def _create(name: str, **kwargs) -> nn.Module:
+    """timm's model, never with downloaded weights; arguments it does not take are the user's backbone_args."""
+    try:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    except TypeError as error:
+        raise ConfigError(f"config key 'backbone_args': {name} does not take these arguments "
+                          f"({' '.join(str(error).split())}); see its class in timm") from error
+
+
 @functools.lru_cache(maxsize=None)
-def _skeleton(name: str) -> nn.Module:
+def _skeleton(name: str, args: tuple = ()) -> nn.Module:
     """The architecture without weights (meta tensors): its names, groups and config, at no cost."""
     check_name(name)
     with torch.device("meta"):
-        return timm.create_model(name, pretrained=False, num_classes=2)
+        return _create(name, **dict(args), num_classes=2)
 
 
 @functools.lru_cache(maxsize=None)
@@ -142,8 +168,13 @@ class Stages:
 
 
 @functools.lru_cache(maxsize=None)
-def stages(name: str) -> Stages:
-    model = _skeleton(name)
+def stages(name: str, args: tuple = ()) -> Stages:
+    """The stages of an architecture (built with `args`), without building it."""
+    return stages_of_model(_skeleton(name, args))
+
+
+def stages_of_model(model: nn.Module) -> Stages:
+    """The stages of a built model: its coarse group matcher's groups over its own tensors."""
     keys = list(model.state_dict())
     classifiers = model.pretrained_cfg.get("classifier") or ()
     classifiers = (classifiers,) if isinstance(classifiers, str) else tuple(classifiers)
@@ -172,12 +203,12 @@ def _words(keys: list[str], of: dict) -> str:
     return " + ".join(names)
 
 
-def describe(name: str) -> dict:
+def describe(name: str, args: tuple = ()) -> dict:
     """The plain facts about an architecture that the report and config checks read without building it."""
-    model, parts = _skeleton(name), stages(name)
-    return {"backbone": name, "stages": list(parts.words), "head": sorted({k.rsplit(".", 1)[0] for k in parts.head}),
-            "first_layer": first_layer(model), "outputs": [*output_names(model), POOLED],
-            "tokens": takes_input_size(name)}
+    model, parts = _skeleton(name, args), stages(name, args)
+    return {"backbone": name, **({"args": dict(args)} if args else {}), "stages": list(parts.words),
+            "head": sorted({k.rsplit(".", 1)[0] for k in parts.head}), "first_layer": first_layer(model),
+            "outputs": [*output_names(model), POOLED], "tokens": takes_input_size(name)}
 
 
 # --- the first layer and the position embedding: what crossing inputs changes ----------------------------------------

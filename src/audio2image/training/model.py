@@ -7,7 +7,7 @@ from __future__ import annotations
 from torch import nn
 
 from audio2image.errors import UserError
-from audio2image.training.backbone import Backbone, Stages, stages
+from audio2image.training.backbone import Backbone, Stages, stages_of_model
 
 # freeze policies by name -> stages frozen; None: all of them (a linear probe). "original": the original
 # experiment froze ResNet-18's conv1, bn1 and layer1, its first two stages.
@@ -25,8 +25,8 @@ def build_model(num_outputs: int, seed: int, backbone: Backbone = Backbone()) ->
 
 
 def stages_of(model: nn.Module) -> Stages:
-    """The stages of a model built by `build_model` (its architecture says which)."""
-    return stages(unwrap(model).pretrained_cfg["architecture"])
+    """The stages of a model built by `build_model`, as its own group matcher gives them."""
+    return stages_of_model(unwrap(model))
 
 
 def load_backbone(model: nn.Module, state: dict) -> None:

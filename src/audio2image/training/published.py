@@ -101,7 +101,7 @@ def read_weights(path: Path) -> dict:
 def published_state(model: nn.Module, backbone: Backbone, path: Path) -> dict:
     """The published weights in `model`'s shapes (for `backbone`'s input), without the head."""
     state = read_weights(path)
-    parts = stages(backbone.name)
+    parts = stages(backbone.name, backbone.args)
     outputs = next((state[k].shape[0] for k in sorted(parts.head) if k.endswith("weight") and k in state), 0)
     kwargs = {**backbone.kwargs(outputs), "in_chans": 3}
     try:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from audio2image.config import Config, renamed_value
+from audio2image.config_checks import parse_backbone_args
 from audio2image.datasets.splits import nested_fraction, nested_random_fraction
 from audio2image.prepare.features import MelSettings
 from audio2image.prepare.store import Store
@@ -65,11 +66,13 @@ def build_task(store: Store, config: Config, stage: str) -> Task:
         inputs = AudioInputs(crop, config.audio_eval_crops, normalization, config.audio_specaugment,
                              original_channels=original_channels, channels=channels)
         mels, frames = store.split("train").x.shape[1:]
-        backbone = Backbone(config.backbone, channels, (mels, crop or frames), config.audio_patch_stride)
+        backbone = Backbone(config.backbone, channels, (mels, crop or frames), config.audio_patch_stride,
+                            parse_backbone_args(config.backbone_args))
     else:
         crop = 0
         inputs = ImageInputs(config.image_size, config.image_augment)
-        backbone = Backbone(config.backbone, 3, (config.image_size, config.image_size))
+        backbone = Backbone(config.backbone, 3, (config.image_size, config.image_size),
+                            args=parse_backbone_args(config.backbone_args))
     kind = TASK_KINDS[store.task]
     # Each stage has its own smoothing key; only a kind whose loss takes it (cross-entropy) gets it.
     smoothing = getattr(config, f"{stage}_label_smoothing") if kind.smooths_labels else 0.0
