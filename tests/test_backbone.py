@@ -218,3 +218,21 @@ def test_bf16_on_the_cpu_gives_the_fp32_result_where_a_strided_convolution_leave
         with torch.autocast("cpu", dtype=torch.bfloat16):
             low = model(x).float()
     assert torch.isfinite(low).all() and (low - reference).abs().max() < 0.1 * reference.abs().max()
+
+
+def test_an_experiment_pretrained_with_another_backbone_is_refused_naming_it(tmp_path):
+    from audio2image.config import save_config
+    from audio2image.sweep import OtherPretraining, _check_same_pretraining
+    from audio2image.sweep.grid import pretrain_plan
+    from audio2image.util import write_json
+
+    before = from_dict({"out_dir": str(tmp_path), "name": "e"})
+    plan = pretrain_plan(before, tmp_path / "store", "source", 0)
+    plan.run_dir.mkdir(parents=True)
+    write_json(plan.run_dir / "run.json", {"run_id": plan.spec.run_id})
+    save_config(before, plan.run_dir / "config.yaml")
+    _check_same_pretraining(plan)  # the same settings: fine
+    after = pretrain_plan(from_dict({"out_dir": str(tmp_path), "name": "e", "backbone": VIT}), tmp_path / "store",
+                          "source", 0)
+    with pytest.raises(OtherPretraining, match=f"backbone=resnet18 \\(now {VIT}\\).*name=e-2"):
+        _check_same_pretraining(after)

@@ -8,6 +8,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 from audio2image.config import load_config
 from audio2image.report import build_report
@@ -59,3 +60,32 @@ def test_a_sweep_with_another_backbone_runs_and_reports_in_its_words(tmp_path, d
         assert "cka_by_stage.png" in figures
     layer = described["first_layer"].removesuffix(".weight")
     assert f"filters of {backbone}'s first layer ({layer})" in report
+
+
+@pytest.mark.slow
+def test_the_ast_config_asks_its_question_with_local_deit_weights_and_a_positive_control(tmp_path, data_dir):
+    """configs/ast.yaml as written but for the data's size: ImageNet DeiT weights (here a stand-in file) into a
+    one-channel ViT with overlapping patches on spectrograms, against random, with an audio folder as the control."""
+    from safetensors.torch import save_file
+    from test_directions import audio_folder, tagging_clips
+
+    from audio2image.training.backbone import Backbone
+
+    weights = tmp_path / "deit_tiny.safetensors"
+    save_file(Backbone("deit_tiny_patch16_224").build(1000, 3).state_dict(), str(weights))
+    control = audio_folder(tmp_path / "other-audio", tagging_clips())
+    config = load_config("configs/ast.yaml", [
+        f"out_dir={tmp_path}", f"data_dir={data_dir}", "synthetic=true", "target_root=", f"control_root={control}",
+        f"imagenet_weights={weights}", "synth_clips=48", "synth_seconds=3", "audio_clip_seconds=3",
+        "audio_crop_seconds=1", "audio_eval_crops=2", "pretrain_epochs=1", "transfer_epochs=1",
+        "pretrain_batch_size=16", "transfer_batch_size=16", "fractions=1.0", "seeds=0", "transfer_lrs=0.001",
+        "cka_items=0", "workers=1", "progress=false"])
+    summary = run_sweep(config)
+    assert summary["finished"] == summary["runs"] == 5
+    build_report(config.experiment_dir)
+    report = (config.experiment_dir / "report.md").read_text()
+    assert "Does a deit_tiny_patch16_224 (timm) pretrained on" in report and "## Positive control" in report
+    result = json.loads(next((config.experiment_dir / "transfer").glob("*/result.json")).read_text())
+    assert result["status"] == "completed"
+    best = torch.load(next((config.experiment_dir / "pretrain").glob("control-*/best.pt")), weights_only=True)
+    assert best["backbone"]["in_chans"] == 1 and best["backbone"]["grid"] == [12, 5]  # (128-16)//10+1, (63-16)//10+1

@@ -16,6 +16,7 @@ from audio2image.report.read import read_config
 from audio2image.report.report import (_ci, _configuration, _gain_ci, _gains, _transfer, read_results, render_html,
                                        transfer_curves)
 from audio2image.report.text import CLIPPED_NOTE
+from audio2image.training.backbone import describe
 
 HEADER = ["run_id", "stage", "dataset", "fraction", "init", "seed", "freeze", "status", "best_epoch", "epochs_run",
           "val_loss", "val_top1", "val_top5", "val_mean_class_acc", "test_loss", "test_top1", "test_top5",
@@ -226,7 +227,7 @@ def _no_hub(monkeypatch, tmp_path):
 def test_configuration_lists_only_keys_off_their_default(tmp_path):
     path = tmp_path / "config.yaml"
     save_config(from_dict({"transfer_epochs": 2, "seeds": [0, 1]}), path)  # what the sweep writes
-    text = _configuration(read_config(path))
+    text = _configuration(read_config(path), describe("resnet18"))
     keys = re.findall(r"^\| `(\w+)` \|", text, flags=re.M)
     assert keys == ["transfer_epochs", "seeds"]  # defaults (e.g. fractions, a list of floats; bools) are not listed
     assert "| `seeds` | 0, 1 | 0, 1, 2 |" in text
@@ -237,9 +238,10 @@ def test_configuration_all_defaults_and_unknown_keys(tmp_path):
     path = tmp_path / "config.yaml"
     save_config(from_dict({}), path)
     config = read_config(path)
-    assert "Every key has its default value. The full resolved config: [config.yaml](config.yaml)." in \
-        _configuration(config)
-    older = _configuration({**config, "mixup": 0.2, "synthetic": 0})  # 0 is not the default False
+    assert "Every key has its default value. The network: timm's resnet18, in 5 stages (conv1 + bn1; layer1; " \
+        "layer2; layer3; layer4), then its head (fc). The full resolved config: [config.yaml](config.yaml)." in \
+        _configuration(config, describe("resnet18"))
+    older = _configuration({**config, "mixup": 0.2, "synthetic": 0}, describe("resnet18"))  # 0 is not the default
     assert re.findall(r"^\| `(\w+)` \|", older, flags=re.M) == ["synthetic", "mixup"]
     assert "(not a key of this version)" in older
 

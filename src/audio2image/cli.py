@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the commands import the package's modules lazily, to keep `
     from audio2image.config import Config
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-CONFIG_HELP = ("a YAML config file, or the name of a bundled one (demo, original, recipe, tiny); "
+CONFIG_HELP = ("a YAML config file, or the name of a bundled one (demo, original, recipe, tiny, ast); "
                "followed by key=value overrides")
 RENAMED_CONFIGS = {"seed": "original"}  # bundled configs renamed: old name -> new name (the old one still works)
 

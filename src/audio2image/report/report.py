@@ -70,7 +70,7 @@ def build_report(experiment_dir: Path) -> dict:
         _conclusion(rows, gains, metrics, efficiency, missing,
                     transfers.sentences() + ([control_verdict(gains[metrics[0]], controls)] if rows else [])),
         _datasets(facts),
-        _configuration(config),
+        _configuration(config, backbone),
         pretraining_section(exp, config, facts, rows, fig_dir, made),
         selection_section(exp, config),
         _transfer(cells, metrics, fig_dir, made),
@@ -156,11 +156,16 @@ def _datasets(facts: dict) -> str:
                                       "folder"], rows)
 
 
-def _configuration(config: dict) -> str:
-    """The keys whose value is not Config's default (the full list would fill the first screen), and a link."""
+def _configuration(config: dict, backbone: dict) -> str:
+    """The network, the keys whose value is not Config's default (the full list would fill the first screen), and
+    a link."""
     if not config:
         return "## Configuration summary\n\nconfig.yaml is missing."
-    link = "The full resolved config: [config.yaml](config.yaml)."  # the report sits next to it in the experiment
+    stages = backbone["stages"]
+    network = (f"The network: timm's {backbone['backbone']}"
+               + "".join(f", with {k}={v}" for k, v in (backbone.get("args") or {}).items())
+               + f", in {len(stages)} stages ({'; '.join(stages)}), then its head ({', '.join(backbone['head'])}). ")
+    link = network + "The full resolved config: [config.yaml](config.yaml)."  # the report sits next to it
     defaults = _config_defaults()
     rows = [[f"`{k}`", config_value(v), config_value(defaults[k]) if k in defaults else "(not a key of this version)"]
             for k, v in config.items() if k not in defaults or not _same_value(v, defaults[k])]
