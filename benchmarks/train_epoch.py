@@ -3,27 +3,30 @@
 Synthesises a Caltech-256-format tree (JPEGs, sides 200-500) in a temporary folder and prepares it with
 prepare_caltech256 at the default config's image_store_size (256). The training settings are the default Config's
 transfer stage (the stage that trains on Caltech-256), with --size as image_size, --batch-size as
-transfer_batch_size and --backbone as backbone (any timm name; default resnet18): build_model's network, build_task (crop-flip ImageInputs, label smoothing 0.1),
-build_optimizer (SGD + Nesterov) and build_schedule (per-step warm-up + cosine). As train_run does: channels_last
-on CUDA and the CPU; bf16 autocast on CUDA and on CPUs with native bf16 (run.uses_amp); pinned memory on CUDA. Every timed pass is one call of
-engine.train_one_epoch (torch.cuda.synchronize before and after on CUDA), in one process with one torch thread
+transfer_batch_size, --backbone as backbone (any timm name; default resnet18) and --no-amp as amp=false:
+build_model's network, build_task (crop-flip ImageInputs, label smoothing 0.1), build_optimizer (SGD + Nesterov) and
+build_schedule (per-step warm-up + cosine). As train_run does: channels_last on CUDA and the CPU; bf16 autocast on
+CUDA and on CPUs with native bf16 unless --no-amp (run.uses_amp); pinned memory on CUDA. Every timed pass is one
+call of engine.train_one_epoch (torch.cuda.synchronize before and after on CUDA), in one process with one torch thread
 count:
   - warm-up (not timed): --warmup steps through the real pipeline, the last one of the epoch's last batch size;
   - real: one epoch of the train split (capped at --steps batches): Loader (shuffled, read-ahead thread,
     epoch_generator(0, 1), a new order each repeat) + the task's ImageInputs training augmentation on the device;
   - floor: the same number of steps with the same batch sizes, whose inputs are 4 batches augmented and
     normalised by the real pipeline before timing, kept on the device and cycled: the same model, optimiser,
-    loss and loop with only the input pipeline removed; in bf16 where the run uses it (the fastest floor), and
-    then also in fp32, printed as the bf16-vs-fp32 step speedup, beside that of a bare timm step of the same
-    backbone (what the CPU's bf16 gives without the project; benchmarks/README.md has the figures);
+    loss and loop with only the input pipeline removed; in the run's precision, and where the CPU has native
+    bf16 also in the other one (bf16 or fp32), printed as the bf16-vs-fp32 step speedup beside that of a bare
+    timm step of the same backbone (what the CPU's bf16 gives without the project: not every backbone gains);
   - with --seed-loader (--size 224 only): the same steps through the seed's loader (seed_images.py's dataset and
     transforms, DataLoader with 1 worker, shuffled, pinned memory on CUDA) in plain fp32, NCHW, after 2 untimed
     fp32 steps on ready batches; its worker start-up is timed, as it is paid in each of the seed's epochs; run once.
 Real and floor are timed --repeats times, alternated, and the fastest epoch of each is kept (the machine may be
-shared). Prints images/s for each; the last line is `train_epoch efficiency: 0.XX` = real images/s / floor images/s.
+shared). Prints images/s for each, and real / floor in the run's precision; the last line is
+`train_epoch efficiency: 0.XX` = real images/s / the faster floor's images/s (bf16 or fp32): a backbone whose
+bf16 is slower than its fp32 on this CPU scores low with amp on, and is run with --no-amp (amp=false).
 
 Run: .venv/bin/python benchmarks/train_epoch.py [--backbone resnet18] [--classes 10] [--per-class 40] [--size 224]
-     [--batch-size 64]
+     [--batch-size 64] [--no-amp]
      [--steps N] [--warmup 2] [--repeats 3] [--device cpu] [--threads 0] [--workers 2] [--seed-loader]
 """
 from __future__ import annotations
@@ -61,6 +64,7 @@ def seed_module():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default="resnet18", help="any timm architecture (config key backbone)")
+    parser.add_argument("--no-amp", action="store_true", help="fp32 training (config amp=false)")
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--per-class", type=int, default=40)
     parser.add_argument("--size", type=int, default=224, help="model input side (image_size)")
@@ -94,10 +98,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = Config(backbone=args.backbone, image_size=args.size, transfer_batch_size=args.batch_size,
-                    device=args.device)
+                    device=args.device, amp=not args.no_amp)
     device = resolve_device(config.device)
     cuda = device.type == "cuda"
     amp, channels_last = uses_amp(config, device), uses_channels_last(config, device)
+    other = (not amp) if uses_amp(dataclasses.replace(config, amp=True), device) else None  # the other precision
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         tmpdir = Path(tmp)
@@ -156,23 +161,28 @@ def main() -> None:
                          for i, n in enumerate(sizes)]
         ready_task = dataclasses.replace(task, inputs=Ready())
 
-        real, floor, fp32 = [], [], []
-        if amp:
-            epoch(ready_task, floor_batches[:2], amp=False)  # fp32 kernels warmed up too
+        real, floor, second = [], [], []
+        if other is not None:
+            epoch(ready_task, floor_batches[:2], amp=other)  # the other precision's kernels warmed up too
         for _ in range(args.repeats):  # alternated, so that a slow spell of a shared machine hits all alike
             real.append(epoch(task, loader))
             floor.append(epoch(ready_task, floor_batches))
-            if amp:
-                fp32.append(epoch(ready_task, floor_batches, amp=False))
-        real_rate = report("real (Loader + ImageInputs crop-flip)", min(real))
-        floor_rate = report(f"floor (ready batches on the device, {'bf16' if amp else 'fp32'})", min(floor))
-        if amp:
-            fp32_rate = report("floor in fp32 (amp=false)", min(fp32))
+            if other is not None:
+                second.append(epoch(ready_task, floor_batches, amp=other))
+        precision = {True: "bf16", False: "fp32"}
+        real_rate = report(f"real (Loader + ImageInputs crop-flip, {precision[amp]})", min(real))
+        floor_rate = report(f"floor (ready batches on the device, {precision[amp]})", min(floor))
+        fastest = floor_rate
+        if other is not None:
+            other_rate = report(f"floor in {precision[other]}", min(second))
+            fastest = max(floor_rate, other_rate)
+            bf16_rate, fp32_rate = (floor_rate, other_rate) if amp else (other_rate, floor_rate)
             bare = bare_bf16_speedup(args.backbone, args.size, args.batch_size, device)
-            print(f"bf16 vs fp32 step speedup at {args.size} px: {floor_rate / fp32_rate:.2f}x (a bare "
+            print(f"bf16 vs fp32 step speedup at {args.size} px: {bf16_rate / fp32_rate:.2f}x (a bare "
                   f"timm {args.backbone} step: {bare:.2f}x)")
         else:
-            print("bf16: off (amp=false, or no native bf16 on this CPU): the floor is fp32")
+            print("bf16: no native bf16 on this CPU: the floor is fp32")
+        print(f"real / floor in the run's precision ({precision[amp]}): {real_rate / floor_rate:.2f}")
         if args.seed_loader:
             files = torch.utils.data.Subset(seed.Caltech256Files(root), range(images))  # same batches
             seed_loader = torch.utils.data.DataLoader(files, batch_size=args.batch_size, shuffle=True,
@@ -182,7 +192,7 @@ def main() -> None:
             seed_seconds = epoch(ready_task, (RawBatch(x, y) for x, y in seed_loader), amp=False,
                                  channels_last=False)
             report("seed loader (PIL + torchvision, 1 worker), fp32 NCHW", seed_seconds)
-        print(f"train_epoch efficiency: {real_rate / floor_rate:.2f}")
+        print(f"train_epoch efficiency: {real_rate / fastest:.2f}")
 
 
 def bare_bf16_speedup(backbone: str, size: int, batch: int, device, steps: int = 4) -> float:
