@@ -223,7 +223,9 @@ def first_layer_filters(filters: dict[str, np.ndarray], path: Path, layer: str =
         ax.set_title(name)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_xlabel(f"{weight.shape[0]} filters, {weight.shape[2]} x {weight.shape[3]} px each")
+        shown = f"the first {FILTERS_SHOWN} of {weight.shape[0]}" if weight.shape[0] > FILTERS_SHOWN else \
+            f"{weight.shape[0]}"
+        ax.set_xlabel(f"{shown} filters, {weight.shape[2]} x {weight.shape[3]} px each")
     fig.suptitle(f"First-layer ({layer}) filters, each min-max scaled to RGB")
     return _save(fig, path, tight=False)
 

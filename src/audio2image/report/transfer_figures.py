@@ -36,9 +36,10 @@ def gain_by_depth(points: list[dict], path: Path, metric: str, stages: list[str]
         low, high = np.clip(low, -edge, edge), np.clip(high, -edge, edge)
         ax.errorbar(x, mean, yerr=_yerr(mean, low, high), marker="o", capsize=4, lw=1.5,
                     label=f"{100 * fraction:g}% of the training split")
-    ax.set_xticks(range(len(stages) + 1), ["0\n(random)", *_stage_ticks(stages)],
-                  fontsize=8 if len(stages) > 6 else None)
-    ax.set_xlabel("pretrained stages carried (the rest: the seed's random init)")
+    ax.set_xticks(range(len(stages) + 1), ["0\n(random)", *_stage_ticks(stages)])
+    ax.set_xlabel("pretrained stages carried (the rest: the seed's random init)" if len(stages) <= 6 else
+                  f"pretrained stages carried, of {len(stages)} (the rest: the seed's random init)\n"
+                  f"1: {stages[0]}; {len(stages)}: {stages[-1]}")
     ax.set_ylabel(f"difference in {metric_name(metric)}\n(points, init - random)")
     ax.set_title("Gain over random init by transfer depth, paired by seed (95% CI)")
     ax.grid(alpha=0.3)
@@ -47,12 +48,11 @@ def gain_by_depth(points: list[dict], path: Path, metric: str, stages: list[str]
 
 
 def _stage_ticks(stages: list[str]) -> list[str]:
-    """'K\n+words' under each depth; a long list of stages (a ViT's blocks) only by number, the words of the
-    first and last kept."""
+    """'K\n+words' under each depth; a long list of stages (a ViT's blocks) only by number (the axis label names
+    the first and the last)."""
     if len(stages) <= 6:
         return [f"{k}\n{'+' if k > 1 else ''}{word.split(' + ')[0]}" for k, word in enumerate(stages, 1)]
-    return [f"{k}" + (f"\n{word.split(' + ')[0]}" if k in (1, len(stages)) else "")
-            for k, word in enumerate(stages, 1)]
+    return [str(k) for k in range(1, len(stages) + 1)]
 
 
 def cka_by_stage(summaries: list[dict], path: Path, outputs: list[str]) -> Path:
