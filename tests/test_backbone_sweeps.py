@@ -32,8 +32,8 @@ def test_a_sweep_with_another_backbone_runs_and_reports_in_its_words(tmp_path, d
     inits = f"random,{source},{source}@2,{source}-stats"
     config = load_config("configs/tiny.yaml", [
         f"out_dir={tmp_path}", f"data_dir={data_dir}", f"name={backbone}-{source}", f"backbone={backbone}",
-        *sides,
-        f"inits={inits}", "freezes=none,linear", "fractions=1.0", "seeds=0", "transfer_epochs=1", f"cka_items={cka_items}"])
+        *sides, f"inits={inits}", "freezes=none,linear", "fractions=1.0", "seeds=0", "transfer_epochs=1",
+        f"cka_items={cka_items}"])
     summary = run_sweep(config)
     assert summary["finished"] == summary["runs"] == 8
     exp = config.experiment_dir
