@@ -5,11 +5,12 @@
 # the seed's sweep projected from the two runs (benchmarks/seed_sweep_time.py).
 #
 # On the device machine python3 is the image's own (Python 3.12, its torch and torchvision; pytest, PyYAML, tqdm,
-# scipy, scikit-learn, Pillow, threadpoolctl are there, soundfile and cffi are not, device/KINDS.md): the project
+# scipy, scikit-learn, Pillow, threadpoolctl, safetensors and a timm are there, soundfile and cffi are not,
+# device/KINDS.md; the pinned timm is carried, as /tmp/site comes before the image's own packages): the project
 # runs from src/ through PYTHONPATH, and the wheels carried in wheels/ are installed into /tmp/site first:
 #     here:   echo /wheels/ >> .git/info/exclude
 #             pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
-#                 --platform manylinux_2_28_x86_64 -d wheels soundfile cffi pycparser
+#                 --platform manylinux_2_28_x86_64 -d wheels soundfile cffi pycparser timm==1.0.29
 #     device: run(command="bash benchmarks/gpu_figures.sh", carry=["wheels"], timeout_s=600)
 # The device tool brings back at most 8 files from $OUT: summary.txt (machine, each step's exit status, seconds and
 # last line, the projection), gpu_util.csv and one log per step (6). Steps run most important first; one that would
