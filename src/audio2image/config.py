@@ -124,6 +124,8 @@ class Config:
     # --- what transfers (analysis/) ----------------------------------------------------------------------------------
     cka_items: int = 1000  # validation items on which per-stage CKA compares networks; 0: no similarity analysis
     convergence_share: float = 0.9  # converged: validation metric at this share of the random init's mean best
+    # the report: the gain (points of the target's metric) for which it says how many seeds would detect it
+    effect_of_interest: float = 5.0
     # --- how to run -----------------------------------------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | mps
     amp: bool = True  # bf16 autocast on CUDA and on CPUs with native bf16 (AMX / AVX-512 BF16); false: fp32

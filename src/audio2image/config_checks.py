@@ -44,7 +44,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 POSITIVE = {"synth_clips", "synth_seconds", "synth_classes", "synth_per_class", "audio_clip_seconds",
             "audio_eval_crops", "image_store_size", "image_size", "pretrain_epochs", "pretrain_batch_size",
             "pretrain_lr", "transfer_epochs", "transfer_batch_size", "transfer_lr", "workers", "parallel",
-            "slurm_time_min", "tune_seeds"}
+            "slurm_time_min", "tune_seeds", "effect_of_interest"}
 NON_NEGATIVE = {"threads", "precise_bn_batches", "checkpoint_seconds", "cka_items", "audio_crop_seconds",
                 "audio_patch_stride", "pretrain_weight_decay", "transfer_weight_decay", "pretrain_warmup_epochs",
                 "transfer_warmup_epochs", "pretrain_label_smoothing", "transfer_label_smoothing"}

@@ -16,7 +16,8 @@ import math
 import numpy as np
 
 from audio2image.report.sentences import comparison_clauses
-from audio2image.report.stats import ALPHA, grid_of, groups, holm, metric_name, paired_difference, summarize
+from audio2image.report.stats import (ALPHA, grid_of, groups, holm, metric_name, paired_difference, summarize,
+                                      tested)
 from audio2image.report.text import finite
 
 
@@ -125,16 +126,16 @@ def convergence_sentence(pairs: list[dict], share: float, baseline: str = "rando
     indistinguishably from `baseline`, by how many epochs (95% CI), and how many runs never reached it.
     `metric` (e.g. "val_top1") names the validation metric; without it the sentence says "validation value".
     """
-    if not any(p["n"] >= 2 for p in pairs):
-        return ("No convergence comparison yet: no fraction has at least two seeds with validation curves for "
-                f"both a pretrained init and the {baseline} init.")
+    if not tested(pairs):
+        return ("No convergence comparison yet: no fraction has the seeds a paired test needs (at least three, "
+                f"with some spread) with validation curves for both a pretrained init and the {baseline} init.")
     value = metric_name(metric) if metric else "validation value"
     parts = []
     for (init, freeze), group in groups(pairs, ("init", "freeze")).items():
-        tested = [p for p in group if p["n"] >= 2]
+        count = len(tested(group))
         head = (f"Convergence of the {init} init against the {baseline} init (first epoch at {100 * share:.4g}% "
                 f"of the {baseline} init's mean best {value}, paired by seed, Holm-corrected across "
-                f"{len(tested)} fraction{'s' if len(tested) != 1 else ''}"
+                f"{count} fraction{'s' if count != 1 else ''}"
                 + (f", freeze {freeze}" if freeze != "none" else "") + "):")
         parts.append(head + " " + "; ".join(_clauses(group, init, baseline)) + ".")
     return " ".join(parts)

@@ -101,7 +101,7 @@ def control_verdict(gains: list[dict], controls: list[str]) -> str:
                 "cannot be told apart from a lack of power.")
     sentences = []
     for init in controls:
-        group = [g for g in gains if g["init"] == init and g["freeze"] == "none" and g["n"] >= 2]
+        group = [g for g in gains if g["init"] == init and g["freeze"] == "none" and g["n"] >= 1]
         if not group:
             sentences.append(f"The positive control ({init}) has no paired results yet.")
             continue

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -23,9 +22,10 @@ from matplotlib.ticker import MaxNLocator
 from audio2image.report.stats import METRICS, cell_table, gain_range, metric_name, metric_range
 
 DPI = 120
-# fixed colours so an init has the same colour in every figure
-COLORS = {"random": "#555555", "audio": "#d95f02", "imagenet": "#1b9e77", "image": "#7570b3"}
-EXTRA_COLORS = ["#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#1f78b4", "#b15928", "#6a3d9a", "#33a02c"]
+# Okabe and Ito's colour-blind-safe palette, for the pretrained inits in the experiment's order; random is grey
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
+BASELINE_COLOR = "#7a7a7a"
+_ASSIGNED: dict[str, str] = {}  # this report's inits -> their colours (use_palette)
 LINESTYLES = ["-", "--", ":", "-."]
 HATCHES = ["", "//", "..", "xx"]  # bars tell freezes apart as lines do by style
 
@@ -289,17 +289,19 @@ def _clipped(low: np.ndarray, high: np.ndarray, item: dict) -> tuple[np.ndarray,
     return np.clip(low, 100 * bounds[0], 100 * bounds[1]), np.clip(high, 100 * bounds[0], 100 * bounds[1])
 
 
+def use_palette(inits: list[str]) -> None:
+    """Give each init of the report being made a colour of its own, the same in every figure: random grey, the
+    others PALETTE's colours in their order (up to eight are told apart)."""
+    _ASSIGNED.clear()
+    others = [init for init in inits if init.split(":", 1)[0] != "random"]
+    _ASSIGNED.update({init: PALETTE[k % len(PALETTE)] for k, init in enumerate(others)})
+
+
 def init_color(init: str):
-    """An init's colour, the same in every figure of every report. Variants of a pretrained init share its hue:
-    `audio@K` lighter the fewer stages it carries, `audio-stats` darker; other inits get a colour by name."""
-    name = init.split(":", 1)[0]
-    base, _, depth = name.partition("@")
-    if name.endswith("-stats") and name[:-6] in COLORS:
-        return tuple(0.55 * c for c in to_rgb(COLORS[name[:-6]]))
-    if depth.isdigit() and base in COLORS:
-        white = 0.65 / int(depth)  # 1 stage: mostly white; the more stages, the nearer the full init's colour
-        return tuple(c + (1 - c) * white for c in to_rgb(COLORS[base]))
-    return COLORS.get(name) or EXTRA_COLORS[zlib.crc32(name.encode()) % len(EXTRA_COLORS)]
+    """An init's colour: random's grey, else its colour in this report (use_palette), else one by name."""
+    if init.split(":", 1)[0] == "random":
+        return BASELINE_COLOR
+    return _ASSIGNED.get(init) or PALETTE[zlib.crc32(init.encode()) % len(PALETTE)]
 
 
 def _style(init: str, freeze: str, items) -> tuple[str, str]:

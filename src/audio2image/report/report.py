@@ -18,8 +18,9 @@ from pathlib import Path
 import yaml
 
 from audio2image.config import Config
-from audio2image.report import figures, sentences, stats
-from audio2image.report.fairness import control_inits, control_section, control_verdict, selection_section
+from audio2image.report import figures, sentences, stats, verdict
+from audio2image.report.power import MIN_PAIRS, probability_of_improvement
+from audio2image.report.fairness import control_inits, control_section, selection_section
 from audio2image.report.html import render_html
 from audio2image.report.pretraining import pretraining_section, side_words
 from audio2image.report.read import (backbone_facts, experiment_facts, first_layer_weights, read_config,
@@ -62,19 +63,23 @@ def build_report(experiment_dir: Path) -> dict:
                     key=lambda c: (order.get(c["init"], len(order)), c["init"], c["freeze"], str(c["seed"])))
     transfers = WhatTransfers.of(exp, config, rows, curves, metrics[0], kind.validation_metric, backbone)
     controls = control_inits(inits, facts)
+    effect = float(config.get("effect_of_interest", Config.effect_of_interest)) / 100
+    verdicts = verdict.verdicts(gains[metrics[0]], stats.completed_values(rows, metrics[0]), effect, controls)
 
     fig_dir = exp / "figures"
+    figures.use_palette(inits)
     made = {}
     sections = [
-        _title(config, facts, inits, backbone),
-        _conclusion(rows, gains, metrics, efficiency, missing,
-                    transfers.sentences() + ([control_verdict(gains[metrics[0]], controls)] if rows else [])),
+        _title(config, facts, backbone),
+        verdict.answer_section(verdicts, metrics[0], verdict.control_words(verdicts, controls), fig_dir, made),
+        _conclusion(rows, verdicts, controls, transfers.brief(), missing),
+        _inits(inits, facts, backbone),
         _datasets(facts),
         _configuration(config, backbone),
         pretraining_section(exp, config, facts, rows, fig_dir, made),
         selection_section(exp, config),
         _transfer(cells, metrics, fig_dir, made),
-        _gains(gains, metrics, fig_dir, made),
+        _gains(gains, metrics, rows, fig_dir, made),
         control_section(gains[metrics[0]], controls),
         _efficiency(efficiency, pretrained),
         transfers.section(fig_dir, made),
@@ -116,31 +121,36 @@ def init_words(init: str, source: dict, control: dict | None = None, backbone: s
 
 # --- sections --------------------------------------------------------------------------------------------------------
 
-def _title(config: dict, facts: dict, inits: list[str], backbone: dict) -> str:
+def _title(config: dict, facts: dict, backbone: dict) -> str:
     source, target = facts["source"], facts["target"]
     fractions = ", ".join(pct(f) for f in config.get("fractions") or [])
     seeds = len(config.get("seeds") or [])
-    name = backbone["backbone"]
-    listed = "; ".join(f"{init}: {init_words(init, source, facts.get('control'), name)}" for init in inits)
     return (f"# {config.get('name', 'experiment')}: does pretraining on {source['dataset']} help "
             f"{target['dataset']}?\n\n"
-            f"Does a {name} (timm) pretrained on {side_words(source)} learn {side_words(target)} better than one "
-            f"started from random weights, and does it need less data? Each transfer run trains on a fraction of the "
-            f"training split{f' ({fractions})' if fractions else ''} from each init, repeated over "
-            f"{seeds or 'several'} seeds; every pretrained init is compared with the random init on the test set, "
-            f"paired by seed, with the model chosen on validation.\n\nInits: {listed or 'none yet'}.")
+            f"Does a {backbone['backbone']} (timm) pretrained on {side_words(source)} learn {side_words(target)} "
+            f"better than one started from random weights, and with less data? Trained on "
+            f"{fractions or 'fractions'} of the training split, {seeds or 'several'} seeds each, compared on the "
+            "test set, paired by seed.")
 
 
-def _conclusion(rows, gains: dict, metrics, efficiency, missing, transfers: list[str]) -> str:
+def _inits(inits: list[str], facts: dict, backbone: dict) -> str:
+    words = [f"- `{init}`: {init_words(init, facts['source'], facts.get('control'), backbone['backbone'])}"
+             for init in inits]
+    return "## Inits\n\n" + ("\n".join(words) if words else "None yet.")
+
+
+def _conclusion(rows, verdicts: list[dict], controls: list[str], transfers: list[str], missing) -> str:
+    """One short sentence a finding: each pretrained init against random, the positive control, what transfers."""
     if not rows:
-        text = ("No transfer results yet: results.csv is missing or empty, so there is nothing to compare. "
-                "The sections below show what exists so far.")
-    else:
-        text = sentences.conclusion(gains[metrics[0]], efficiency, tuple(gains[m] for m in metrics[1:]))
-        if transfers:
-            text += "\n\nWhat transfers. " + " ".join(transfers)
-        if missing:
-            text += f" The sweep is incomplete: {len(missing)} planned runs have no result yet (listed under Runs)."
+        return ("## Conclusion\n\nNo transfer results yet: no finished run of the grid, so there is nothing to "
+                "compare. The sections below show what exists so far.")
+    found = [verdict.finding(init, group) for (init, freeze), group in stats.groups(verdicts, ("init", "freeze"))
+             .items() if init not in controls and freeze == "none"]
+    found += [verdict.finding(f"{init} (freeze {freeze})", group) for (init, freeze), group
+              in stats.groups(verdicts, ("init", "freeze")).items() if init not in controls and freeze != "none"]
+    text = " ".join(found + [verdict.control_words(verdicts, controls, short=True)] + transfers)
+    if missing:
+        text += f" The sweep is incomplete: {len(missing)} planned runs have no result yet (listed under Runs)."
     return "## Conclusion\n\n" + text
 
 
@@ -211,18 +221,23 @@ def _transfer(cells: dict, metrics, fig_dir: Path, made: dict) -> str:
     return "\n\n".join(parts)
 
 
-def _gains(gains: dict, metrics, fig_dir: Path, made: dict) -> str:
+def _gains(gains: dict, metrics, runs: list[dict], fig_dir: Path, made: dict) -> str:
     parts = ["## Gain over random init",
              "Difference init - random in points, paired by seed (seeds where both runs completed), 95% t-interval, "
-             "two-sided paired t-test, Holm-adjusted across fractions per init."]
+             f"two-sided paired t-test (on {MIN_PAIRS} or more pairs with some spread), Holm-adjusted across "
+             "fractions per init; P(init > random): the chance that a seed of the init beats a seed of random (ties "
+             "half), with a stratified bootstrap interval."]
     if not any(gains.values()):
         return "\n\n".join(parts + ["No pretrained init has results to compare yet."])
     for metric in metrics:
+        values = stats.completed_values(runs, metric)
         rows = [[g["init"], g["freeze"], pct(g["fraction"]), points(g["mean"]), _gain_ci(g), p_value(g["p"]),
-                 p_value(g["p_holm"]), _significant(g), str(g["n"])] for g in gains[metric]]
+                 p_value(g["p_holm"]), _significant(g), _improvement(values, g), str(g["n"])] for g in gains[metric]]
         parts += [f"{capitalised(stats.metric_name(metric))}:",
                   table(["init", "freeze", "fraction", "difference (points)", "95% CI", "p", "Holm p", "significant",
-                         "n pairs"], rows)]
+                         "P(init > random) (95% CI)", "n pairs"], rows)]
+    parts.append("In words: " + " ".join(sentences.gain_sentence(*key, group) for key, group
+                                         in stats.groups(gains[metrics[0]], ("init", "freeze", "baseline")).items()))
     parts[1] = " ".join(filter(None, (parts[1], clipped_note(*parts))))
     if any(g["n"] for g in gains[metrics[0]]):
         made["gain_vs_fraction"] = figures.gain_vs_fraction(gains[metrics[0]], fig_dir / "gain_vs_fraction.png")
@@ -371,4 +386,14 @@ def _ratio_ci(e: dict) -> str:
 
 
 def _significant(g: dict) -> str:
+    if g.get("untested"):
+        return f"not tested ({g['untested']})"
     return "-" if not finite(g["p_holm"]) else ("yes" if g["significant"] else "no")
+
+
+def _improvement(values: dict, g: dict) -> str:
+    """P(init > baseline) over the cell's seeds (all completed ones), with its bootstrap interval."""
+    ours = values.get((g["fraction"], g["init"], g["freeze"]), {})
+    theirs = values.get((g["fraction"], g["baseline"], g["freeze"]), {})
+    p = probability_of_improvement(list(ours.values()), list(theirs.values()))
+    return f"{p['p']:.2f} ({p['ci_low']:.2f} to {p['ci_high']:.2f})" if finite(p["p"]) else "-"

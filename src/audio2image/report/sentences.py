@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from audio2image.report.stats import GAIN, LOSS, MISSING, NO_CLEAR, gain_range, groups, metric_name
+from audio2image.report.stats import GAIN, LOSS, MISSING, NO_CLEAR, gain_range, groups, metric_name, tested
 from audio2image.report.text import bounded, clipped_note, pct
 
 
@@ -16,10 +16,9 @@ def conclusion(gains: list[dict], efficiency: list[dict], secondary: tuple[list[
 
     `secondary`: gain tables of further metrics of the same runs (a tagging target's PR-AUC), a sentence each.
     """
-    tested = [g for g in gains if g["n"] >= 2]
-    if not tested:
-        return ("No conclusion yet: no fraction has at least two seeds completed for both a pretrained init and "
-                "the random init, so no paired comparison can be made.")
+    if not tested(gains):
+        return ("No conclusion yet: no fraction has the seeds a paired test needs (at least three, with some "
+                "spread in their differences) for both a pretrained init and the random init.")
     parts = []
     for (init, freeze, baseline), group in groups(gains, ("init", "freeze", "baseline")).items():
         parts.append(gain_sentence(init, freeze, baseline, group))
@@ -27,7 +26,7 @@ def conclusion(gains: list[dict], efficiency: list[dict], secondary: tuple[list[
         parts.append(efficiency_sentence(init, baseline, eff))
     for table in secondary:
         parts += [gain_sentence(*key, group) for key, group in groups(table, ("init", "freeze", "baseline")).items()]
-    n_min = min(g["n"] for g in tested)
+    n_min = min(g["n"] for g in tested(gains))
     if n_min < 3:
         parts.append(f"With only {n_min} seeds in some cells the 95% intervals are wide and the tests have little "
                      "power: \"indistinguishable\" means no difference was shown, not that there is none.")
@@ -37,10 +36,10 @@ def conclusion(gains: list[dict], efficiency: list[dict], secondary: tuple[list[
 
 def gain_sentence(init, freeze, baseline, group) -> str:
     """One sentence on one init's paired gains (one metric) over the fractions of `group`."""
-    tested = [g for g in group if g["n"] >= 2]
+    count = len(tested(group))
     metric = metric_name(group[0]["metric"])
     head = (f"The {init} init against the {baseline} init ({metric}, paired by seed, Holm-corrected across "
-            f"{len(tested)} fraction{'s' if len(tested) != 1 else ''}"
+            f"{count} fraction{'s' if count != 1 else ''}"
             + (f", freeze {freeze}" if freeze != "none" else "") + "):")
     clauses = comparison_clauses(group, 100, "points", ((1, "better"), (-1, "worse")),
                                  gain_range(group[0]["metric"]))
@@ -56,22 +55,20 @@ def comparison_clauses(group: list[dict], scale: float, unit: str, words: tuple[
     def shown(x):
         return bounded(x, bounds, lambda v: f"{scale * v:+.1f}")
 
-    tested = [g for g in group if g["n"] >= 2]
     clauses = []
     for sign, word in words:
-        hits = [g for g in tested if g["significant"] and sign * g["mean"] > 0]
+        hits = [g for g in tested(group) if g["significant"] and sign * g["mean"] > 0]
         if hits:
             clauses.append(f"significantly {word} at " + ", ".join(
                 f"{pct(g['fraction'])} ({scale * g['mean']:+.1f} {unit}, 95% CI {shown(g['ci_low'])} to "
                 f"{shown(g['ci_high'])})" for g in hits))
-    same = [g for g in tested if not g["significant"]]
+    same = [g for g in tested(group) if not g["significant"]]
     if same:
         diffs = [scale * g["mean"] for g in same]
         clauses.append(f"indistinguishable at {_fractions_words(same)} (differences {min(diffs):+.1f} to "
                        f"{max(diffs):+.1f} {unit})")
-    untested = [g for g in group if g["n"] < 2]
-    if untested:
-        clauses.append(f"not testable at {_fractions_words(untested)} (fewer than 2 seeds paired)")
+    for reason, untested in groups([g for g in group if g["untested"]], ("untested",)).items():
+        clauses.append(f"not tested at {_fractions_words(untested)} ({reason[0]})")
     return clauses
 
 

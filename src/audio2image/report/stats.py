@@ -17,6 +17,7 @@ from collections import defaultdict
 import numpy as np
 from scipy import stats as sps
 
+from audio2image.report.power import MIN_PAIRS
 from audio2image.report.text import finite
 
 ALPHA = 0.05
@@ -72,19 +73,30 @@ def summarize(values) -> dict:
 
 
 def paired_difference(a, b) -> dict:
-    """a - b for values paired by position (seed): mean, std, 95% t-interval, two-sided paired t-test p, n."""
+    """a - b for values paired by position (seed): mean, std, 95% t-interval, two-sided paired t-test p, n, and
+    `untested`: why no test was made ("" when one was).
+
+    No test, and so never "significant", with fewer than MIN_PAIRS pairs (a t-test with one degree of freedom)
+    or when every pair differs by the same amount: no spread to judge the difference by (two seeds both +25 points,
+    2 of 8 test images, are no evidence), and then no interval either.
+    """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired samples differ in length: {a.shape} vs {b.shape}")
-    result = summarize(a - b)
-    result["p"] = math.nan
-    if result["n"] >= 2:
-        if result["std"] <= _ZERO_SPREAD * max(1.0, abs(result["mean"])):
-            # ttest_rel divides by zero here; a constant non-zero difference is as certain as it gets
-            result["p"] = 1.0 if result["mean"] == 0 else 0.0
-        else:
-            result["p"] = float(sps.ttest_rel(a, b).pvalue)
+    result = {**summarize(a - b), "p": math.nan, "untested": ""}
+    if result["n"] < MIN_PAIRS:
+        result["untested"] = f"{result['n']} seed{'s' if result['n'] != 1 else ''} paired; a test needs {MIN_PAIRS}"
+    elif result["std"] <= _ZERO_SPREAD * max(1.0, abs(result["mean"])):
+        result.update(untested="the same difference on every seed: no spread to test it by", ci_low=math.nan,
+                      ci_high=math.nan)
+    else:
+        result["p"] = float(sps.ttest_rel(a, b).pvalue)
     return result
+
+
+def tested(comparisons) -> list[dict]:
+    """The comparisons (paired differences) that were tested: enough seeds and some spread."""
+    return [c for c in comparisons if not c["untested"]]
 
 
 def holm(pvalues) -> list[float]:

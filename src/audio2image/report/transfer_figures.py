@@ -15,7 +15,6 @@ from matplotlib.lines import Line2D
 from audio2image.report.figures import _fraction_axis, _legend, _save, _series_points, _yerr, init_color
 from audio2image.report.stats import gain_range, metric_name
 
-KIND_STYLES = {"init vs random": "-", "before vs after": "--", "random vs random": ":"}
 
 
 def gain_by_depth(points: list[dict], path: Path, metric: str, stages: list[str]) -> Path:
@@ -55,32 +54,49 @@ def _stage_ticks(stages: list[str]) -> list[str]:
     return [str(k) for k in range(1, len(stages) + 1)]
 
 
+KIND_TITLES = {"init vs random": "each init's network against random's (same seed)",
+               "before vs after": "each network before against after fine-tuning",
+               "random vs random": "two random inits' networks (the seed-to-seed baseline)"}
+
+
 def cka_by_stage(summaries: list[dict], path: Path, outputs: list[str]) -> Path:
-    """Mean CKA per stage, a line per comparison (kind and init), bars: the range over seeds.
+    """Mean CKA per output, one panel per kind of comparison, a line per init; bars: the range over seeds. The
+    seed-to-seed baseline is drawn in every panel (grey band), so each line reads against it.
 
     `summaries`: {"kind", "init", "stage", "mean", "low", "high", "n"} at one fraction; `outputs`: the compared
     outputs in the network's order.
     """
-    fig = Figure(figsize=(max(7.5, 0.55 * len(outputs)), 4.6))
-    ax = fig.add_subplot()
+    kinds = [k for k in KIND_TITLES if any(s["kind"] == k for s in summaries)]
+    fig = Figure(figsize=(7.5, 0.8 + 2.3 * len(kinds)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(kinds), 1, sharex=True, sharey=True, squeeze=False)).ravel()
     x = np.arange(len(outputs))
-    lines = list(dict.fromkeys((s["kind"], s["init"]) for s in summaries))
-    for i, (kind, init) in enumerate(lines):
-        by_stage = {s["stage"]: s for s in summaries if (s["kind"], s["init"]) == (kind, init)}
-        mean, low, high = (np.array([by_stage[st][k] if st in by_stage else np.nan for st in outputs])
-                           for k in ("mean", "low", "high"))
-        shift = (i - (len(lines) - 1) / 2) * 0.05
-        label = "random vs random (two seeds)" if kind == "random vs random" else f"{init}: {kind}"
-        ax.errorbar(x + shift, mean, yerr=_yerr(mean, low, high), ls=KIND_STYLES[kind], marker="o", capsize=3,
-                    color=init_color(init), lw=1.6, label=label)
-    ax.set_xticks(x, outputs, rotation=45 if len(outputs) > 7 else 0, ha="right" if len(outputs) > 7 else "center")
-    ax.set_ylim(-0.05, 1.05)
-    ax.set_xlabel("network output (flattened; pooled: what the head sees)")
-    ax.set_ylabel("linear CKA (unbiased, minibatch)")
-    ax.set_title("Representation similarity per stage (bars: range over seeds)")
-    ax.grid(alpha=0.3)
-    _legend(ax, [])
-    return _save(fig, path)
+    band = _curve(summaries, "random vs random", None, outputs)
+    for ax, kind in zip(axes, kinds):
+        if band is not None:
+            ax.fill_between(x, band[1], band[2], color="gray", alpha=0.2, lw=0, label="random vs random (range)")
+        inits = list(dict.fromkeys(s["init"] for s in summaries if s["kind"] == kind))
+        for i, init in enumerate(inits):
+            mean, low, high = _curve(summaries, kind, init, outputs)
+            shift = (i - (len(inits) - 1) / 2) * 0.06
+            ax.errorbar(x + shift, mean, yerr=_yerr(mean, low, high), marker="o", ms=4, capsize=2,
+                        color=init_color(init), lw=1.5, label=init)
+        ax.set_title(KIND_TITLES[kind], fontsize=10, loc="left")
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+        ax.legend(frameon=False, fontsize=8, loc="lower left", ncols=min(4, len(inits) + 1))
+    axes[-1].set_xticks(x, outputs, rotation=45 if len(outputs) > 7 else 0,
+                        ha="right" if len(outputs) > 7 else "center")
+    axes[-1].set_xlabel("network output (flattened; pooled: what the head sees)")
+    fig.supylabel("linear CKA (unbiased, minibatch)", fontsize=10)
+    return _save(fig, path, tight=False)
+
+
+def _curve(summaries: list[dict], kind: str, init: str | None, outputs: list[str]):
+    """(mean, low, high) over `outputs` of one kind's line (init None: the kind's only one); None if absent."""
+    by = {s["stage"]: s for s in summaries if s["kind"] == kind and (init is None or s["init"] == init)}
+    if not by:
+        return None
+    return tuple(np.array([by[o][k] if o in by else np.nan for o in outputs]) for k in ("mean", "low", "high"))
 
 
 def convergence_epochs(cells: list[dict], path: Path, share: float) -> Path:

@@ -68,6 +68,9 @@ class WhatTransfers:
                  "similar the learned representations are, and whether pretraining speeds convergence."]
         parts += [self._depth(fig_dir, made), self._statistics(), self._similarity(fig_dir, made),
                   self._convergence(fig_dir, made)]
+        said = self.sentences()
+        if said:
+            parts.append("### In words\n\n" + " ".join(said))
         return "\n\n".join(parts)
 
     def _depth(self, fig_dir: Path, made: dict) -> str:
@@ -188,6 +191,41 @@ class WhatTransfers:
 
     # --- the conclusion's sentences -----------------------------------------------------------------------------
 
+    def brief(self) -> list[str]:
+        """A short sentence each for the conclusion: depth and statistics against their full init, CKA, speed."""
+        out = []
+        for (init, freeze, whole), group in stats.groups(self.versus_full, ("init", "freeze", "baseline")).items():
+            out.append(f"{init} against {whole}" + (f" (freeze {freeze})" if freeze != "none" else "") + ": "
+                       + _verdict_words(group) + ".")
+        summaries, fraction = self._cka_summaries()
+        within = self._within_baseline(summaries)
+        if within:
+            count = len(self._outputs(summaries))
+            by_count = stats.groups([{"init": i, "n": n} for i, n in within.items()], ("n",))
+            out.append(f"CKA at {pct(fraction)}: as similar to random's network as two random ones at "
+                       + "; ".join(f"{n} of {count} outputs ({', '.join(g['init'] for g in group)})"
+                                   for (n,), group in by_count.items()) + ".")
+        pairs = self.convergence["pairs"]
+        if stats.tested(pairs):
+            faster = sorted({p["init"] for p in pairs if p["significant"] and p["mean"] < 0})
+            slower = sorted({p["init"] for p in pairs if p["significant"] and p["mean"] > 0})
+            out.append("Convergence: " + ("; ".join(filter(None, (
+                f"significantly sooner than random: {', '.join(faster)}" if faster else "",
+                f"significantly later: {', '.join(slower)}" if slower else ""))) or
+                "no init reached the threshold significantly sooner or later than random") + ".")
+        return out
+
+    def _within_baseline(self, summaries: list[dict]) -> dict:
+        """{init: how many outputs its network is as similar to random's as two random networks are}."""
+        baseline = {s["stage"]: s for s in summaries if s["kind"] == "random vs random"}
+        if not baseline:
+            return {}
+        counts: dict = {}
+        for s in summaries:
+            if s["kind"] == "init vs random" and s["stage"] in baseline:
+                counts[s["init"]] = counts.get(s["init"], 0) + (s["mean"] >= baseline[s["stage"]]["low"])
+        return counts
+
     def sentences(self) -> list[str]:
         out = []
         for key, group in stats.groups(self.versus_full, ("init", "freeze", "baseline")).items():
@@ -243,3 +281,14 @@ def _cka_cell(summary: dict | None) -> str:
 
 def _epochs(x) -> str:
     return f"{x:+.1f}" if isinstance(x, float) and np.isfinite(x) else "-"
+
+
+def _verdict_words(group: list[dict]) -> str:
+    """'no difference at 10%, 100%' / 'gain at 10%; no difference at 100%' / 'not tested at 10% (reason)'."""
+    words = []
+    for g in group:
+        verdict = (f"not tested ({g['untested']})" if g["untested"] else
+                   ("gain" if g["mean"] > 0 else "loss") if g["significant"] else "no difference")
+        words.append((verdict, pct(g["fraction"])))
+    return "; ".join(f"{verdict} at {', '.join(f for v, f in words if v == verdict)}"
+                     for verdict in dict.fromkeys(v for v, _ in words))
