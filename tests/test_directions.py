@@ -90,7 +90,7 @@ def test_image_to_audio(tmp_path):
     assert "learn mtat (audio tagging)" in report
     transfer = section(report, "Transfer results")
     assert "test macro ROC-AUC" in transfer and "test macro PR-AUC" in transfer and "top-1" not in transfer
-    assert "(test macro ROC-AUC, paired by seed" in section(report, "Conclusion")
+    assert "Each pretrained init against random on test macro ROC-AUC" in section(report, "The answer")
     pretraining = section(report, "Pretraining")
     assert "test top-1 accuracy" in pretraining and "ROC-AUC" not in pretraining
     assert "No published results are recorded for imagefolder" in pretraining and "0.9129" not in report
@@ -138,9 +138,11 @@ def test_audio_folder_to_audio_folder_and_what_transfers(tmp_path):
     assert "difference (epochs, init - random)" in transfers
     figures = {p.name for p in (exp / "figures").glob("*.png")}
     assert {"gain_by_depth.png", "cka_by_stage.png", "convergence.png"} <= figures
+    in_words = transfers.split("### In words", 1)[1]
+    assert "Transfer depth (conv1 + bn1, layer1 only)" in in_words and "Weight statistics alone" in in_words
+    assert "as similar as two random inits'" in in_words and "Convergence of the audio init" in in_words
     conclusion = section(report, "Conclusion")
-    assert "Transfer depth (conv1 + bn1, layer1 only)" in conclusion and "Weight statistics alone" in conclusion
-    assert "as similar as two random inits'" in conclusion and "Convergence of the audio init" in conclusion
+    assert "audio@2 against audio:" in conclusion and "CKA at 100%: as similar to random's network" in conclusion
     cka = json.loads((exp / "analysis" / "cka.json").read_text())
     assert cka["items"] == 6 and cka["problems"] == [] and len(cka["comparisons"]) == 3 * 2 + 8 + 1
 

@@ -21,7 +21,7 @@ from audio2image.training.backbone import describe
 HEADER = ["run_id", "stage", "dataset", "fraction", "init", "seed", "freeze", "status", "best_epoch", "epochs_run",
           "val_loss", "val_top1", "val_top5", "val_mean_class_acc", "test_loss", "test_top1", "test_top5",
           "test_mean_class_acc", "wall_seconds"]
-SECTIONS = ["## Conclusion", "## Configuration summary", "## Pretraining", "## Settings chosen on validation",
+SECTIONS = ["## The answer", "## Conclusion", "## Inits", "## Configuration summary", "## Pretraining", "## Settings chosen on validation",
             "## Transfer results", "## Gain over random init", "## Positive control", "## Data efficiency", "## What transfers", "## Validation curves",
             "## Seed-style chart", "## First-layer filters", "## Runs"]
 EPOCHS = 4
@@ -125,7 +125,7 @@ def test_full_report(tmp_path):
     assert out["markdown"].is_file() and out["html"].is_file()
     assert out["missing_cells"] == 0
     names = {p.name for p in out["figures"]}
-    assert names == {"pretrain_curves_source.png", "accuracy_vs_fraction.png", "gain_vs_fraction.png",
+    assert names == {"verdicts.png", "pretrain_curves_source.png", "accuracy_vs_fraction.png", "gain_vs_fraction.png",
                      "validation_curves.png", "seed_style_bars.png", "first_layer_filters.png", "convergence.png"}
     assert_pngs_ok(out["figures"])
     md = out["markdown"].read_text()
@@ -133,7 +133,7 @@ def test_full_report(tmp_path):
     assert positions == sorted(positions), "sections out of order"
     assert md.startswith("# fixture")
     assert "0.9129" in md and "0.824" in md and "synthetic" in md
-    assert "only 2 seeds" in md
+    assert "not tested at 25%, 100% (2 seeds paired; a test needs 3)" in md  # two seeds are never a test
     # the data-efficiency table and its sentences share one verdict: here the paired gains are not significant
     assert md.count("| no clear difference | 2 |") == 2 and "gain |" not in md.split("## Data efficiency")[1]
     assert "no clear difference at 25%, 100%. No clear gain" in md
@@ -276,7 +276,7 @@ def test_gain_interval_beyond_plus_minus_one_is_clipped(tmp_path):
     (gain,) = stats.gain_table(rows)
     assert gain["ci_low"] < -1 and gain["ci_high"] > 1
     assert _gain_ci(gain) == "-100.00† to +100.00†"
-    text = _gains({"test_top1": [gain]}, ("test_top1",), tmp_path, {})
+    text = _gains({"test_top1": [gain]}, ("test_top1",), rows, tmp_path, {})
     assert "| -100.00† to +100.00† |" in text and CLIPPED_NOTE in text.split("\n\n")[1]
     assert text.count(CLIPPED_NOTE) == 1
 
@@ -295,7 +295,8 @@ def test_a_control_that_gained_and_one_that_did_not(tmp_path):
     md = build_report(exp)["markdown"].read_text()
     control = section_of(md, "## Positive control")
     assert "The positive control (control) showed a detectable gain over random at 25%, 100%" in control
-    assert "the experiment can detect a gain of that size" in section_of(md, "## Conclusion")
+    assert "The positive control (control) is detected: " in section_of(md, "## Conclusion")
+    assert "so this experiment can see a gain of that size" in section_of(md, "## The answer")
     assert "pretrained on caltech256 (image classification) in this experiment: the positive control" in md
     rows = [{"fraction": f, "init": i, "seed": s, "freeze": "none", "status": "completed",
              "test_top1": 0.5 + 0.01 * s + (0.002 * (-1) ** s if i == "control" else 0.0)}
@@ -368,3 +369,23 @@ def test_a_deleted_run_folder_counts_as_missing(tmp_path):
     out = build_report(exp)
     runs = section_of(out["markdown"].read_text(), "## Runs")
     assert out["missing_cells"] == 1 and "f1.0-audio-s1-none" in runs and "counted as missing" in runs
+
+
+def test_the_answer_comes_first_and_every_no_difference_says_what_could_be_seen(tmp_path):
+    """The verdict table and its figure come before any paragraph of more than 60 words; each "no difference"
+    carries the gain its test could have detected and the seeds that would detect the effect of interest; the
+    conclusion is short; the probability of improvement is shown with its interval."""
+    exp = make_experiment(tmp_path, inits=("random", "audio", "control"), seeds=(0, 1, 2),
+                          extra={"control": "caltech256"})
+    md = build_report(exp)["markdown"].read_text()
+    blocks = md.split("\n\n")
+    verdicts = next(i for i, b in enumerate(blocks) if b.startswith("| init | 25% | 100% |"))
+    figure = blocks.index("![Gain over random init, every init and fraction](figures/verdicts.png)")
+    long = next(i for i, b in enumerate(blocks) if b[0] not in "|#!-" and len(b.split()) > 60)
+    assert verdicts < figure < long
+    cells = [c for line in blocks[verdicts].splitlines()[2:] for c in line.split("|")[2:-1]]
+    same = [c for c in cells if "no difference" in c]
+    assert same and all("could have detected ≥" in c and "seeds would detect 5.0" in c for c in same)
+    assert any("**gain**" in c for c in cells)  # the fixture's control gains
+    assert len(section_of(md, "## Conclusion").split()) <= 200
+    assert re.search(r"\| 0\.\d\d \(0\.\d\d to [01]\.\d\d\) \|", section_of(md, "## The answer"))

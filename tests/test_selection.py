@@ -67,7 +67,9 @@ def test_a_diverged_setting_never_wins_and_a_middle_choice_is_no_edge():
     assert decision["chosen"] == [0.03, 0.0] and decision["edges"] == []
     assert decision["candidates"][2]["diverged"] == 1
     assert edges((0.03, 5e-4), [(0.03, 1e-4), (0.03, 5e-4), (0.03, 1e-3)]) == []
-    assert edges((0.03, 1e-3), [(0.03, 1e-4), (0.03, 1e-3)]) == ["highest weight decay"]
+    assert edges((0.03, 1e-3), [(0.03, 1e-4), (0.03, 5e-4), (0.03, 1e-3)]) == ["highest weight decay"]
+    # of two values every choice is an end: flagging it says nothing (the demo's every cell was flagged so)
+    assert edges((0.03, 1e-3), [(0.03, 1e-4), (0.03, 1e-3)]) == []
 
 
 def test_validation_row_holds_no_test_metric(tmp_path):

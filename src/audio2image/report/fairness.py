@@ -43,6 +43,11 @@ def selection_section(exp: Path, config: dict) -> str:
     rows = [[c["init"], c["freeze"], pct(c["fraction"]), *_candidate_cells(c, settings), ", ".join(c["edges"]) or "-"]
             for c in cells]
     parts.append(table(["init", "freeze", "fraction", *heads, "at the grid's edge"], rows))
+    pairs = [key for key, position in (("transfer_lrs", 0), ("transfer_weight_decays", 1))
+             if len({s[position] for s in settings}) == 2]
+    if pairs:
+        parts.append(f"With two values in {' and '.join(pairs)}, every choice is an end of the list, so no choice "
+                     "is flagged; a third value beyond the chosen one would show whether the best lies past it.")
     edged = [c for c in cells if c["edges"]]
     if edged:
         parts.append("Warning: " + "; ".join(f"{c['init']} at {pct(c['fraction'])} chose the "

@@ -77,13 +77,14 @@ def choose(rows: list[dict], settings: list[Setting]) -> list[dict]:
 
 
 def edges(chosen: Setting | None, settings: list[Setting]) -> list[str]:
-    """'lowest learning rate', 'highest weight decay', ...: where a chosen value is an end of its list."""
+    """'lowest learning rate', 'highest weight decay', ...: where a chosen value is an end of its list of three or
+    more values (of two, every choice is an end: that says nothing, and the report says so once)."""
     if chosen is None:
         return []
     found = []
     for position, noun in ((0, "learning rate"), (1, "weight decay")):
         values = sorted({s[position] for s in settings})
-        if len(values) > 1 and chosen[position] in (values[0], values[-1]):
+        if len(values) > 2 and chosen[position] in (values[0], values[-1]):
             found.append(f"{'lowest' if chosen[position] == values[0] else 'highest'} {noun}")
     return found
 
