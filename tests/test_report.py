@@ -368,3 +368,15 @@ def test_a_deleted_run_folder_counts_as_missing(tmp_path):
     out = build_report(exp)
     runs = section_of(out["markdown"].read_text(), "## Runs")
     assert out["missing_cells"] == 1 and "f1.0-audio-s1-none" in runs and "counted as missing" in runs
+
+
+def test_the_report_command_prints_plain_json(tmp_path, capsys):
+    from audio2image.cli import main
+
+    exp = make_experiment(tmp_path)
+    main(["report", str(exp)])
+    out = capsys.readouterr().out
+    printed = json.loads(out)
+    assert "PosixPath" not in out
+    assert printed["markdown"] == str(exp / "report.md") and printed["missing_cells"] == 0
+    assert printed["figures"] and all(isinstance(f, str) and f.endswith(".png") for f in printed["figures"])
