@@ -380,3 +380,17 @@ def test_the_report_command_prints_plain_json(tmp_path, capsys):
     assert "PosixPath" not in out
     assert printed["markdown"] == str(exp / "report.md") and printed["missing_cells"] == 0
     assert printed["figures"] and all(isinstance(f, str) and f.endswith(".png") for f in printed["figures"])
+
+
+def test_what_transfers_suggests_inits_of_the_sources_own_modality(tmp_path):
+    """An image source's depth and statistics inits are image@K and image-stats: audio@2 would be refused."""
+    from audio2image.report.transfers import WhatTransfers
+
+    config = {"source": "caltech256", "target": "mtat", "inits": ["random", "image"]}
+    for analysis in (WhatTransfers.of(tmp_path, config, [], [], "test_roc_auc", "val_roc_auc", describe("resnet18")),
+                     WhatTransfers.of(tmp_path, config, [], [], "test_roc_auc", "val_roc_auc", describe("resnet18"),
+                                      source_modality="image")):
+        text = analysis.section(tmp_path, {})
+        assert "audio" not in text
+        assert "add e.g. `image@2` to `inits`" in text and "add e.g. `image-stats` to `inits`" in text
+        assert "An init `image@K` carries" in text and "An init `image-stats` draws" in text
