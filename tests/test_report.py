@@ -394,3 +394,35 @@ def test_what_transfers_suggests_inits_of_the_sources_own_modality(tmp_path):
         assert "audio" not in text
         assert "add e.g. `image@2` to `inits`" in text and "add e.g. `image-stats` to `inits`" in text
         assert "An init `image@K` carries" in text and "An init `image-stats` draws" in text
+
+
+def test_each_init_is_described_by_what_it_carries():
+    from audio2image.report.report import init_words
+
+    source = {"dataset": "mtat", "modality": "audio", "task": "tagging"}
+    control = {"dataset": "caltech256", "modality": "image", "task": "classification"}
+    resnet = describe("resnet18")
+
+    def words(init, **kwargs):
+        return init_words(init, source, control, "resnet18", described=resnet, **kwargs)
+
+    assert words("audio@2") == ("the first 2 of the 5 stages (conv1 + bn1, layer1) of the audio pretraining on mtat "
+                                "in this experiment, the rest the seed's random init")
+    assert words("audio-stats") == ("random draws with each tensor's mean and std from the audio pretraining on mtat "
+                                    "in this experiment (norm layers reset)")
+    assert words("imagenet@3") == ("the first 3 of the 5 stages (conv1 + bn1, layer1, layer2) of resnet18's "
+                                   "published weights (timm's; ImageNet for most), the rest the seed's random init")
+    assert words("imagenet-stats").startswith("random draws with each tensor's mean and std from resnet18's published")
+    assert words("control@1").startswith("the first 1 of the 5 stages (conv1 + bn1) of the control pretraining on "
+                                         "caltech256 in this experiment")
+    assert words("image@4:runs/a/pretrain/source-seed0").startswith(
+        "the first 4 of the 5 stages (conv1 + bn1, layer1, layer2, layer3) of the image pretraining in "
+        "runs/a/pretrain/source-seed0")
+    assert words("checkpoint@2:w.pt") == ("the first 2 of the 5 stages (conv1 + bn1, layer1) of the weights in w.pt, "
+                                          "the rest the seed's random init")
+    assert words("checkpoint:w.pt") == "the weights in w.pt"
+    # the full inits keep their words; without the backbone's description the stages go uncounted
+    assert words("audio") == "pretrained on mtat (audio tagging) in this experiment (pretrain/source-*)"
+    assert init_words("audio@2", source).startswith("the first 2 stages of the audio pretraining on mtat")
+    for init in ("audio@2", "audio-stats", "imagenet@1", "control-stats", "checkpoint@1:w.pt"):
+        assert f"pretrained {init}" not in words(init) and init.partition(":")[0] not in words(init)

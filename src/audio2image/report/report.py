@@ -27,6 +27,7 @@ from audio2image.report.read import (backbone_facts, experiment_facts, first_lay
 from audio2image.report.text import (capitalised, clipped_note, config_value, finite, interval, p_value, pct, percent,
                                      points, table, times)
 from audio2image.report.transfers import WhatTransfers
+from audio2image.training.initspec import describe_depth, parse_init
 from audio2image.training.taskkinds import TASK_KINDS, kind_or_classification
 from audio2image.util import atomic_write_text
 
@@ -98,20 +99,54 @@ def missing_runs(cells: list[dict]) -> list[tuple]:
 
 # --- words for the datasets and inits --------------------------------------------------------------------------------
 
-def init_words(init: str, source: dict, control: dict | None = None, backbone: str = "the backbone") -> str:
-    """What an init (as results name it) was pretrained on, for any source (and the control, where there is one)."""
-    name, _, path = init.partition(":")
-    if name == "control" and control and not path:
+def init_words(init: str, source: dict, control: dict | None = None, backbone: str = "the backbone",
+               described: dict | None = None) -> str:
+    """What an init (as results name it) carries, for any source (and the control, where there is one).
+
+    `described`: the backbone's description (read.py `backbone_facts`), whose stages count and name what a depth
+    init (audio@2) carries.
+    """
+    try:
+        spec = parse_init(init)
+    except ValueError:  # a foreign name in results.csv: said as it is
+        return f"the init {init}"
+    if spec.depth is None and not spec.stats:
+        return _full_init_words(spec, source, control, backbone)
+    weights = _weights_words(spec, source, control, backbone)
+    if spec.stats:
+        return f"random draws with each tensor's mean and std from {weights} (norm layers reset)"
+    stages = (described or {}).get("stages")
+    which = (f"the first {spec.depth} of the {len(stages)} stages ({describe_depth(spec.depth, stages)})" if stages
+             else f"the first {spec.depth} stages")
+    return f"{which} of {weights}, the rest the seed's random init"
+
+
+def _full_init_words(spec, source: dict, control: dict | None, backbone: str) -> str:
+    if spec.base == "control" and control and not spec.path:
         return f"pretrained on {side_words(control)} in this experiment: the positive control (pretrain/control-*)"
-    if name == BASELINE:
+    if spec.base == BASELINE:
         return "random weights (the same draw for every init of a seed)"
-    if name == "imagenet":
-        return f"{backbone}'s published weights (timm's; ImageNet for most)"
-    if name == "checkpoint":
-        return f"the weights in {path}"
-    if name == source["modality"] and not path:
+    if spec.base in ("imagenet", "checkpoint"):
+        return _weights_words(spec, source, control, backbone)
+    if spec.base == source["modality"] and not spec.path:
         return f"pretrained on {side_words(source)} in this experiment (pretrain/source-*)"
-    return f"pretrained {name} weights" + (f" from {path}" if path else "")
+    return f"the {spec.base} pretraining in {spec.path}" if spec.path else f"a {spec.base} pretraining"
+
+
+def _weights_words(spec, source: dict, control: dict | None, backbone: str) -> str:
+    """The whole weights an init takes its part or its statistics from: 'the audio pretraining on mtat in this
+    experiment', "resnet18's published weights (timm's; ImageNet for most)", 'the weights in PATH'."""
+    if spec.base == "imagenet":
+        return f"{backbone}'s published weights (timm's; ImageNet for most)"
+    if spec.base == "checkpoint":
+        return f"the weights in {spec.path}"
+    if spec.path:
+        return f"the {spec.base} pretraining in {spec.path}"
+    if spec.base == "control" and control:
+        return f"the control pretraining on {control['dataset']} in this experiment"
+    if spec.base == source["modality"]:
+        return f"the {spec.base} pretraining on {source['dataset']} in this experiment"
+    return f"a {spec.base} pretraining"
 
 
 # --- sections --------------------------------------------------------------------------------------------------------
@@ -121,7 +156,8 @@ def _title(config: dict, facts: dict, inits: list[str], backbone: dict) -> str:
     fractions = ", ".join(pct(f) for f in config.get("fractions") or [])
     seeds = len(config.get("seeds") or [])
     name = backbone["backbone"]
-    listed = "; ".join(f"{init}: {init_words(init, source, facts.get('control'), name)}" for init in inits)
+    listed = "; ".join(f"{init}: {init_words(init, source, facts.get('control'), name, described=backbone)}"
+                       for init in inits)
     return (f"# {config.get('name', 'experiment')}: does pretraining on {source['dataset']} help "
             f"{target['dataset']}?\n\n"
             f"Does a {name} (timm) pretrained on {side_words(source)} learn {side_words(target)} better than one "
