@@ -426,3 +426,23 @@ def test_each_init_is_described_by_what_it_carries():
     assert init_words("audio@2", source).startswith("the first 2 stages of the audio pretraining on mtat")
     for init in ("audio@2", "audio-stats", "imagenet@1", "control-stats", "checkpoint@1:w.pt"):
         assert f"pretrained {init}" not in words(init) and init.partition(":")[0] not in words(init)
+
+
+def test_top5_is_left_out_where_a_task_has_five_labels_or_fewer(tmp_path):
+    """Top-5 of 5 or fewer classes is always 100%: not shown in the runs or the pretraining table."""
+    from pathlib import Path
+
+    from audio2image.report.pretraining import _runs_table
+
+    for labels, shown in ((4, False), (5, False), (6, True)):
+        exp = make_experiment(tmp_path / str(labels))
+        (exp / "datasets.json").write_text(json.dumps({"target": {"labels": labels}}))
+        runs = section_of(build_report(exp)["markdown"].read_text(), "## Runs")
+        assert ("test_top5" in runs) == shown and "test_top1" in runs
+        assert "test_top5" in (exp / "results.csv").read_text()  # results.csv keeps its columns
+        result = {"status": "completed", "selection_metric": "val_top1", "val": {"top1": 0.5},
+                  "test": {"top1": 0.5, "top5": 1.0, "mean_class_acc": 0.5}}
+        facts = {"source": {"dataset": "caltech256", "modality": "image", "task": "classification", "labels": labels}}
+        text = _runs_table({"source": [(Path("source-seed0"), result)]}, facts)
+        assert ("top-5" in text) == shown and "mean per-class accuracy" in text
+

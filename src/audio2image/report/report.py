@@ -25,7 +25,7 @@ from audio2image.report.pretraining import pretraining_section, side_words
 from audio2image.report.read import (backbone_facts, experiment_facts, first_layer_weights, read_config,
                                      read_results, rows_with_runs, transfer_curves)
 from audio2image.report.text import (capitalised, clipped_note, config_value, finite, interval, p_value, pct, percent,
-                                     points, table, times)
+                                     points, says_something, table, times)
 from audio2image.report.transfers import WhatTransfers
 from audio2image.training.initspec import describe_depth, parse_init
 from audio2image.training.taskkinds import TASK_KINDS, kind_or_classification
@@ -82,7 +82,7 @@ def build_report(experiment_dir: Path) -> dict:
         _validation(curves, kind.validation_metric, fig_dir, made),
         _seed_chart(rows, metrics[0], fig_dir, made),
         _filters(exp, config, facts["source"], backbone, fig_dir, made),
-        _runs(rows, missing, inits, gone),
+        _runs(rows, missing, inits, gone, labels=facts["target"].get("labels")),
     ]
     markdown = "\n\n".join(s.strip() for s in sections) + "\n"
     md_path, html_path = exp / "report.md", exp / "report.html"
@@ -319,8 +319,9 @@ def _filters(exp: Path, config: dict, source: dict, backbone: dict, fig_dir: Pat
             "\n\n![First-layer filters](figures/first_layer_filters.png)")
 
 
-def _runs(rows: list[dict], missing: list[tuple], inits: list[str], gone: list[dict] = ()) -> str:
-    columns = [c for c in RUN_COLUMNS if any(c in r for r in rows)] or RUN_COLUMNS[:6]
+def _runs(rows: list[dict], missing: list[tuple], inits: list[str], gone: list[dict] = (), labels=None) -> str:
+    """`labels`: the target's number of labels, where known (top-5 of 5 or fewer says nothing: left out)."""
+    columns = [c for c in RUN_COLUMNS if any(c in r for r in rows) and says_something(c, labels)] or RUN_COLUMNS[:6]
     planned = [{"fraction": f, "init": i, "seed": s, "freeze": z, "status": "missing"} for f, i, s, z in missing]
     order = {init: k for k, init in enumerate(inits)}
     every = sorted(rows + planned, key=lambda r: (r["fraction"], r.get("freeze", "none"),
