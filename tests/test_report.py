@@ -446,3 +446,16 @@ def test_top5_is_left_out_where_a_task_has_five_labels_or_fewer(tmp_path):
         text = _runs_table({"source": [(Path("source-seed0"), result)]}, facts)
         assert ("top-5" in text) == shown and "mean per-class accuracy" in text
 
+
+def test_configuration_leaves_out_the_synthesis_keys_when_every_side_has_its_folder(tmp_path):
+    values = {"synthetic": True, "synth_clips": 10, "source_root": "/data/mtat", "target_root": "/data/caltech256"}
+    control = {"control": "caltech256", "inits": ["random", "audio", "control"]}
+    for extra, listed in (({}, False), ({"target_root": ""}, True), (control, True),
+                          ({**control, "control_root": "/data/other"}, False)):
+        path = tmp_path / "config.yaml"
+        save_config(from_dict({**values, **extra}), path)
+        text = _configuration(read_config(path), describe("resnet18"))
+        keys = re.findall(r"^\| `(\w+)` \|", text, flags=re.M)
+        assert ("synthetic" in keys and "synth_clips" in keys) == listed, extra
+        assert "source_root" in keys
+        assert ("no side is synthesised" in text) == (not listed)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from audio2image.config import Config
+from audio2image.config import SIDES, Config
 from audio2image.report import figures, sentences, stats
 from audio2image.report.fairness import control_inits, control_section, control_verdict, selection_section
 from audio2image.report.html import render_html
@@ -203,12 +203,27 @@ def _configuration(config: dict, backbone: dict) -> str:
                + f", in {len(stages)} stages ({'; '.join(stages)}), then its head ({', '.join(backbone['head'])}). ")
     link = network + "The full resolved config: [config.yaml](config.yaml)."  # the report sits next to it
     defaults = _config_defaults()
-    rows = [[f"`{k}`", config_value(v), config_value(defaults[k]) if k in defaults else "(not a key of this version)"]
-            for k, v in config.items() if k not in defaults or not _same_value(v, defaults[k])]
+    differ = [k for k, v in config.items() if k not in defaults or not _same_value(v, defaults[k])]
+    # with every side read from its folder, the synthesis keys shape nothing: listing them would only mislead
+    unused = [k for k in differ if _synthesis_key(k)] if _every_side_has_its_folder(config) else []
+    rows = [[f"`{k}`", config_value(config[k]), config_value(defaults[k]) if k in defaults
+             else "(not a key of this version)"] for k in differ if k not in unused]
+    left_out = (" (`synthetic` and the `synth_*` keys are left out: no side is synthesised, each is read from its "
+                "`*_root`)") if unused else ""
     if not rows:
-        return f"## Configuration summary\n\nEvery key has its default value. {link}"
+        return f"## Configuration summary\n\nEvery key has its default value{left_out}. {link}"
     return ("## Configuration summary\n\nThe keys whose value differs from the default; every other key has its "
-            "default value.\n\n" + table(["key", "value", "default"], rows) + f"\n\n{link}")
+            f"default value{left_out}.\n\n" + table(["key", "value", "default"], rows) + f"\n\n{link}")
+
+
+def _synthesis_key(key: str) -> bool:
+    return key == "synthetic" or key.startswith("synth_")
+
+
+def _every_side_has_its_folder(config: dict) -> bool:
+    """Whether every side of the experiment (the source, the target, the control where there is one) is read from
+    its `<side>_root`, so that nothing is synthesised whatever `synthetic` says."""
+    return all(config.get(f"{side}_root") for side in SIDES if side != "control" or config.get("control"))
 
 
 def _config_defaults() -> dict:
