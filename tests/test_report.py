@@ -141,7 +141,7 @@ def test_full_report(tmp_path):
     assert html.count("data:image/png;base64,") == len(out["figures"])
     assert_self_contained(html)
     for heading in ("Conclusion", "Data efficiency", "Runs"):
-        assert f"<h2>{heading}</h2>" in html
+        assert re.search(rf'<h2 id="[a-z-]+">{heading}</h2>', html)
     assert "<table>" in html
 
 
@@ -210,7 +210,7 @@ def test_read_results_types(tmp_path):
 def test_render_html_subset(tmp_path):
     md = "# T <x>\n\nA **b** `c`.\n\n| a | b |\n| --- | --- |\n| 1 | 2 |\n\n- one\n- two\n\n![gone](nope.png)"
     html = render_html(md, tmp_path)
-    assert "<h1>T &lt;x&gt;</h1>" in html
+    assert "<h1 id=\"t-x\">T &lt;x&gt;</h1>" in html
     assert "<strong>b</strong>" in html and "<code>c</code>" in html
     assert "<th>a</th>" in html and "<td>2</td>" in html and "---" not in html
     assert "<li>two</li>" in html and "figure missing" in html
