@@ -40,7 +40,8 @@ def test_long_tables_and_the_reference_sections_fold_short_ones_stay_open(tmp_pa
                       rows_table("run", 2)])
     html = render_html(md, tmp_path)
     assert not folded(html, "short") and folded(html, "long") and folded(html, "run")
-    assert "<summary>Table of 20 rows: long, b</summary>" in html and "<summary>Table of 2 rows: run, b</summary>" in html
+    assert "<summary>Table of 20 rows: long, b</summary>" in html
+    assert "<summary>Table of 2 rows: run, b</summary>" in html
 
 
 def test_the_report_page_folds_the_runs_and_keeps_the_markdown(tmp_path):
@@ -57,3 +58,8 @@ def test_the_report_page_folds_the_runs_and_keeps_the_markdown(tmp_path):
     assert not folded(html, "side")  # the datasets: a short table
     assert "| run_id |" in md and "| side | dataset |" in md  # the markdown keeps every table as it is
     assert "<script" not in html
+
+
+def test_a_link_to_a_file_beside_the_report_is_a_link(tmp_path):
+    html = render_html("# T\n\nThe config: [config.yaml](config.yaml).", tmp_path)
+    assert '<a href="config.yaml">config.yaml</a>' in html and "](" not in html

@@ -1,4 +1,4 @@
-"""The markdown subset the report writes (headings, paragraphs, tables, lists, images) as one self-contained
+"""The markdown subset the report writes (headings, paragraphs, tables, lists, images, links) as one self-contained
 HTML page: figures are embedded as base64 data URIs, so the page needs no other file.
 
 The page adds what a long page needs and the markdown does not: a table of contents after the title (every `##`
@@ -119,4 +119,5 @@ def _image_html(alt: str, path: Path) -> str:
 def _inline(text: str) -> str:
     text = html.escape(text)
     text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    text = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', text)  # a file beside the report
     return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
