@@ -15,7 +15,7 @@ from audio2image.report import build_report, stats
 from audio2image.report.read import read_config
 from audio2image.report.report import (_ci, _configuration, _gain_ci, _gains, _transfer, read_results, render_html,
                                        transfer_curves)
-from audio2image.report.text import CLIPPED_NOTE
+from audio2image.report.text import CLIPPED_NOTE, pct
 from audio2image.training.backbone import describe
 
 HEADER = ["run_id", "stage", "dataset", "fraction", "init", "seed", "freeze", "status", "best_epoch", "epochs_run",
@@ -459,3 +459,105 @@ def test_configuration_leaves_out_the_synthesis_keys_when_every_side_has_its_fol
         assert ("synthetic" in keys and "synth_clips" in keys) == listed, extra
         assert "source_root" in keys
         assert ("no side is synthesised" in text) == (not listed)
+
+
+# --- a sweep stopped before it wrote results.csv ----------------------------------------------------------------------
+
+def set_setting(run_dir, lr, weight_decay=0.0, top1=None):
+    path = run_dir / "result.json"
+    result = json.loads(path.read_text())
+    result["run"].update(lr=lr, weight_decay=weight_decay, run_id=run_dir.name)
+    if top1 is not None:
+        result["test"]["top1"] = top1
+    path.write_text(json.dumps(result))
+
+
+def test_a_sweep_stopped_before_results_csv_reports_its_finished_runs(tmp_path):
+    import shutil
+
+    exp = make_experiment(tmp_path)
+    (exp / "results.csv").unlink()  # written only when the sweep ends
+    for gone in ("f1.0-audio-s1-none", "f1.0-random-s1-none"):
+        shutil.rmtree(exp / "transfer" / gone)
+    (exp / "transfer" / "f1.0-audio-s1-none").mkdir()  # the run it was killed in: no result.json
+    out = build_report(exp)
+    md = out["markdown"].read_text()
+    assert "No transfer results yet" not in md and out["missing_cells"] == 2
+    runs = section_of(md, "## Runs")
+    for fraction, init, seed in [(0.25, i, s) for i in ("random", "audio") for s in (0, 1)] + [(1.0, "random", 0),
+                                                                                                (1.0, "audio", 0)]:
+        assert f"| f{fraction}-{init}-s{seed}-none | {pct(fraction)} | {init} | {seed} | none | completed |" in runs
+    assert "This report shows a partial sweep" in runs and "6 of the grid's 8 runs have finished" in runs
+    transfer = section_of(md, "## Transfer results")
+    assert re.search(r"\| 25% \| audio \| none \| [\d.]+ ± [\d.]+ \| [^|]+ \| 2 \| - \|", transfer)
+    assert "| 100% | audio | none |" in transfer and "1 (missing)" in transfer
+
+
+def test_a_sweep_stopped_in_selection_keeps_only_each_cells_one_setting(tmp_path):
+    import shutil
+
+    exp = make_experiment(tmp_path, seeds=(0,))
+    (exp / "results.csv").unlink()
+    for run_dir in (exp / "transfer").iterdir():
+        set_setting(run_dir, 0.05)
+    tuning = exp / "transfer" / "f0.25-audio-s0-none-lr0.5"  # the same cell and seed with another setting
+    shutil.copytree(exp / "transfer" / "f0.25-audio-s0-none", tuning)
+    set_setting(tuning, 0.5, top1=0.99)
+    stale = exp / "transfer" / "stale"  # an earlier config's run of the same cell: other transfer_epochs
+    shutil.copytree(exp / "transfer" / "f1.0-random-s0-none", stale)
+    set_setting(stale, 0.05)
+    config = yaml.safe_load((exp / "config.yaml").read_text())
+    (stale / "config.yaml").write_text(yaml.safe_dump({**config, "transfer_epochs": 9}))
+    (exp / "transfer" / "f1.0-random-s0-none" / "config.yaml").write_text(yaml.safe_dump(config))
+
+    runs = section_of(build_report(exp)["markdown"].read_text(), "## Runs")
+    assert "f0.25-audio-s0-none" not in runs and "stale" not in runs  # no setting chosen yet; another config
+    assert "f0.25-random-s0-none" in runs and "f1.0-random-s0-none" in runs
+    assert "Left out: the runs of 1 cell that tried several settings with none chosen yet" in runs
+    assert "fraction 25%, init audio, freeze none" in runs
+
+    def cell(fraction, init):
+        best = 0.5 if (fraction, init) == (0.25, "audio") else 0.05
+        candidates = [{"lr": lr, "weight_decay": 0.0, "seeds": [0], "values": [v], "mean": v, "diverged": 0}
+                      for lr in (0.05, 0.5) for v in [0.7 if lr == best else 0.6]]
+        return {"fraction": fraction, "init": init, "freeze": "none", "metric": "val_top1",
+                "candidates": candidates, "chosen": [best, 0.0], "edges": []}
+
+    cells = [cell(f, i) for f in (0.25, 1.0) for i in ("random", "audio")]
+    (exp / "selection.json").write_text(json.dumps({"settings": [[0.05, 0.0], [0.5, 0.0]], "tune_seeds": [0],
+                                                    "cells": cells}))
+    runs = section_of(build_report(exp)["markdown"].read_text(), "## Runs")
+    assert "f0.25-audio-s0-none-lr0.5" in runs and "| f0.25-audio-s0-none |" not in runs
+    assert "Left out" not in runs and "4 of the grid's 4 runs have finished" in runs
+
+
+@pytest.mark.slow
+def test_the_report_of_a_sweep_killed_in_its_fourth_run_shows_the_three_before(tmp_path, monkeypatch):
+    """Real runs (a few seconds each): the folders as training leaves them, the killed one without its result."""
+    from audio2image.config import load_config
+    from audio2image.prepare.store import Store
+    from audio2image.sweep import describe_store
+    from audio2image.sweep.executors import execute
+    from audio2image.sweep.grid import transfer_plan
+    from stores import kill_at_validation, make_image_store
+
+    store = make_image_store(tmp_path / "store")
+    config = load_config("configs/tiny.yaml", [f"out_dir={tmp_path}", "name=exp", "transfer_epochs=1",
+                                               "inits=random", "seeds=0,1", "fractions=0.5,1.0", "amp=false",
+                                               "precise_bn_batches=1"])
+    exp = config.experiment_dir
+    exp.mkdir(parents=True)
+    save_config(config, exp / "config.yaml")  # what the sweep writes before any run
+    (exp / "datasets.json").write_text(json.dumps({"target": describe_store(Store(store))}))
+    runs = transfer_plan(config, store)
+    execute(runs[:3], config)
+    kill_at_validation(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        execute(runs[3:], config)
+    monkeypatch.undo()
+    out = build_report(exp)
+    md = out["markdown"].read_text()
+    table = section_of(md, "## Runs")
+    assert all(f"| {run.run_dir.name} |" in table for run in runs[:3]) and runs[3].run_dir.name not in table
+    assert "3 of the grid's 4 runs have finished" in table and out["missing_cells"] == 1
+    assert "No transfer results yet" not in md and "| 100% | random | none |" in section_of(md, "## Transfer results")

@@ -23,7 +23,7 @@ from audio2image.report.fairness import control_inits, control_section, control_
 from audio2image.report.html import render_html
 from audio2image.report.pretraining import pretraining_section, side_words
 from audio2image.report.read import (backbone_facts, experiment_facts, first_layer_weights, read_config,
-                                     read_results, rows_with_runs, transfer_curves)
+                                     read_results, sweep_rows, transfer_curves)
 from audio2image.report.text import (capitalised, clipped_note, config_value, finite, interval, p_value, pct, percent,
                                      points, says_something, table, times)
 from audio2image.report.transfers import WhatTransfers
@@ -48,7 +48,7 @@ def build_report(experiment_dir: Path) -> dict:
     config = read_config(exp / "config.yaml")
     facts = experiment_facts(exp, config)
     backbone = backbone_facts(exp, config)
-    rows, gone = rows_with_runs(exp, read_results(exp / "results.csv"))
+    rows, gone, partial = sweep_rows(exp, config)  # results.csv, and the finished runs it does not list yet
     kind = kind_or_classification(facts["target"]["task"])  # its test metrics, the first one primary
     metrics = kind.test_metrics
     grid = {k: config.get(k) for k in ("fractions", "inits", "seeds", "freezes")}
@@ -82,7 +82,7 @@ def build_report(experiment_dir: Path) -> dict:
         _validation(curves, kind.validation_metric, fig_dir, made),
         _seed_chart(rows, metrics[0], fig_dir, made),
         _filters(exp, config, facts["source"], backbone, fig_dir, made),
-        _runs(rows, missing, inits, gone, labels=facts["target"].get("labels")),
+        _runs(rows, missing, inits, gone, labels=facts["target"].get("labels"), notes=partial),
     ]
     markdown = "\n\n".join(s.strip() for s in sections) + "\n"
     md_path, html_path = exp / "report.md", exp / "report.html"
@@ -334,15 +334,17 @@ def _filters(exp: Path, config: dict, source: dict, backbone: dict, fig_dir: Pat
             "\n\n![First-layer filters](figures/first_layer_filters.png)")
 
 
-def _runs(rows: list[dict], missing: list[tuple], inits: list[str], gone: list[dict] = (), labels=None) -> str:
-    """`labels`: the target's number of labels, where known (top-5 of 5 or fewer says nothing: left out)."""
+def _runs(rows: list[dict], missing: list[tuple], inits: list[str], gone: list[dict] = (), labels=None,
+          notes: list[str] = ()) -> str:
+    """`labels`: the target's number of labels, where known (top-5 of 5 or fewer says nothing: left out); `notes`:
+    what was read beyond results.csv (read.py `sweep_rows`)."""
     columns = [c for c in RUN_COLUMNS if any(c in r for r in rows) and says_something(c, labels)] or RUN_COLUMNS[:6]
     planned = [{"fraction": f, "init": i, "seed": s, "freeze": z, "status": "missing"} for f, i, s, z in missing]
     order = {init: k for k, init in enumerate(inits)}
     every = sorted(rows + planned, key=lambda r: (r["fraction"], r.get("freeze", "none"),
                                                    order.get(r["init"], len(order)), r["seed"]))
-    parts = ["## Runs", "Every transfer run in results.csv with its status (metrics in %; areas under curves x 100), "
-             "plus the planned runs with no row (status missing).",
+    parts = ["## Runs", *notes, "Every finished transfer run with its status (metrics in %; areas under curves x 100), "
+             "plus the planned runs with no result (status missing).",
              table(columns, [[_cell(r, c) for c in columns] for r in every]) if every else "No runs yet."]
     if missing:
         parts.append("Missing runs:\n\n" + "\n".join(f"- fraction {pct(f)}, init {i}, seed {s}, freeze {z}"
