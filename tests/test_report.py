@@ -561,3 +561,9 @@ def test_the_report_of_a_sweep_killed_in_its_fourth_run_shows_the_three_before(t
     assert all(f"| {run.run_dir.name} |" in table for run in runs[:3]) and runs[3].run_dir.name not in table
     assert "3 of the grid's 4 runs have finished" in table and out["missing_cells"] == 1
     assert "No transfer results yet" not in md and "| 100% | random | none |" in section_of(md, "## Transfer results")
+
+
+def test_a_source_read_from_its_folder_is_not_called_synthetic(tmp_path):
+    exp = make_experiment(tmp_path, extra={"source_root": "/data/mtat", "target_root": "/data/caltech256"})
+    section = section_of(build_report(exp)["markdown"].read_text(), "## Pretraining")
+    assert "ran on synthetic data" not in section and "from short-chunk ResNet (Won et al. 2020)" in section

@@ -105,7 +105,7 @@ def _run_text(result: dict, fact: dict, config: dict, anchors, side: str, runs: 
         return text
     if anchors is None:
         return text + f" No published results are recorded for {fact['dataset']} to compare with."
-    if truthy(config.get("synthetic")):
+    if truthy(config.get("synthetic")) and not config.get(f"{side}_root"):  # with its folder, it was not synthesised
         return text + (" This experiment ran on synthetic data (config `synthetic: true`): its numbers check the "
                        "pipeline and are not comparable with the published ones below.")
     differing = [f"`{k}: {config.get(k)}`" for k, v in anchors.protocol.items() if config.get(k, v) != v]
