@@ -63,3 +63,8 @@ def test_the_report_page_folds_the_runs_and_keeps_the_markdown(tmp_path):
 def test_a_link_to_a_file_beside_the_report_is_a_link(tmp_path):
     html = render_html("# T\n\nThe config: [config.yaml](config.yaml).", tmp_path)
     assert '<a href="config.yaml">config.yaml</a>' in html and "](" not in html
+
+
+def test_a_wide_table_scrolls_in_its_own_box(tmp_path):
+    html = render_html("# T\n\n" + rows_table("a", 2), tmp_path)
+    assert '<div class="wide">\n<table>' in html and ".wide{overflow-x:auto}" in html

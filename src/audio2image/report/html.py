@@ -18,7 +18,7 @@ CSS = ("body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;pad
        "figcaption{color:#555;font-size:0.9em}code{background:#f4f4f4;padding:0 0.2em}"
        "nav.toc{background:#f8f8f8;border:1px solid #ddd;padding:0.5em 1em;margin:1em 0}nav.toc ol{margin:0.2em 0;"
        "padding-left:1.5em}nav.toc>ol{columns:2}nav.toc li{break-inside:avoid}details{margin:1em 0}"
-       "summary{cursor:pointer;color:#245;font-weight:600}")
+       "summary{cursor:pointer;color:#245;font-weight:600}.wide{overflow-x:auto}")
 FOLD_ROWS = 12  # a table of more rows is folded: it would push the next section off the screen
 FOLDED = ("Runs", "Configuration summary")  # sections whose tables are for looking things up, not reading
 
@@ -100,7 +100,8 @@ def _table_html(lines: list[str], fold: bool = False) -> str:
     body = [r for r in cells[1:] if not all(re.fullmatch(r":?-{3,}:?", c) for c in r)]
     head = "".join(f"<th>{_inline(c)}</th>" for c in cells[0])
     rows = "\n".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
-    text = f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>"
+    # in a box of its own width that scrolls sideways: a wide table (Runs) must not widen the whole page
+    text = f'<div class="wide">\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>\n</div>'
     if not (fold or len(body) > FOLD_ROWS):
         return text
     columns = ", ".join(cells[0][:6]) + (", ..." if len(cells[0]) > 6 else "")
