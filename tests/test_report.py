@@ -15,7 +15,7 @@ from audio2image.report import build_report, stats
 from audio2image.report.read import read_config
 from audio2image.report.report import (_ci, _configuration, _gain_ci, _gains, _transfer, read_results, render_html,
                                        transfer_curves)
-from audio2image.report.text import CLIPPED_NOTE
+from audio2image.report.text import CLIPPED_NOTE, pct
 from audio2image.training.backbone import describe
 
 HEADER = ["run_id", "stage", "dataset", "fraction", "init", "seed", "freeze", "status", "best_epoch", "epochs_run",
@@ -141,7 +141,7 @@ def test_full_report(tmp_path):
     assert html.count("data:image/png;base64,") == len(out["figures"])
     assert_self_contained(html)
     for heading in ("Conclusion", "Data efficiency", "Runs"):
-        assert f"<h2>{heading}</h2>" in html
+        assert re.search(rf'<h2 id="[a-z-]+">{heading}</h2>', html)
     assert "<table>" in html
 
 
@@ -210,7 +210,7 @@ def test_read_results_types(tmp_path):
 def test_render_html_subset(tmp_path):
     md = "# T <x>\n\nA **b** `c`.\n\n| a | b |\n| --- | --- |\n| 1 | 2 |\n\n- one\n- two\n\n![gone](nope.png)"
     html = render_html(md, tmp_path)
-    assert "<h1>T &lt;x&gt;</h1>" in html
+    assert "<h1 id=\"t-x\">T &lt;x&gt;</h1>" in html
     assert "<strong>b</strong>" in html and "<code>c</code>" in html
     assert "<th>a</th>" in html and "<td>2</td>" in html and "---" not in html
     assert "<li>two</li>" in html and "figure missing" in html
@@ -389,3 +389,202 @@ def test_the_answer_comes_first_and_every_no_difference_says_what_could_be_seen(
     assert any("**gain**" in c for c in cells)  # the fixture's control gains
     assert len(section_of(md, "## Conclusion").split()) <= 200
     assert re.search(r"\| 0\.\d\d \(0\.\d\d to [01]\.\d\d\) \|", section_of(md, "## The answer"))
+
+
+def test_the_report_command_prints_plain_json(tmp_path, capsys):
+    from audio2image.cli import main
+
+    exp = make_experiment(tmp_path)
+    main(["report", str(exp)])
+    out = capsys.readouterr().out
+    printed = json.loads(out)
+    assert "PosixPath" not in out
+    assert printed["markdown"] == str(exp / "report.md") and printed["missing_cells"] == 0
+    assert printed["figures"] and all(isinstance(f, str) and f.endswith(".png") for f in printed["figures"])
+
+
+def test_what_transfers_suggests_inits_of_the_sources_own_modality(tmp_path):
+    """An image source's depth and statistics inits are image@K and image-stats: audio@2 would be refused."""
+    from audio2image.report.transfers import WhatTransfers
+
+    config = {"source": "caltech256", "target": "mtat", "inits": ["random", "image"]}
+    for analysis in (WhatTransfers.of(tmp_path, config, [], [], "test_roc_auc", "val_roc_auc", describe("resnet18")),
+                     WhatTransfers.of(tmp_path, config, [], [], "test_roc_auc", "val_roc_auc", describe("resnet18"),
+                                      source_modality="image")):
+        text = analysis.section(tmp_path, {})
+        assert "audio" not in text
+        assert "add e.g. `image@2` to `inits`" in text and "add e.g. `image-stats` to `inits`" in text
+        assert "An init `image@K` carries" in text and "An init `image-stats` draws" in text
+
+
+def test_each_init_is_described_by_what_it_carries():
+    from audio2image.report.report import init_words
+
+    source = {"dataset": "mtat", "modality": "audio", "task": "tagging"}
+    control = {"dataset": "caltech256", "modality": "image", "task": "classification"}
+    resnet = describe("resnet18")
+
+    def words(init, **kwargs):
+        return init_words(init, source, control, "resnet18", described=resnet, **kwargs)
+
+    assert words("audio@2") == ("the first 2 of the 5 stages (conv1 + bn1, layer1) of the audio pretraining on mtat "
+                                "in this experiment, the rest the seed's random init")
+    assert words("audio-stats") == ("random draws with each tensor's mean and std from the audio pretraining on mtat "
+                                    "in this experiment (norm layers reset)")
+    assert words("imagenet@3") == ("the first 3 of the 5 stages (conv1 + bn1, layer1, layer2) of resnet18's "
+                                   "published weights (timm's; ImageNet for most), the rest the seed's random init")
+    assert words("imagenet-stats").startswith("random draws with each tensor's mean and std from resnet18's published")
+    assert words("control@1").startswith("the first 1 of the 5 stages (conv1 + bn1) of the control pretraining on "
+                                         "caltech256 in this experiment")
+    assert words("image@4:runs/a/pretrain/source-seed0").startswith(
+        "the first 4 of the 5 stages (conv1 + bn1, layer1, layer2, layer3) of the image pretraining in "
+        "runs/a/pretrain/source-seed0")
+    assert words("checkpoint@2:w.pt") == ("the first 2 of the 5 stages (conv1 + bn1, layer1) of the weights in w.pt, "
+                                          "the rest the seed's random init")
+    assert words("checkpoint:w.pt") == "the weights in w.pt"
+    # the full inits keep their words; without the backbone's description the stages go uncounted
+    assert words("audio") == "pretrained on mtat (audio tagging) in this experiment (pretrain/source-*)"
+    assert init_words("audio@2", source).startswith("the first 2 stages of the audio pretraining on mtat")
+    for init in ("audio@2", "audio-stats", "imagenet@1", "control-stats", "checkpoint@1:w.pt"):
+        assert f"pretrained {init}" not in words(init) and init.partition(":")[0] not in words(init)
+
+
+def test_top5_is_left_out_where_a_task_has_five_labels_or_fewer(tmp_path):
+    """Top-5 of 5 or fewer classes is always 100%: not shown in the runs or the pretraining table."""
+    from pathlib import Path
+
+    from audio2image.report.pretraining import _runs_table
+
+    for labels, shown in ((4, False), (5, False), (6, True)):
+        exp = make_experiment(tmp_path / str(labels))
+        (exp / "datasets.json").write_text(json.dumps({"target": {"labels": labels}}))
+        runs = section_of(build_report(exp)["markdown"].read_text(), "## Runs")
+        assert ("test_top5" in runs) == shown and "test_top1" in runs
+        assert "test_top5" in (exp / "results.csv").read_text()  # results.csv keeps its columns
+        result = {"status": "completed", "selection_metric": "val_top1", "val": {"top1": 0.5},
+                  "test": {"top1": 0.5, "top5": 1.0, "mean_class_acc": 0.5}}
+        facts = {"source": {"dataset": "caltech256", "modality": "image", "task": "classification", "labels": labels}}
+        text = _runs_table({"source": [(Path("source-seed0"), result)]}, facts)
+        assert ("top-5" in text) == shown and "mean per-class accuracy" in text
+
+
+def test_configuration_leaves_out_the_synthesis_keys_when_every_side_has_its_folder(tmp_path):
+    values = {"synthetic": True, "synth_clips": 10, "source_root": "/data/mtat", "target_root": "/data/caltech256"}
+    control = {"control": "caltech256", "inits": ["random", "audio", "control"]}
+    for extra, listed in (({}, False), ({"target_root": ""}, True), (control, True),
+                          ({**control, "control_root": "/data/other"}, False)):
+        path = tmp_path / "config.yaml"
+        save_config(from_dict({**values, **extra}), path)
+        text = _configuration(read_config(path), describe("resnet18"))
+        keys = re.findall(r"^\| `(\w+)` \|", text, flags=re.M)
+        assert ("synthetic" in keys and "synth_clips" in keys) == listed, extra
+        assert "source_root" in keys
+        assert ("no side is synthesised" in text) == (not listed)
+
+
+# --- a sweep stopped before it wrote results.csv ----------------------------------------------------------------------
+
+def set_setting(run_dir, lr, weight_decay=0.0, top1=None):
+    path = run_dir / "result.json"
+    result = json.loads(path.read_text())
+    result["run"].update(lr=lr, weight_decay=weight_decay, run_id=run_dir.name)
+    if top1 is not None:
+        result["test"]["top1"] = top1
+    path.write_text(json.dumps(result))
+
+
+def test_a_sweep_stopped_before_results_csv_reports_its_finished_runs(tmp_path):
+    import shutil
+
+    exp = make_experiment(tmp_path)
+    (exp / "results.csv").unlink()  # written only when the sweep ends
+    for gone in ("f1.0-audio-s1-none", "f1.0-random-s1-none"):
+        shutil.rmtree(exp / "transfer" / gone)
+    (exp / "transfer" / "f1.0-audio-s1-none").mkdir()  # the run it was killed in: no result.json
+    out = build_report(exp)
+    md = out["markdown"].read_text()
+    assert "No transfer results yet" not in md and out["missing_cells"] == 2
+    runs = section_of(md, "## Runs")
+    for fraction, init, seed in [(0.25, i, s) for i in ("random", "audio") for s in (0, 1)] + [(1.0, "random", 0),
+                                                                                                (1.0, "audio", 0)]:
+        assert f"| f{fraction}-{init}-s{seed}-none | {pct(fraction)} | {init} | {seed} | none | completed |" in runs
+    assert "This report shows a partial sweep" in runs and "6 of the grid's 8 runs have finished" in runs
+    transfer = section_of(md, "## Transfer results")
+    assert re.search(r"\| 25% \| audio \| none \| [\d.]+ ± [\d.]+ \| [^|]+ \| 2 \| - \|", transfer)
+    assert "| 100% | audio | none |" in transfer and "1 (missing)" in transfer
+
+
+def test_a_sweep_stopped_in_selection_keeps_only_each_cells_one_setting(tmp_path):
+    import shutil
+
+    exp = make_experiment(tmp_path, seeds=(0,))
+    (exp / "results.csv").unlink()
+    for run_dir in (exp / "transfer").iterdir():
+        set_setting(run_dir, 0.05)
+    tuning = exp / "transfer" / "f0.25-audio-s0-none-lr0.5"  # the same cell and seed with another setting
+    shutil.copytree(exp / "transfer" / "f0.25-audio-s0-none", tuning)
+    set_setting(tuning, 0.5, top1=0.99)
+    stale = exp / "transfer" / "stale"  # an earlier config's run of the same cell: other transfer_epochs
+    shutil.copytree(exp / "transfer" / "f1.0-random-s0-none", stale)
+    set_setting(stale, 0.05)
+    config = yaml.safe_load((exp / "config.yaml").read_text())
+    (stale / "config.yaml").write_text(yaml.safe_dump({**config, "transfer_epochs": 9}))
+    (exp / "transfer" / "f1.0-random-s0-none" / "config.yaml").write_text(yaml.safe_dump(config))
+
+    runs = section_of(build_report(exp)["markdown"].read_text(), "## Runs")
+    assert "f0.25-audio-s0-none" not in runs and "stale" not in runs  # no setting chosen yet; another config
+    assert "f0.25-random-s0-none" in runs and "f1.0-random-s0-none" in runs
+    assert "Left out: the runs of 1 cell that tried several settings with none chosen yet" in runs
+    assert "fraction 25%, init audio, freeze none" in runs
+
+    def cell(fraction, init):
+        best = 0.5 if (fraction, init) == (0.25, "audio") else 0.05
+        candidates = [{"lr": lr, "weight_decay": 0.0, "seeds": [0], "values": [v], "mean": v, "diverged": 0}
+                      for lr in (0.05, 0.5) for v in [0.7 if lr == best else 0.6]]
+        return {"fraction": fraction, "init": init, "freeze": "none", "metric": "val_top1",
+                "candidates": candidates, "chosen": [best, 0.0], "edges": []}
+
+    cells = [cell(f, i) for f in (0.25, 1.0) for i in ("random", "audio")]
+    (exp / "selection.json").write_text(json.dumps({"settings": [[0.05, 0.0], [0.5, 0.0]], "tune_seeds": [0],
+                                                    "cells": cells}))
+    runs = section_of(build_report(exp)["markdown"].read_text(), "## Runs")
+    assert "f0.25-audio-s0-none-lr0.5" in runs and "| f0.25-audio-s0-none |" not in runs
+    assert "Left out" not in runs and "4 of the grid's 4 runs have finished" in runs
+
+
+@pytest.mark.slow
+def test_the_report_of_a_sweep_killed_in_its_fourth_run_shows_the_three_before(tmp_path, monkeypatch):
+    """Real runs (a few seconds each): the folders as training leaves them, the killed one without its result."""
+    from audio2image.config import load_config
+    from audio2image.prepare.store import Store
+    from audio2image.sweep import describe_store
+    from audio2image.sweep.executors import execute
+    from audio2image.sweep.grid import transfer_plan
+    from stores import kill_at_validation, make_image_store
+
+    store = make_image_store(tmp_path / "store")
+    config = load_config("configs/tiny.yaml", [f"out_dir={tmp_path}", "name=exp", "transfer_epochs=1",
+                                               "inits=random", "seeds=0,1", "fractions=0.5,1.0", "amp=false",
+                                               "precise_bn_batches=1"])
+    exp = config.experiment_dir
+    exp.mkdir(parents=True)
+    save_config(config, exp / "config.yaml")  # what the sweep writes before any run
+    (exp / "datasets.json").write_text(json.dumps({"target": describe_store(Store(store))}))
+    runs = transfer_plan(config, store)
+    execute(runs[:3], config)
+    kill_at_validation(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        execute(runs[3:], config)
+    monkeypatch.undo()
+    out = build_report(exp)
+    md = out["markdown"].read_text()
+    table = section_of(md, "## Runs")
+    assert all(f"| {run.run_dir.name} |" in table for run in runs[:3]) and runs[3].run_dir.name not in table
+    assert "3 of the grid's 4 runs have finished" in table and out["missing_cells"] == 1
+    assert "No transfer results yet" not in md and "| 100% | random | none |" in section_of(md, "## Transfer results")
+
+
+def test_a_source_read_from_its_folder_is_not_called_synthetic(tmp_path):
+    exp = make_experiment(tmp_path, extra={"source_root": "/data/mtat", "target_root": "/data/caltech256"})
+    section = section_of(build_report(exp)["markdown"].read_text(), "## Pretraining")
+    assert "ran on synthetic data" not in section and "from short-chunk ResNet (Won et al. 2020)" in section

@@ -144,7 +144,7 @@ def cmd_sweep(args) -> dict:
 def cmd_report(args) -> dict:
     from audio2image.report.report import build_report
 
-    return {k: str(v) for k, v in build_report(args.run_dir).items()}
+    return {k: _plain(v) for k, v in build_report(args.run_dir).items()}
 
 
 def cmd_run(args) -> dict:
@@ -155,6 +155,14 @@ def cmd_run(args) -> dict:
     summary = run_sweep(config)
     report = build_report(config.experiment_dir)
     return {**summary, "report": str(report["markdown"]), "html": str(report["html"])}
+
+
+def _plain(value):
+    """Paths as strings, in lists too, so that the printed JSON holds no `PosixPath(...)` reprs; numbers stay
+    numbers."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
 
 
 def _summary(result: dict) -> dict:

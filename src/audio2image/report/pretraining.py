@@ -13,7 +13,7 @@ from audio2image.config import PRETRAINED_SIDES
 from audio2image.datasets.registry import DATASETS
 from audio2image.report import figures, stats
 from audio2image.report.read import pretrain_dirs, read_jsonl
-from audio2image.report.text import finite, num, table, truthy
+from audio2image.report.text import finite, num, says_something, table, truthy
 from audio2image.training.taskkinds import TASK_KINDS
 from audio2image.util import read_json_or_none
 
@@ -55,7 +55,7 @@ def _runs_table(results: dict, facts: dict) -> str:
     """One row per pretraining run: side, dataset, seed, status, epochs, best epoch, validation and test metrics."""
     body = []
     for side, found in results.items():
-        keys = _metric_names(facts[side]["task"])
+        keys = _metric_names(facts[side]["task"], facts[side].get("labels"))
         for run_dir, result in found:
             result = result or {}
             val, test = result.get("val") or {}, result.get("test") or {}
@@ -96,7 +96,7 @@ def _run_text(result: dict, fact: dict, config: dict, anchors, side: str, runs: 
         return (f"Pretraining on the {side} did not complete (status {result.get('status')}): "
                 f"{result.get('message', '')} It ran {result.get('epochs_run')} epochs.")
     task = result.get("task") or fact["task"]
-    keys = _metric_names(task)
+    keys = _metric_names(task, fact.get("labels"))
     test = result.get("test") or {}
     text = (f"Pretraining on {side_words(fact)} ({SIDE_WORDS[side]}, {runs} run{'s' if runs != 1 else ''}; "
             f"the first shown): on the test split " + ", ".join(f"{stats.metric_name('test_' + k)} "
@@ -105,7 +105,7 @@ def _run_text(result: dict, fact: dict, config: dict, anchors, side: str, runs: 
         return text
     if anchors is None:
         return text + f" No published results are recorded for {fact['dataset']} to compare with."
-    if truthy(config.get("synthetic")):
+    if truthy(config.get("synthetic")) and not config.get(f"{side}_root"):  # with its folder, it was not synthesised
         return text + (" This experiment ran on synthetic data (config `synthetic: true`): its numbers check the "
                        "pipeline and are not comparable with the published ones below.")
     differing = [f"`{k}: {config.get(k)}`" for k, v in anchors.protocol.items() if config.get(k, v) != v]
@@ -120,10 +120,10 @@ def _run_text(result: dict, fact: dict, config: dict, anchors, side: str, runs: 
     return text
 
 
-def _metric_names(task: str) -> tuple[str, ...]:
+def _metric_names(task: str, labels=None) -> tuple[str, ...]:
     """A source task's metrics of a pretraining run (result.json's val / test), the first one primary; none for a
-    task not known yet."""
-    return getattr(TASK_KINDS.get(task), "metric_names", ())
+    task not known yet; top-5 not where it says nothing (`labels`: the side's number of labels, where known)."""
+    return tuple(m for m in getattr(TASK_KINDS.get(task), "metric_names", ()) if says_something(m, labels))
 
 
 def _scores(result: dict) -> dict:

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from audio2image.config import BACKBONE_FILE, PRETRAIN_DIR, PRETRAINED_SIDES, SIDES, Config
+from audio2image.config import BACKBONE_FILE, PRETRAIN_DIR, PRETRAINED_SIDES, SELECTION_FILE, SIDES, Config, keys_for
 from audio2image.datasets.registry import DATASETS
+from audio2image.report.text import pct
 from audio2image.util import read_json_or_none
 
 INT_COLUMNS = ("seed", "best_epoch", "epochs_run", "pretrain_seed", "threads")
@@ -92,6 +93,122 @@ def rows_with_runs(exp: Path, rows: list[dict]) -> tuple[list[dict], list[dict]]
         run_id = row.get("run_id")
         (kept if not run_id or (exp / "transfer" / str(run_id) / "result.json").is_file() else gone).append(row)
     return kept, gone
+
+
+def sweep_rows(exp: Path, config: dict) -> tuple[list[dict], list[dict], list[str]]:
+    """The experiment's transfer rows, the rows of results.csv whose run is gone (see `rows_with_runs`), and lines
+    for the report saying what was read beyond results.csv.
+
+    results.csv is written when a sweep ends, so a sweep stopped earlier has finished runs it does not list: those
+    of the experiment's own grid are read from their folders (result.json, as results.csv would hold them), with
+    each cell's setting chosen on validation (E/selection.json); a cell with no choice yet keeps its runs only if
+    they share one setting (a selection stopped midway has tuning runs of several).
+    """
+    listed = read_results(exp / "results.csv")
+    rows, gone = rows_with_runs(exp, listed)
+    found, undecided = _unlisted_rows(exp, config, {row.get("run_id") for row in listed})
+    notes = []
+    if found:
+        grid = [len(_grid_values(config, key)) for key in ("fractions", "inits", "seeds", "freezes")]
+        written = (f"lists {len(listed)} run{'s' if len(listed) != 1 else ''}" if (exp / "results.csv").is_file()
+                   else "is not written yet")
+        notes.append(f"This report shows a partial sweep: results.csv, which the sweep writes when it ends, {written}; "
+                     f"the {len(found)} finished run{'s' if len(found) != 1 else ''} it does not list are read from "
+                     f"their folders (transfer/*/result.json). {len(rows) + len(found)} of the grid's "
+                     f"{math.prod(grid)} runs have finished.")
+    if undecided:
+        cells = "; ".join(f"fraction {pct(f)}, init {i}, freeze {z}" for f, i, z in undecided)
+        notes.append(f"Left out: the runs of {len(undecided)} cell{'s' if len(undecided) != 1 else ''} that tried "
+                     f"several settings with none chosen yet (the sweep stopped during selection): {cells}.")
+    return rows + found, gone, notes
+
+
+def _unlisted_rows(exp: Path, config: dict, listed: set) -> tuple[list[dict], list[tuple]]:
+    """The finished runs of the experiment's grid and chosen settings that results.csv does not list, as its rows;
+    and the cells (fraction, init, freeze) left out for having runs of several settings and no choice yet."""
+    grid = {"fraction": {float(f) for f in _grid_values(config, "fractions")},
+            "init": {_result_name(i) for i in _grid_values(config, "inits")},
+            "seed": {int(s) for s in _grid_values(config, "seeds")},
+            "freeze": set(_grid_values(config, "freezes"))}
+    chosen = _chosen_settings(exp)
+    by_cell: dict[tuple, list[dict]] = {}
+    for run_dir in sorted((exp / "transfer").glob("*/")):
+        if run_dir.name in listed:
+            continue
+        row = _finished_row(run_dir)
+        if (row is None or any(row.get(key) not in values for key, values in grid.items())
+                or row.get("dataset") not in ("", config.get("target") or Config.target)
+                or not _same_run_keys(run_dir, config)):
+            continue  # unfinished, or not a run of this experiment's grid (an earlier config's)
+        by_cell.setdefault((row["fraction"], row["init"], row["freeze"]), []).append(row)
+    found, undecided = [], []
+    for cell, rows in by_cell.items():
+        if cell in chosen:
+            found += [row for row in rows if chosen[cell] is not None and _setting(row) == chosen[cell]]
+        elif len({_setting(row) for row in rows}) == 1:
+            found += rows
+        else:
+            undecided.append(cell)
+    return found, undecided
+
+
+def _grid_values(config: dict, key: str) -> list:
+    return config.get(key) or getattr(Config(), key)
+
+
+def _result_name(init: str) -> str:
+    """An init as results name it: "audio" for "audio:RUN_DIR", a checkpoint with its path (sweep/grid.py)."""
+    from audio2image.training.initspec import parse_init
+
+    try:
+        spec = parse_init(init)
+    except ValueError:
+        return init
+    return init if spec.base == "checkpoint" else spec.name
+
+
+def _finished_row(run_dir: Path) -> dict | None:
+    """A finished run's row as results.csv holds it, typed as `read_results` reads it; None when the run has not
+    finished or its result.json is torn."""
+    from audio2image.sweep.results import result_row
+
+    if read_json_or_none(run_dir / "result.json") is None:
+        return None
+    try:
+        return _typed({k: "" if v is None else str(v) for k, v in (result_row(run_dir) or {}).items()})
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _chosen_settings(exp: Path) -> dict[tuple, tuple]:
+    """(fraction, init, freeze) -> (lr, weight decay) chosen on validation (E/selection.json); a cell whose every
+    setting failed maps to None (it has no runs to report)."""
+    chosen = {}
+    for cell in (read_json_or_none(exp / SELECTION_FILE) or {}).get("cells") or []:
+        try:
+            key = (float(cell["fraction"]), _result_name(str(cell["init"])), str(cell.get("freeze") or "none"))
+            chosen[key] = tuple(float(v) for v in cell["chosen"]) if cell.get("chosen") else None
+        except (KeyError, TypeError, ValueError):
+            continue
+    return chosen
+
+
+def _setting(row: dict) -> tuple | None:
+    values = (row.get("lr"), row.get("weight_decay"))
+    return tuple(float(v) for v in values) if all(isinstance(v, float) and math.isfinite(v) for v in values) \
+        else None
+
+
+def _same_run_keys(run_dir: Path, config: dict) -> bool:
+    """Whether a run was made with the experiment's transfer keys (those of its identity but the setting, which
+    each cell chooses): a run of an earlier config under the same name was not. A run without its config.yaml
+    passes."""
+    saved = read_config(run_dir / "config.yaml")
+    known = DATASETS.get(config.get("target") or Config.target)
+    if not saved or known is None:
+        return True
+    keys = [k for k in keys_for(known.modality, "transfer") if k not in ("transfer_lr", "transfer_weight_decay")]
+    return all(saved.get(k) == config.get(k) for k in keys if k in config)
 
 
 def _typed(raw: dict) -> dict:

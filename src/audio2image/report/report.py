@@ -17,17 +17,18 @@ from pathlib import Path
 
 import yaml
 
-from audio2image.config import Config
+from audio2image.config import SIDES, Config
 from audio2image.report import figures, sentences, stats, verdict
-from audio2image.report.power import MIN_PAIRS, probability_of_improvement
 from audio2image.report.fairness import control_inits, control_section, selection_section
 from audio2image.report.html import render_html
+from audio2image.report.power import MIN_PAIRS, probability_of_improvement
 from audio2image.report.pretraining import pretraining_section, side_words
 from audio2image.report.read import (backbone_facts, experiment_facts, first_layer_weights, read_config,
-                                     read_results, rows_with_runs, transfer_curves)
+                                     read_results, sweep_rows, transfer_curves)
 from audio2image.report.text import (capitalised, clipped_note, config_value, finite, interval, p_value, pct, percent,
-                                     points, table, times)
+                                     points, says_something, table, times)
 from audio2image.report.transfers import WhatTransfers
+from audio2image.training.initspec import describe_depth, parse_init
 from audio2image.training.taskkinds import TASK_KINDS, kind_or_classification
 from audio2image.util import atomic_write_text
 
@@ -48,7 +49,7 @@ def build_report(experiment_dir: Path) -> dict:
     config = read_config(exp / "config.yaml")
     facts = experiment_facts(exp, config)
     backbone = backbone_facts(exp, config)
-    rows, gone = rows_with_runs(exp, read_results(exp / "results.csv"))
+    rows, gone, partial = sweep_rows(exp, config)  # results.csv, and the finished runs it does not list yet
     kind = kind_or_classification(facts["target"]["task"])  # its test metrics, the first one primary
     metrics = kind.test_metrics
     grid = {k: config.get(k) for k in ("fractions", "inits", "seeds", "freezes")}
@@ -72,7 +73,7 @@ def build_report(experiment_dir: Path) -> dict:
     sections = [
         _title(config, facts, backbone),
         verdict.answer_section(verdicts, metrics[0], verdict.control_words(verdicts, controls), fig_dir, made),
-        _conclusion(rows, verdicts, controls, transfers.brief(), missing),
+        _conclusion(rows, verdicts, controls, transfers.brief(), missing, partial),
         _inits(inits, facts, backbone),
         _datasets(facts),
         _configuration(config, backbone),
@@ -86,7 +87,7 @@ def build_report(experiment_dir: Path) -> dict:
         _validation(curves, kind.validation_metric, fig_dir, made),
         _seed_chart(rows, metrics[0], fig_dir, made),
         _filters(exp, config, facts["source"], backbone, fig_dir, made),
-        _runs(rows, missing, inits, gone),
+        _runs(rows, missing, inits, gone, labels=facts["target"].get("labels"), notes=partial),
     ]
     markdown = "\n\n".join(s.strip() for s in sections) + "\n"
     md_path, html_path = exp / "report.md", exp / "report.html"
@@ -103,20 +104,54 @@ def missing_runs(cells: list[dict]) -> list[tuple]:
 
 # --- words for the datasets and inits --------------------------------------------------------------------------------
 
-def init_words(init: str, source: dict, control: dict | None = None, backbone: str = "the backbone") -> str:
-    """What an init (as results name it) was pretrained on, for any source (and the control, where there is one)."""
-    name, _, path = init.partition(":")
-    if name == "control" and control and not path:
+def init_words(init: str, source: dict, control: dict | None = None, backbone: str = "the backbone",
+               described: dict | None = None) -> str:
+    """What an init (as results name it) carries, for any source (and the control, where there is one).
+
+    `described`: the backbone's description (read.py `backbone_facts`), whose stages count and name what a depth
+    init (audio@2) carries.
+    """
+    try:
+        spec = parse_init(init)
+    except ValueError:  # a foreign name in results.csv: said as it is
+        return f"the init {init}"
+    if spec.depth is None and not spec.stats:
+        return _full_init_words(spec, source, control, backbone)
+    weights = _weights_words(spec, source, control, backbone)
+    if spec.stats:
+        return f"random draws with each tensor's mean and std from {weights} (norm layers reset)"
+    stages = (described or {}).get("stages")
+    which = (f"the first {spec.depth} of the {len(stages)} stages ({describe_depth(spec.depth, stages)})" if stages
+             else f"the first {spec.depth} stages")
+    return f"{which} of {weights}, the rest the seed's random init"
+
+
+def _full_init_words(spec, source: dict, control: dict | None, backbone: str) -> str:
+    if spec.base == "control" and control and not spec.path:
         return f"pretrained on {side_words(control)} in this experiment: the positive control (pretrain/control-*)"
-    if name == BASELINE:
+    if spec.base == BASELINE:
         return "random weights (the same draw for every init of a seed)"
-    if name == "imagenet":
-        return f"{backbone}'s published weights (timm's; ImageNet for most)"
-    if name == "checkpoint":
-        return f"the weights in {path}"
-    if name == source["modality"] and not path:
+    if spec.base in ("imagenet", "checkpoint"):
+        return _weights_words(spec, source, control, backbone)
+    if spec.base == source["modality"] and not spec.path:
         return f"pretrained on {side_words(source)} in this experiment (pretrain/source-*)"
-    return f"pretrained {name} weights" + (f" from {path}" if path else "")
+    return f"the {spec.base} pretraining in {spec.path}" if spec.path else f"a {spec.base} pretraining"
+
+
+def _weights_words(spec, source: dict, control: dict | None, backbone: str) -> str:
+    """The whole weights an init takes its part or its statistics from: 'the audio pretraining on mtat in this
+    experiment', "resnet18's published weights (timm's; ImageNet for most)", 'the weights in PATH'."""
+    if spec.base == "imagenet":
+        return f"{backbone}'s published weights (timm's; ImageNet for most)"
+    if spec.base == "checkpoint":
+        return f"the weights in {spec.path}"
+    if spec.path:
+        return f"the {spec.base} pretraining in {spec.path}"
+    if spec.base == "control" and control:
+        return f"the control pretraining on {control['dataset']} in this experiment"
+    if spec.base == source["modality"]:
+        return f"the {spec.base} pretraining on {source['dataset']} in this experiment"
+    return f"a {spec.base} pretraining"
 
 
 # --- sections --------------------------------------------------------------------------------------------------------
@@ -134,16 +169,20 @@ def _title(config: dict, facts: dict, backbone: dict) -> str:
 
 
 def _inits(inits: list[str], facts: dict, backbone: dict) -> str:
-    words = [f"- `{init}`: {init_words(init, facts['source'], facts.get('control'), backbone['backbone'])}"
+    words = [f"- `{init}`: "
+             + init_words(init, facts["source"], facts.get("control"), backbone["backbone"], described=backbone)
              for init in inits]
     return "## Inits\n\n" + ("\n".join(words) if words else "None yet.")
 
 
-def _conclusion(rows, verdicts: list[dict], controls: list[str], transfers: list[str], missing) -> str:
+def _conclusion(rows, verdicts: list[dict], controls: list[str], transfers: list[str], missing,
+                partial: list[str] = ()) -> str:
     """One short sentence a finding: each pretrained init against random, the positive control, what transfers."""
     if not rows:
         return ("## Conclusion\n\nNo transfer results yet: no finished run of the grid, so there is nothing to "
                 "compare. The sections below show what exists so far.")
+    if partial:
+        transfers = [*transfers, "A partial sweep: the verdicts are of the runs finished so far (see Runs)."]
     found = [verdict.finding(init, group) for (init, freeze), group in stats.groups(verdicts, ("init", "freeze"))
              .items() if init not in controls and freeze == "none"]
     found += [verdict.finding(f"{init} (freeze {freeze})", group) for (init, freeze), group
@@ -177,12 +216,27 @@ def _configuration(config: dict, backbone: dict) -> str:
                + f", in {len(stages)} stages ({'; '.join(stages)}), then its head ({', '.join(backbone['head'])}). ")
     link = network + "The full resolved config: [config.yaml](config.yaml)."  # the report sits next to it
     defaults = _config_defaults()
-    rows = [[f"`{k}`", config_value(v), config_value(defaults[k]) if k in defaults else "(not a key of this version)"]
-            for k, v in config.items() if k not in defaults or not _same_value(v, defaults[k])]
+    differ = [k for k, v in config.items() if k not in defaults or not _same_value(v, defaults[k])]
+    # with every side read from its folder, the synthesis keys shape nothing: listing them would only mislead
+    unused = [k for k in differ if _synthesis_key(k)] if _every_side_has_its_folder(config) else []
+    rows = [[f"`{k}`", config_value(config[k]), config_value(defaults[k]) if k in defaults
+             else "(not a key of this version)"] for k in differ if k not in unused]
+    left_out = (" (`synthetic` and the `synth_*` keys are left out: no side is synthesised, each is read from its "
+                "`*_root`)") if unused else ""
     if not rows:
-        return f"## Configuration summary\n\nEvery key has its default value. {link}"
+        return f"## Configuration summary\n\nEvery key has its default value{left_out}. {link}"
     return ("## Configuration summary\n\nThe keys whose value differs from the default; every other key has its "
-            "default value.\n\n" + table(["key", "value", "default"], rows) + f"\n\n{link}")
+            f"default value{left_out}.\n\n" + table(["key", "value", "default"], rows) + f"\n\n{link}")
+
+
+def _synthesis_key(key: str) -> bool:
+    return key == "synthetic" or key.startswith("synth_")
+
+
+def _every_side_has_its_folder(config: dict) -> bool:
+    """Whether every side of the experiment (the source, the target, the control where there is one) is read from
+    its `<side>_root`, so that nothing is synthesised whatever `synthetic` says."""
+    return all(config.get(f"{side}_root") for side in SIDES if side != "control" or config.get("control"))
 
 
 def _config_defaults() -> dict:
@@ -298,14 +352,17 @@ def _filters(exp: Path, config: dict, source: dict, backbone: dict, fig_dir: Pat
             "\n\n![First-layer filters](figures/first_layer_filters.png)")
 
 
-def _runs(rows: list[dict], missing: list[tuple], inits: list[str], gone: list[dict] = ()) -> str:
-    columns = [c for c in RUN_COLUMNS if any(c in r for r in rows)] or RUN_COLUMNS[:6]
+def _runs(rows: list[dict], missing: list[tuple], inits: list[str], gone: list[dict] = (), labels=None,
+          notes: list[str] = ()) -> str:
+    """`labels`: the target's number of labels, where known (top-5 of 5 or fewer says nothing: left out); `notes`:
+    what was read beyond results.csv (read.py `sweep_rows`)."""
+    columns = [c for c in RUN_COLUMNS if any(c in r for r in rows) and says_something(c, labels)] or RUN_COLUMNS[:6]
     planned = [{"fraction": f, "init": i, "seed": s, "freeze": z, "status": "missing"} for f, i, s, z in missing]
     order = {init: k for k, init in enumerate(inits)}
     every = sorted(rows + planned, key=lambda r: (r["fraction"], r.get("freeze", "none"),
                                                    order.get(r["init"], len(order)), r["seed"]))
-    parts = ["## Runs", "Every transfer run in results.csv with its status (metrics in %; areas under curves x 100), "
-             "plus the planned runs with no row (status missing).",
+    parts = ["## Runs", *notes, "Every finished transfer run with its status (metrics in %; areas under curves x 100), "
+             "plus the planned runs with no result (status missing).",
              table(columns, [[_cell(r, c) for c in columns] for r in every]) if every else "No runs yet."]
     if missing:
         parts.append("Missing runs:\n\n" + "\n".join(f"- fraction {pct(f)}, init {i}, seed {s}, freeze {z}"

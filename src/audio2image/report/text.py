@@ -60,6 +60,12 @@ def clipped_note(*texts: str) -> str:
     return CLIPPED_NOTE if any(DAGGER in text for text in texts) else ""
 
 
+def says_something(metric: str, labels) -> bool:
+    """Whether a metric tells anything of a task with `labels` labels (None: not known): top-5 accuracy of 5 labels
+    or fewer is always 100% (training/metrics.py counts the top min(5, C))."""
+    return not (metric.removeprefix("val_").removeprefix("test_") == "top5" and finite(labels) and labels <= 5)
+
+
 def num(x) -> str:
     return f"{x:.4f}" if finite(x) else "-"
 

@@ -4,7 +4,7 @@ convergence speed, each with a sentence for the conclusion.
 It reads results.csv's rows, the runs' validation curves and E/analysis/cka.json (written by the sweep's
 similarity analysis); an analysis that is absent or partial is said so, and the rest of the report stands.
 
-    >>> analysis = WhatTransfers.of(exp, config, rows, curves, "test_top1", "val_top1")
+    >>> analysis = WhatTransfers.of(exp, config, rows, curves, "test_top1", "val_top1", backbone)
     >>> analysis.section(fig_dir, made), analysis.sentences()
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 from audio2image.config import CKA_FILE
 from audio2image.report import sentences, stats, transfer_figures
 from audio2image.report.convergence import convergence_sentence, convergence_table
+from audio2image.report.read import experiment_facts
 from audio2image.report.text import clipped_note, interval, num, p_value, pct, points, table
 from audio2image.training.initspec import describe_depth, parse_init
 from audio2image.util import read_json_or_none
@@ -36,10 +37,14 @@ class WhatTransfers:
     convergence: dict
     val_metric: str
     backbone: dict  # its description (report/read.py: backbone_facts): stages and outputs, in its own words
+    source_modality: str = "audio"  # the init naming the pretraining on the source: "audio@2", "image-stats", ...
 
     @classmethod
     def of(cls, exp: Path, config: dict, rows: list[dict], curves: list[dict], metric: str, val_metric: str,
-           backbone: dict):
+           backbone: dict, source_modality: str | None = None):
+        """`source_modality`: the source's (default: read from the experiment, report/read.py experiment_facts)."""
+        if source_modality is None:
+            source_modality = experiment_facts(exp, config)["source"]["modality"]
         inits = stats.grid_of(rows, {"inits": config.get("inits")})["inits"]
         specs = {init: _spec(init) for init in inits}
         # a variant (audio@K, audio-stats) is judged against its full init (audio) where the grid has that one
@@ -53,7 +58,7 @@ class WhatTransfers:
                    stats_inits={i: f for i, f in full.items() if specs[i].stats}, versus_full=versus_full,
                    gains=stats.gain_table(rows, metric, BASELINE), cka=read_json_or_none(exp / CKA_FILE),
                    convergence=convergence_table(curves, share, BASELINE, {"inits": inits}), val_metric=val_metric,
-                   backbone=backbone)
+                   backbone=backbone, source_modality=source_modality)
 
     @property
     def stages(self) -> list[str]:
@@ -75,11 +80,12 @@ class WhatTransfers:
 
     def _depth(self, fig_dir: Path, made: dict) -> str:
         words = ", ".join(f"{k}: {'+ ' if k > 1 else ''}{word}" for k, word in enumerate(self.stages, 1))
-        head = (f"### Transfer depth\n\nAn init `audio@K` carries the first K of the {len(self.stages)} stages of "
-                f"the pretrained {self.backbone['backbone']} ({words}) and keeps the rest, the head included, "
+        source = self.source_modality
+        head = (f"### Transfer depth\n\nAn init `{source}@K` carries the first K of the {len(self.stages)} stages "
+                f"of the pretrained {self.backbone['backbone']} ({words}) and keeps the rest, the head included, "
                 "exactly as the random init of the same seed.")
         if not self.depth:
-            return head + " This experiment has no such init (add e.g. `audio@2` to `inits`)."
+            return head + f" This experiment has no such init (add e.g. `{source}@2` to `inits`)."
         parts = [head, self._versus_full_table(self.depth)]
         dots = self._depth_points()
         if any(p["n"] for p in dots):
@@ -89,13 +95,14 @@ class WhatTransfers:
         return "\n\n".join(parts)
 
     def _statistics(self) -> str:
-        head = ("### Weight statistics\n\nAn init `audio-stats` draws every tensor of the backbone (weights, biases, "
-                "position embeddings, tokens, layer scales) i.i.d. from N(mean, std^2) of the pretrained tensor "
-                "(seeded by the run's seed) and resets every normalisation layer to the identity (Raghu et al. "
-                "2019's Mean Var init): the pretrained weights' scale without their features. Its gain over random "
-                "is in the gain table above; here, against the full init.")
+        source = self.source_modality
+        head = (f"### Weight statistics\n\nAn init `{source}-stats` draws every tensor of the backbone (weights, "
+                "biases, position embeddings, tokens, layer scales) i.i.d. from N(mean, std^2) of the pretrained "
+                "tensor (seeded by the run's seed) and resets every normalisation layer to the identity (Raghu et "
+                "al. 2019's Mean Var init): the pretrained weights' scale without their features. Its gain over "
+                "random is in the gain table above; here, against the full init.")
         if not self.stats_inits:
-            return head + " This experiment has no such init (add e.g. `audio-stats` to `inits`)."
+            return head + f" This experiment has no such init (add e.g. `{source}-stats` to `inits`)."
         return head + "\n\n" + self._versus_full_table(self.stats_inits)
 
     def _versus_full_table(self, inits: dict) -> str:

@@ -168,7 +168,7 @@ def forest(rows: list[dict], path: Path, metric: str) -> Path:
     return figures._save(fig, path)
 
 
-# --- the conclusion: a short sentence per finding ----------------------------------------------------------------------
+# --- the conclusion: a short sentence per finding --------------------------------------------------------------
 
 def finding(init: str, group: list[dict]) -> str:
     """'audio: no difference at 10%, 100% (-2.7, -1.3 points; detectable >= 47.4, >= 41.5; 49, 34 seeds for
