@@ -13,17 +13,18 @@ from PIL import Image
 from audio2image.config import from_dict, save_config
 from audio2image.report import build_report, stats
 from audio2image.report.read import read_config
-from audio2image.report.report import (_ci, _configuration, _gain_ci, _gains, _transfer, read_results, render_html,
-                                       transfer_curves)
+from audio2image.report.report import _configuration, read_results, render_html, transfer_curves
+from audio2image.report.results import _ci, _gain_ci, gains_section, transfer_section
 from audio2image.report.text import CLIPPED_NOTE, pct
 from audio2image.training.backbone import describe
 
 HEADER = ["run_id", "stage", "dataset", "fraction", "init", "seed", "freeze", "status", "best_epoch", "epochs_run",
           "val_loss", "val_top1", "val_top5", "val_mean_class_acc", "test_loss", "test_top1", "test_top5",
           "test_mean_class_acc", "wall_seconds"]
-SECTIONS = ["## The answer", "## Conclusion", "## Inits", "## Configuration summary", "## Pretraining", "## Settings chosen on validation",
-            "## Transfer results", "## Gain over random init", "## Positive control", "## Data efficiency", "## What transfers", "## Validation curves",
-            "## Seed-style chart", "## First-layer filters", "## Runs"]
+SECTIONS = ["## The answer", "## Conclusion", "## Inits", "## Configuration summary", "## Pretraining",
+            "## Settings chosen on validation", "## Transfer results", "## Gain over random init", "## Positive control",
+            "## Data efficiency", "## What transfers", "## Validation curves", "## Seed-style chart",
+            "## First-layer filters", "## Runs"]
 EPOCHS = 4
 
 
@@ -255,7 +256,7 @@ def test_cell_interval_is_clipped_and_marked(tmp_path):
     assert cells["audio"]["ci_high"] > 1  # the stored interval stays as computed
     assert _ci(cells["audio"]) == "86.29 to 100.00†"
     assert _ci(cells["random"]) == "28.29 to 53.71"  # inside the range: no mark
-    text = _transfer({"test_top1": list(cells.values())}, ("test_top1",), tmp_path, {})
+    text = transfer_section({"test_top1": list(cells.values())}, ("test_top1",), tmp_path, {})
     method = text.split("\n\n")[1]
     assert "Student-t" in method and "n = 1: no interval" in method and CLIPPED_NOTE in method
     assert text.count(CLIPPED_NOTE) == 1
@@ -266,7 +267,7 @@ def test_interval_inside_the_range_has_no_mark(tmp_path):
              "test_top1": v} for s, v in enumerate((0.40, 0.41, 0.42))]
     cells = stats.cell_table(rows, "test_top1")
     assert "†" not in _ci(cells[0])
-    text = _transfer({"test_top1": cells}, ("test_top1",), tmp_path, {})
+    text = transfer_section({"test_top1": cells}, ("test_top1",), tmp_path, {})
     assert "†" not in text and "Student-t" in text
 
 
@@ -276,7 +277,7 @@ def test_gain_interval_beyond_plus_minus_one_is_clipped(tmp_path):
     (gain,) = stats.gain_table(rows)
     assert gain["ci_low"] < -1 and gain["ci_high"] > 1
     assert _gain_ci(gain) == "-100.00† to +100.00†"
-    text = _gains({"test_top1": [gain]}, ("test_top1",), rows, tmp_path, {})
+    text = gains_section({"test_top1": [gain]}, ("test_top1",), rows, tmp_path, {})
     assert "| -100.00† to +100.00† |" in text and CLIPPED_NOTE in text.split("\n\n")[1]
     assert text.count(CLIPPED_NOTE) == 1
 
