@@ -21,7 +21,9 @@ def test_contents_link_every_section_and_nest_its_subsections(tmp_path):
                       "## Second & last", "End."])
     html = render_html(md, tmp_path)
     nav = html[html.index("<nav"):html.index("</nav>")]
-    assert html.index("<h1") < html.index("<nav") < html.index("<h2")  # after the title, before the first section
+    # after the answer and the conclusion (here: the last section, for want of a third), so that the first screen
+    # is the answer's
+    assert html.index('<h2 id="first-part"') < html.index("<nav") < html.index('<h2 id="second-last"')
     ids = re.findall(r'<h[1-6] id="([^"]+)"', html)
     assert len(ids) == len(set(ids)) == 5  # every heading has its own id, repeated titles too
     links = re.findall(r'<a href="#([^"]+)">', nav)
@@ -68,3 +70,12 @@ def test_a_link_to_a_file_beside_the_report_is_a_link(tmp_path):
 def test_a_wide_table_scrolls_in_its_own_box(tmp_path):
     html = render_html("# T\n\n" + rows_table("a", 2), tmp_path)
     assert '<div class="wide">\n<table>' in html and ".wide{overflow-x:auto}" in html
+
+
+def test_the_contents_follow_the_answer_and_the_conclusion_and_verdict_cells_are_coloured(tmp_path):
+    md = "\n\n".join(["# T", "## The answer", "| init | 10% |\n| --- | --- |\n| audio | **gain** +9.0 (+1 to +17) |\n"
+                      "| control | **no difference** +1.0 (-3 to +5); could have detected ≥ 8.0 |",
+                      "## Conclusion", "Short.", "## Inits", "- a", "## Runs", "x"])
+    html = render_html(md, tmp_path)
+    assert html.index('<h2 id="conclusion"') < html.index("<nav") < html.index('<h2 id="inits"')
+    assert '<td class="gain"><strong>gain</strong> +9.0' in html and '<td class="same"><strong>no difference' in html

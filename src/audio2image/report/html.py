@@ -1,9 +1,10 @@
 """The markdown subset the report writes (headings, paragraphs, tables, lists, images, links) as one self-contained
 HTML page: figures are embedded as base64 data URIs, so the page needs no other file.
 
-The page adds what a long page needs and the markdown does not: a table of contents after the title (every `##`
-section, its `###` sub-sections nested), an id on every heading, and long tables folded in `<details>` (plain
-HTML, no script): those of more than FOLD_ROWS rows and every table of the FOLDED sections (reference tables).
+The page adds what a long page needs and the markdown does not: a table of contents after the answer and the
+conclusion (every `##` section, its `###` sub-sections nested; the first screen is the answer's), an id on every
+heading, verdict cells coloured by their verdict, and long tables folded in `<details>` (plain HTML, no script):
+those of more than FOLD_ROWS rows and every table of the FOLDED sections (reference tables).
 """
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ CSS = ("body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;pad
        "figcaption{color:#555;font-size:0.9em}code{background:#f4f4f4;padding:0 0.2em}"
        "nav.toc{background:#f8f8f8;border:1px solid #ddd;padding:0.5em 1em;margin:1em 0}nav.toc ol{margin:0.2em 0;"
        "padding-left:1.5em}nav.toc>ol{columns:2}nav.toc li{break-inside:avoid}details{margin:1em 0}"
-       "summary{cursor:pointer;color:#245;font-weight:600}.wide{overflow-x:auto}")
+       "summary{cursor:pointer;color:#245;font-weight:600}.wide{overflow-x:auto}"
+       "td.gain{background:#d4e6f5}td.loss{background:#fbe1cc}td.same{background:#f0f0f0}td.untested{color:#666}")
+# a verdict cell (report/verdict.py) opens with its verdict; its colour class (blue / orange: colour-blind safe)
+VERDICT_CLASSES = {"**gain**": "gain", "**loss**": "loss", "**no difference**": "same", "not tested": "untested"}
+CONTENTS_AFTER = 2  # the table of contents comes after this many sections: the answer and the conclusion
 FOLD_ROWS = 12  # a table of more rows is folded: it would push the next section off the screen
 FOLDED = ("Runs", "Configuration summary")  # sections whose tables are for looking things up, not reading
 
@@ -32,10 +37,12 @@ def render_html(markdown: str, base: Path, title: str = "report", folded: tuple[
     blocks = [block for block in re.split(r"\n\s*\n", markdown.strip()) if block.strip()]
     headings = _headings(blocks)
     body, section, contents = [], "", _contents(list(headings.values()))
+    seen = 0  # level-2 sections so far
     for index, block in enumerate(blocks):
         if index in headings:
             level, text, anchor = headings[index]
-            if level == 2 and contents:  # after the title, before the first section
+            seen += level == 2
+            if level == 2 and contents and seen > min(CONTENTS_AFTER, _sections(headings) - 1):
                 body.append(contents)
                 contents = ""
             section = text if level <= 2 else section
@@ -62,6 +69,10 @@ def _headings(blocks: list[str]) -> dict[int, tuple[int, str, str]]:
             used.add(anchor)
             found[index] = (len(heading.group(1)), text, anchor)
     return found
+
+
+def _sections(headings: dict) -> int:
+    return sum(level == 2 for level, _, _ in headings.values())
 
 
 def _contents(headings: list[tuple[int, str, str]]) -> str:
@@ -99,7 +110,7 @@ def _table_html(lines: list[str], fold: bool = False) -> str:
     cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
     body = [r for r in cells[1:] if not all(re.fullmatch(r":?-{3,}:?", c) for c in r)]
     head = "".join(f"<th>{_inline(c)}</th>" for c in cells[0])
-    rows = "\n".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
+    rows = "\n".join("<tr>" + "".join(_cell(c) for c in r) + "</tr>" for r in body)
     # in a box of its own width that scrolls sideways: a wide table (Runs) must not widen the whole page
     text = f'<div class="wide">\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>\n</div>'
     if not (fold or len(body) > FOLD_ROWS):
@@ -107,6 +118,11 @@ def _table_html(lines: list[str], fold: bool = False) -> str:
     columns = ", ".join(cells[0][:6]) + (", ..." if len(cells[0]) > 6 else "")
     summary = f"Table of {len(body)} row{'s' if len(body) != 1 else ''}: {columns}"  # the heading is just above
     return f"<details>\n<summary>{_inline(summary)}</summary>\n{text}\n</details>"
+
+
+def _cell(text: str) -> str:
+    verdict = next((name for start, name in VERDICT_CLASSES.items() if text.startswith(start)), None)
+    return f'<td class="{verdict}">{_inline(text)}</td>' if verdict else f"<td>{_inline(text)}</td>"
 
 
 def _image_html(alt: str, path: Path) -> str:
