@@ -174,16 +174,18 @@ class _NetworkGrams:
         self.skeleton = None  # one network that every run's best weights are loaded into in turn
 
     def get(self, end: dict) -> list[dict]:
-        key = (end["run"], end["weights"])
+        run_dir = self.exp / "transfer" / end["run"]
+        identity = read_json_or_none(run_dir / "run.json") or {}
+        # a network at its init is the same for every run of one init and seed (fractions, settings): made once
+        key = ("init", identity.get("init"), identity.get("seed")) if end["weights"] == "init" else (end["run"],)
         if key not in self.grams:
-            model = self._build(self.exp / "transfer" / end["run"], end["weights"])
+            model = self._build(run_dir, identity, end["weights"])
             self.grams[key] = network_grams(model, self.inputs)
         return self.grams[key]
 
-    def _build(self, run_dir: Path, weights: str):
+    def _build(self, run_dir: Path, identity: dict, weights: str):
         """The run's network at its init (seeded random weights, then the init's) or with its best weights, loaded
         whole into one reused network (drawing random weights costs more than loading them)."""
-        identity = read_json_or_none(run_dir / "run.json") or {}
         if weights == "init":
             model = build_model(self.task.num_outputs, int(identity.get("seed", 0)), self.task.backbone)
             initialise(model, identity["init"], seed=int(identity["seed"]),

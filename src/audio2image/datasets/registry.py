@@ -81,6 +81,10 @@ class Dataset:
     # the synth parameter that, set to N, makes its classes disjoint from a synthetic set of N classes: how a
     # synthetic positive control of the target's kind is made (prepare/stores.py); empty: the dataset has none
     synth_disjoint: str = ""
+    # the config key of the store's image side, when the synth draws images of sides min_side..max_side: a sweep
+    # draws them from that side to 2.5 times it (at most SYNTH_LARGEST_SIDE), as larger ones only cost drawing
+    # and decoding time; empty: the synth's own sizes
+    synth_store_side: str = ""
     download: Ref | None = None  # download(dir, **download options) -> summary
     download_options: tuple[Option, ...] = ()
     anchors: Anchors | None = None
@@ -151,6 +155,7 @@ CALTECH256 = Dataset(
     synth_options=(Option("--classes", "number of classes", key="synth_classes"),
                    Option("--per-class", "images per class", key="synth_per_class"), SYNTH_SEED),
     synth_disjoint="first_class",
+    synth_store_side="image_store_size",
     download=Ref("audio2image.datasets.download:download_caltech256"),
     download_options=(Option("--url", "URL of 256_ObjectCategories.tar instead of the official one", type=str),),
 )

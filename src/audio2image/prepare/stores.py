@@ -27,7 +27,8 @@ def dataset_root(config: Config, side: str) -> Path:
         raise FileNotFoundError(f"config key '{side}_root' is empty and {dataset.name} has no synthetic version: "
                                 f"{wanted}")
     values = {option.key: getattr(config, option.key) for option in dataset.synth_options}
-    values.update({key: value for key, value in synth_values(config, side).items() if key == dataset.synth_disjoint})
+    params = {option.param for option in dataset.synth_options}  # the rest: the disjoint classes, the image sides
+    values.update({key: value for key, value in synth_values(config, side).items() if key not in params})
     return Path(config.data_dir) / "synthetic" / f"{dataset.name}-{config_hash(values)}"
 
 
@@ -38,7 +39,13 @@ def synth_values(config: Config, side: str) -> dict:
     values = {option.param: getattr(config, option.key) for option in dataset.synth_options}
     if side == "control" and dataset.synth_disjoint:
         values[dataset.synth_disjoint] = config.synth_classes
+    if dataset.synth_store_side:
+        store_side = getattr(config, dataset.synth_store_side)
+        values.update(min_side=store_side, max_side=max(store_side, min(SYNTH_LARGEST_SIDE, round(2.5 * store_side))))
     return values
+
+
+SYNTH_LARGEST_SIDE = 500  # as Caltech-256's images: the synthetic images never need to be larger
 
 
 def check_roots(config: Config, sides) -> None:

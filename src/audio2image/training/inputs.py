@@ -65,6 +65,8 @@ class ImageInputs:
     draw the same crops from the same generator.
     """
 
+    eval_crops = 1  # evaluation sees each image once
+
     def __init__(self, size: int, augment: str):
         self.size, self.augment = size, augment
         self._normalise = Standardise(IMAGENET_MEAN, IMAGENET_STD, (1, 3, 1, 1))
@@ -226,8 +228,10 @@ class AudioInputs:
 
     def __init__(self, crop_frames: int, eval_crops: int, normalization: dict | None, specaugment: bool,
                  original_channels: bool, channels: int = 3):
-        self.crop_frames, self.eval_crops, self.channels = crop_frames, eval_crops, channels
+        self.crop_frames, self.channels = crop_frames, channels
         self.specaugment, self.original_channels = specaugment, original_channels
+        # crops per clip in evaluation: evenly spaced crops of a longer clip; one for whole clips
+        self.eval_crops = eval_crops if crop_frames and not original_channels else 1
         self.standardise = None
         if normalization is not None:
             self.standardise = Standardise(normalization["mean"], normalization["std"], (1, -1, 1))
