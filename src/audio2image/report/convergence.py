@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from audio2image.report.sentences import comparison_clauses
+from audio2image.report.sentences import comparison_clauses, paired_words
 from audio2image.report.stats import (ALPHA, grid_of, groups, holm, metric_name, paired_difference, summarize,
                                       tested)
 from audio2image.report.text import finite
@@ -134,8 +134,7 @@ def convergence_sentence(pairs: list[dict], share: float, baseline: str = "rando
     for (init, freeze), group in groups(pairs, ("init", "freeze")).items():
         count = len(tested(group))
         head = (f"Convergence of the {init} init against the {baseline} init (first epoch at {100 * share:.4g}% "
-                f"of the {baseline} init's mean best {value}, paired by seed, Holm-corrected across "
-                f"{count} fraction{'s' if count != 1 else ''}"
+                f"of the {baseline} init's mean best {value}, {paired_words(count)}"
                 + (f", freeze {freeze}" if freeze != "none" else "") + "):")
         parts.append(head + " " + "; ".join(_clauses(group, init, baseline)) + ".")
     return " ".join(parts)

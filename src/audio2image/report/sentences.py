@@ -38,12 +38,18 @@ def gain_sentence(init, freeze, baseline, group) -> str:
     """One sentence on one init's paired gains (one metric) over the fractions of `group`."""
     count = len(tested(group))
     metric = metric_name(group[0]["metric"])
-    head = (f"The {init} init against the {baseline} init ({metric}, paired by seed, Holm-corrected across "
-            f"{count} fraction{'s' if count != 1 else ''}"
+    head = (f"The {init} init against the {baseline} init ({metric}, {paired_words(count)}"
             + (f", freeze {freeze}" if freeze != "none" else "") + "):")
     clauses = comparison_clauses(group, 100, "points", ((1, "better"), (-1, "worse")),
                                  gain_range(group[0]["metric"]))
     return head + " " + "; ".join(clauses) + "."
+
+
+def paired_words(tested_fractions: int) -> str:
+    """How the differences were tested: paired by seed, and Holm-corrected where more than one fraction was."""
+    if tested_fractions < 2:
+        return "paired by seed"
+    return f"paired by seed, Holm-corrected across {tested_fractions} fractions"
 
 
 def comparison_clauses(group: list[dict], scale: float, unit: str, words: tuple[tuple[int, str], ...],
