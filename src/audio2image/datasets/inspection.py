@@ -15,9 +15,9 @@ from pathlib import Path
 EXAMPLES = 10  # how many missing files, bad rows or unreadable files a report lists by name
 
 
-def capped(items: list) -> dict:
-    """{"count": all, "examples": the first EXAMPLES}."""
-    return {"count": len(items), "examples": items[:EXAMPLES]}
+def capped(items: list, examples: int = EXAMPLES) -> dict:
+    """{"count": all, "examples": the first `examples`}."""
+    return {"count": len(items), "examples": items[:examples]}
 
 
 def capped_lines(title: str, listed: dict, show=str) -> list[str]:
