@@ -13,6 +13,7 @@ import pytest
 import soundfile
 from PIL import Image
 
+from audio2image.cli import main
 from audio2image.prepare import store as store_module
 from audio2image.prepare.audio import prepare_audiofolder
 from audio2image.prepare.images import prepare_imagefolder
@@ -123,6 +124,50 @@ def test_small_images_are_kept_and_listed(flawed_folder, tmp_path):
     assert all(item["split"] in SPLITS for item in warned.values())
     assert set(stored(tmp_path / "store")) >= set(warned)  # kept
     assert Store(tmp_path / "store").manifest["warned"] == manifest["warned"]
+
+
+def test_prepare_names_the_skipped_file_and_the_small_image(flawed_folder, tmp_path, capsys):
+    out = tmp_path / "store"
+    main(["prepare", "imagefolder", str(flawed_folder), str(out), "--size", "32", "--workers", "1"])
+    printed = capsys.readouterr()
+    findings = json.loads(printed.out)["findings"]
+    assert [item["item"] for item in findings["skipped"]["examples"]] == ["bees/broken.jpg"]
+    assert "cannot decode" in findings["skipped"]["examples"][0]["reason"]
+    assert sorted(item["item"] for item in findings["warned"]["examples"]) == ["ants/dot.png", "bees/strip.png"]
+    assert findings["manifest"] == str(out / "manifest.json")
+    log = printed.err  # the log line names them too, with reasons and where the full list is
+    for expected in ("images skipped: 1", "  bees/broken.jpg (", "cannot decode", "images kept with a warning: 2",
+                     "  ants/dot.png (", "small: 1x1 px", f"all of them are listed in {out / 'manifest.json'}"):
+        assert expected in log, expected
+    # run again on the complete store: nothing is logged, but the output still names them
+    main(["prepare", "imagefolder", str(flawed_folder), str(out), "--size", "32", "--workers", "1"])
+    again = capsys.readouterr()
+    assert json.loads(again.out)["findings"] == findings and "bees/broken.jpg" not in again.err
+
+
+def test_the_report_names_them_in_its_datasets_section(flawed_folder, tmp_path):
+    from test_report import make_experiment
+
+    from audio2image.report import build_report
+    from audio2image.sweep import describe_store
+
+    prepare_imagefolder(flawed_folder, tmp_path / "store", size=32, workers=1, progress=False)
+    exp = make_experiment(tmp_path)
+    facts = {"target": describe_store(Store(tmp_path / "store"))}
+    (exp / "datasets.json").write_text(json.dumps(facts))
+    paths = build_report(exp)
+    markdown, page = paths["markdown"].read_text(), paths["html"].read_text()
+    datasets = markdown.split("## Datasets", 1)[1].split("\n## ", 1)[0]
+    assert "- target (imagefolder), images skipped: 1: bees/broken.jpg (" in datasets
+    assert "- target (imagefolder), images kept with a warning: 2: " in datasets
+    assert "ants/dot.png (" in datasets and "small: 1x1 px" in datasets and "bees/strip.png (" in datasets
+    assert "small: 1x1 px" in datasets and f"(all in `{tmp_path / 'store' / 'manifest.json'}`)" in datasets
+    section = page.split('id="datasets"', 1)[1].split("<h2", 1)[0]
+    assert "<li>target (imagefolder), images skipped: 1: bees/broken.jpg (" in section
+    assert "small: 1x1 px" in section and "<code>" in section
+
+
+# ----------------------------------------------------------------------------- audio labels
 
 
 def sine_folder(root: Path, rows: list[tuple[str, str]], missing: tuple[str, ...] = ()) -> Path:
