@@ -93,6 +93,14 @@ def test_a_constant_wide_image_is_skipped_with_its_reason(wide_store):
     assert skipped == {"ants/flat16.png": "constant I;16 image (every pixel 30000): no range to scale to 8 bits"}
 
 
+def test_inspection_says_which_modes_are_scaled(wide_store):
+    from audio2image.datasets.imagefolder import format_imagefolder_inspection, inspect_imagefolder
+
+    text = format_imagefolder_inspection(inspect_imagefolder(wide_store[0]))
+    assert "decoded image modes: F 1, I 1, I;16 2, I;16B 1, RGB 10" in text
+    assert "  F, I, I;16, I;16B: more than 8 bits per pixel, scaled to 8 bits by each image's own range" in text
+
+
 def test_eight_bit_images_are_stored_as_before(wide_store):
     root, out, _ = wide_store
     rows = stored(out)

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from audio2image.datasets import caltech256, imagefolder
-from audio2image.datasets.inspection import format_problem
+from audio2image.datasets.inspection import format_problem, wide_mode
 from audio2image.prepare.findings import check_labels, finding_lines, store_findings, upgrade_manifest
 from audio2image.prepare.store import (STORE_VERSION, Store, check_splits, complete_manifest, versioned,
                                        write_manifest)
@@ -128,11 +128,6 @@ def _header(path: Path) -> tuple[str | None, tuple[int, int] | None]:
             return image.mode, image.size
     except Exception:  # a file changed since: its row stays as stored
         return None, None
-
-
-def wide_mode(mode: str | None) -> bool:
-    """Whether a Pillow mode holds more than 8 bits per pixel in one channel (I;16, I;16B, ..., I, F)."""
-    return mode is not None and (mode in ("I", "F") or mode.startswith("I;"))
 
 
 def small_warning(width: int, height: int, size: int) -> str:
