@@ -133,6 +133,7 @@ class Config:
     compile: bool = False
     workers: int = 2  # processes for preparation; loader threads for training
     threads: int = 0  # torch CPU threads per run; 0: this machine's cores divided by parallel (sweep/executors.py)
+    fit_threads: bool = True  # fewer threads while other processes busy the cores (training/cores.py)
     executor: str = "local"  # local | ray | slurm | submitit-local (submitit's local mode, for trying a Slurm setup)
     parallel: int = 1  # local executor: runs at once (one per GPU where there are GPUs)
     ray_address: str = ""  # empty: start a local Ray

@@ -29,6 +29,7 @@ from audio2image.config import Config, save_config
 from audio2image.config_checks import check_backbone
 from audio2image.prepare.store import Store
 from audio2image.training import distributed
+from audio2image.training.cores import CoreShare
 from audio2image.training.engine import evaluate, recalibrate_batchnorm, train_one_epoch
 from audio2image.training.files import finished_result, set_aside, usable_checkpoint
 from audio2image.training.preemption import Preempted, hand_over, handling, requested
@@ -153,6 +154,7 @@ class _Training:
     amp: bool
     channels_last: bool
     started: float
+    share: CoreShare  # the thread count fitted to the cores other processes leave free
 
     @property
     def store(self) -> Store:
@@ -202,9 +204,11 @@ def _setup(config: Config, spec: RunSpec, run_dir: Path) -> _Training:
     log(f"{spec.stage} {run_dir.name}: {store.manifest['dataset']} {task.kind.name}, {len(rows)} training items, "
         f"init {spec.init}, freeze {spec.freeze} ({', '.join(frozen) or 'nothing'}), device {device}"
         + (" (bf16)" if amp else ""))
+    fitted = device.type == "cpu" and config.fit_threads
+    share = CoreShare((config.threads or torch.get_num_threads()) if fitted else 0)
     return _Training(config, spec, run_dir, task, settings, device, is_main, model,
                      torch.compile(wrapped) if config.compile else wrapped, loaded, loaders, optimizer, schedule,
-                     state, amp, channels_last, started)
+                     state, amp, channels_last, started, share)
 
 
 def _epoch(t: _Training, saver: Saver, epoch: int) -> dict | None:
@@ -213,7 +217,7 @@ def _epoch(t: _Training, saver: Saver, epoch: int) -> dict | None:
     tic = time.perf_counter()
     step = t.schedule.step if t.schedule.per_step else None
     precision = {"amp": t.amp, "channels_last": t.channels_last}
-    train = train_one_epoch(t.compiled, t.task, t.loaders.train(epoch), t.optimizer, t.device,
+    train = train_one_epoch(t.compiled, t.task, t.share.paced(t.loaders.train(epoch)), t.optimizer, t.device,
                             generator=epoch_generator(t.spec.seed, epoch, stream=1), step_scheduler=step,
                             stop=_stop_check(saver, t.device), **precision)
     if train.get("stopped"):
@@ -225,7 +229,7 @@ def _epoch(t: _Training, saver: Saver, epoch: int) -> dict | None:
         return _finish_diverged(t.run_dir, t.spec, t.store, epoch, t.started, t.is_main)
     if t.config.precise_bn_batches:
         recalibrate_batchnorm(t.compiled, t.task, t.loaders.batchnorm(epoch), t.device, **precision)
-    val = evaluate(t.compiled, t.task, t.loaders.eval("valid"), t.device, **precision)
+    val = evaluate(t.compiled, t.task, t.share.paced(t.loaders.eval("valid")), t.device, **precision)
     if not t.schedule.per_step:
         t.schedule.step_epoch(val["loss"])
     line = {"epoch": epoch, "lr": t.optimizer.param_groups[0]["lr"], **train,
@@ -247,13 +251,14 @@ def _test_and_record(t: _Training) -> dict:
     """Test once, with the weights chosen on validation; write result.json (the run is then finished)."""
     tic = time.perf_counter()
     _load_best(t.run_dir, t.model, t.is_main)
-    test = evaluate(t.compiled, t.task, t.loaders.eval("test"), t.device, amp=t.amp, channels_last=t.channels_last)
+    test = evaluate(t.compiled, t.task, t.share.paced(t.loaders.eval("test")), t.device, amp=t.amp,
+                    channels_last=t.channels_last)
     result = {"status": "completed", "message": "", "task": t.task.kind.name,
               "selection_metric": t.task.kind.validation_metric, "best_epoch": t.state["best_epoch"],
               "epochs_run": t.state["epoch"], "train_items": int(len(t.rows)),
               "val_items": len(t.store.split("valid")), "val": t.state["best_val"],
               "test": test, "init": t.loaded, "precision": "bf16" if t.amp else "fp32",
-              "threads": torch.get_num_threads(), "host": socket.gethostname(), "pid": os.getpid(),
+              **t.share.record(), "host": socket.gethostname(), "pid": os.getpid(),
               "wall_seconds": round(t.state.get("seconds", 0.0) + time.perf_counter() - tic, 3),
               "run": t.spec.identity(t.store)}
     if t.is_main:
