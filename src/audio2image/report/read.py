@@ -317,12 +317,12 @@ def first_layer_weights(exp: Path, config: dict, source: dict, backbone: dict) -
 
 def _state_dict(path: Path):
     """A state dict from a checkpoint ({"model": ...}) or a bare one; None when absent or unreadable."""
-    import torch
+    from audio2image.training.files import read_checkpoint
 
     if not path.is_file():
         return None
     try:
-        value = torch.load(path, map_location="cpu", weights_only=True)
+        value = read_checkpoint(path)
     except Exception:  # noqa: BLE001 - a broken checkpoint only loses one panel of one figure
         return None
     return value.get("model", value) if isinstance(value, dict) else None
