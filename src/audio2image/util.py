@@ -116,6 +116,23 @@ def progress(iterable=None, *, enabled: bool = True, **kwargs):
     return tqdm(iterable, disable=disable, file=sys.stderr, dynamic_ncols=True, mininterval=1.0, **kwargs)
 
 
+@contextmanager
+def batch_bar(batches, *, total: int, desc: str, enabled: bool = True, stream=None):
+    """`batches` with a progress bar and its ETA on `stream` (default stderr) while the block runs, only where
+    someone watches: `stream` a terminal. Logs, CI and tests (not terminals) get the batches alone and nothing
+    written: a bar redrawn into a file is noise. The bar is cleared at the end, so the lines logged after it read
+    as before."""
+    stream = sys.stderr if stream is None else stream
+    if not (enabled and stream.isatty()) or os.environ.get("AUDIO2IMAGE_QUIET") == "1":
+        yield batches
+        return
+    from tqdm import tqdm
+
+    with tqdm(batches, total=total, desc=desc, file=stream, leave=False, dynamic_ncols=True, mininterval=0.5,
+              unit="batch") as bar:
+        yield bar
+
+
 def log(message: str) -> None:
     """One line of progress for the user, on stderr so that stdout stays for results."""
     print(message, file=sys.stderr, flush=True)

@@ -39,7 +39,7 @@ from audio2image.training.inits import initialise
 from audio2image.training.model import build_model, freeze
 from audio2image.training.optim import build_optimizer, build_schedule
 from audio2image.training.tasks import Task, build_task, fraction_rows
-from audio2image.util import atomic_write_text, file_lock, log, write_json
+from audio2image.util import atomic_write_text, batch_bar, file_lock, log, write_json
 
 
 @dataclass
@@ -214,9 +214,13 @@ def _epoch(t: _Training, saver: Saver, epoch: int) -> dict | None:
     tic = time.perf_counter()
     step = t.schedule.step if t.schedule.per_step else None
     precision = {"amp": t.amp, "channels_last": t.channels_last}
-    train = train_one_epoch(t.compiled, t.task, t.loaders.train(epoch), t.optimizer, t.device,
-                            generator=epoch_generator(t.spec.seed, epoch, stream=1), step_scheduler=step,
-                            stop=_stop_check(saver, t.device), **precision)
+    loader = t.loaders.train(epoch)
+    # one bar: runs trained side by side (parallel) or by DDP's other processes would draw over each other's line
+    shown = t.config.progress and t.is_main and t.config.parallel <= 1
+    with batch_bar(loader, total=len(loader), desc=f"epoch {epoch}/{t.settings['epochs']}", enabled=shown) as batches:
+        train = train_one_epoch(t.compiled, t.task, batches, t.optimizer, t.device,
+                                generator=epoch_generator(t.spec.seed, epoch, stream=1), step_scheduler=step,
+                                stop=_stop_check(saver, t.device), **precision)
     if train.get("stopped"):
         if t.is_main:
             saver.stop_mid_epoch()
