@@ -2,8 +2,8 @@
 
 A transfer run's folder is named by a hash of what determines its result: the target modality's keys, the
 transfer keys, the target store's name (which does not say where data_dir is: moving the cache changes no id), its
-fraction/init/seed/freeze and, for a pretrained init, the pretraining run's own hash. Growing the grid therefore adds folders without touching finished ones, and changing a setting never
-reuses a stale result. `plan_transfer` is the one definition of a transfer run: the sweep and
+fraction/init/seed/freeze and, for a pretrained init, the pretraining run's own hash. Growing the grid therefore
+adds folders without touching finished ones, and changing a setting never reuses a stale result. `plan_transfer` is the one definition of a transfer run: the sweep and
 `audio2image transfer` both call it, so a cell has the same folder, identity and results row whichever ran it.
 """
 from __future__ import annotations
@@ -131,7 +131,8 @@ def plan_transfer(config: Config, store: Path, fraction: float, init: str, seed:
     if setting is not None:
         config = dataclasses.replace(config, transfer_lr=setting[0], transfer_weight_decay=setting[1])
     chosen = resolve_init(init, config, seed)
-    ids = [transfer_run_id(config, Path(name), fraction, chosen.identity, seed, freeze) for name in store_names(store)]
+    ids = [transfer_run_id(config, Path(name), fraction, chosen.identity, seed, freeze)
+           for name in store_names(store)]
     # a run made from the store under a former name keeps its folder and id (no finished run is trained again)
     run_id = next((i for i in ids if (config.experiment_dir / "transfer" / i).exists()), ids[0])
     run_config = dataclasses.replace(config, fraction=fraction, init=chosen.load, seed=seed, freeze=freeze)
