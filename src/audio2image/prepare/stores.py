@@ -106,10 +106,8 @@ def adopt_former_store(config: Config, side: str) -> None:
 
 
 def store_ready(config: Config, side: str) -> bool:
-    """Whether the side's store is complete and whole (nothing to prepare), or at its former place."""
+    """Whether the side's store is complete and whole (nothing to prepare)."""
     out = store_path(config, side)
-    if not out.exists() and is_complete(former_store_path(config, side)):
-        out = former_store_path(config, side)  # only to be renamed (`ensure_store`)
     return is_complete(out) and not damaged_arrays(out)
 
 

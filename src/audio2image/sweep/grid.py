@@ -115,12 +115,14 @@ def resolve_init(init: str, config: Config, seed: int | None = None) -> Init:
 
 
 def transfer_run_id(config: Config, store: Path, fraction: float, init: str, seed: int, freeze: str) -> str:
-    """The hash naming a transfer run's folder: the target modality's keys, the transfer keys, the target store,
-    and the run's own values (`init`: the init's identity, see `Init`)."""
+    """The hash naming a transfer run's folder: the target modality's keys, the transfer keys, the target store's
+    name, and the run's own values (`init`: the init's identity, see `Init`). A run made from the store under a
+    former name (prepare/stores.py: store_names) keeps the folder and id it has: no finished run is trained again."""
     identity = {k: getattr(config, k) for k in keys_for(config.dataset("target").modality, "transfer")}
-    identity.update(target=config.target, store=Path(store).name, fraction=fraction, init=init, seed=seed,
-                    freeze=freeze)
-    return config_hash(identity)
+    identity.update(target=config.target, fraction=fraction, init=init, seed=seed, freeze=freeze)
+    ids = [config_hash({**identity, "store": name}) for name in store_names(store)]
+    made = [i for i in ids if (config.experiment_dir / "transfer" / i).exists()]
+    return made[0] if made else ids[0]
 
 
 def plan_transfer(config: Config, store: Path, fraction: float, init: str, seed: int, freeze: str,
@@ -131,10 +133,7 @@ def plan_transfer(config: Config, store: Path, fraction: float, init: str, seed:
     if setting is not None:
         config = dataclasses.replace(config, transfer_lr=setting[0], transfer_weight_decay=setting[1])
     chosen = resolve_init(init, config, seed)
-    ids = [transfer_run_id(config, Path(name), fraction, chosen.identity, seed, freeze)
-           for name in store_names(store)]
-    # a run made from the store under a former name keeps its folder and id (no finished run is trained again)
-    run_id = next((i for i in ids if (config.experiment_dir / "transfer" / i).exists()), ids[0])
+    run_id = transfer_run_id(config, store, fraction, chosen.identity, seed, freeze)
     run_config = dataclasses.replace(config, fraction=fraction, init=chosen.load, seed=seed, freeze=freeze)
     extra = {"init_name": chosen.name, "lr": config.transfer_lr, "weight_decay": config.transfer_weight_decay,
              **({"pretrain_run": chosen.pretrain_run} if chosen.pretrain_run else {}),
