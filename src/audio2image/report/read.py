@@ -18,7 +18,7 @@ from audio2image.datasets.registry import DATASETS
 from audio2image.report.text import pct
 from audio2image.util import read_json_or_none
 
-INT_COLUMNS = ("seed", "best_epoch", "epochs_run", "pretrain_seed", "threads")
+INT_COLUMNS = ("seed", "best_epoch", "epochs_run", "pretrain_seed", "train_items", "threads")
 TEXT_COLUMNS = ("run_id", "stage", "dataset", "init", "freeze", "status", "precision")
 DATASETS_FILE = "datasets.json"  # written by the sweep (sweep/__init__.py)
 
@@ -72,7 +72,8 @@ def read_config(path: Path) -> dict:
 
 
 def read_results(path: Path) -> list[dict]:
-    """results.csv as typed rows: fraction float, seed/epochs int (None when empty), metrics float (nan when empty)."""
+    """results.csv as typed rows: fraction float, counts int (seed, epochs, training items, threads; None when
+    empty), metrics float (nan when empty)."""
     if not path.is_file():
         return []
     with open(path, newline="") as handle:
