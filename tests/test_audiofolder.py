@@ -231,6 +231,21 @@ def test_a_split_without_clips_is_an_error_naming_it(tmp_path):
         split_clips(read_labels(tmp_path), "auto", seed=0)
 
 
+def test_rows_that_cannot_teach_the_task_are_refused_before_any_decoding(tmp_path):
+    path = write_csv(tmp_path, "path,labels", *(f"{i}.wav,dog" for i in range(10)))
+    with pytest.raises(DatasetError, match="has only the label 'dog', but classification needs at least two") as info:
+        split_clips(read_labels(tmp_path), "auto", seed=0)
+    assert str(path) in str(info.value)
+    # tagging asked of the same rows: the one tag is on every clip
+    with pytest.raises(DatasetError, match=r"no tag varies, as every clip has every tag \('dog'\)"):
+        split_clips(read_labels(tmp_path), "tagging", seed=0)
+    write_csv(tmp_path, "path,labels", *(f"{i}.wav,dog;loud" for i in range(10)))
+    with pytest.raises(DatasetError, match=r"no tag varies, as every clip has every tag \('dog', 'loud'\)"):
+        split_clips(read_labels(tmp_path), "auto", seed=0)
+    write_csv(tmp_path, "path,labels", *(f"{i}.wav,dog;loud" for i in range(9)), "9.wav,dog")  # 'loud' varies
+    assert sum(map(len, split_clips(read_labels(tmp_path), "auto", seed=0).values())) == 10
+
+
 # ----------------------------------------------------------------------------- file dialects
 
 

@@ -455,19 +455,26 @@ def audio2image(*args) -> subprocess.CompletedProcess:
 
 def test_prepare_commands_print_their_summary(odd_images, single_label, tmp_path):
     root, out, manifest = odd_images
-    images = json.loads(audio2image("prepare", "imagefolder", root, tmp_path / "images", "--size", SIZE,
-                                    "--workers", 1).stdout)
+    done = audio2image("prepare", "imagefolder", root, tmp_path / "images", "--size", SIZE, "--workers", 1)
+    images = json.loads(done.stdout)
+    findings = images.pop("findings")
     assert images == {"store": str(tmp_path / "images"), "task": "classification", "labels": 5,
                       "splits": manifest["splits"], "skipped": 2, "annotation_rows_dropped": 0}
+    assert findings == {"skipped": {"count": 2, "examples": manifest["skipped"]},
+                        "manifest": str(tmp_path / "images" / "manifest.json")}
+    assert "images skipped: 2" in done.stderr and "2cats/fake.jpg" in done.stderr
     assert (tmp_path / "images/train.x.npy").read_bytes() == (out / "train.x.npy").read_bytes()
 
     root, out, manifest = single_label
     sounds = json.loads(audio2image("prepare", "audiofolder", root, tmp_path / "sounds", "--clip-seconds", CLIP,
                                     "--workers", 1).stdout)
+    findings = sounds.pop("findings")
     assert sounds == {"store": str(tmp_path / "sounds"), "task": "classification", "labels": 3,
                       "splits": {"train": {"count": 5}, "valid": {"count": 2}, "test": {"count": 2}},
                       "skipped": 3, "annotation_rows_dropped": 1}
     assert Store(tmp_path / "sounds").manifest["skipped"] == manifest["skipped"]
+    assert findings["skipped"] == {"count": 3, "examples": manifest["skipped"]}
+    assert findings["annotation_problems"] == {"count": 1, "examples": manifest["annotation_problems"]}
 
 
 def test_inspect_commands_name_labels_and_broken_files(odd_images, single_label):

@@ -112,6 +112,18 @@ def test_selection_trains_every_setting_on_the_tuning_seeds_then_the_chosen_one_
         assert {r["lr"] for r in csv.DictReader(handle)} == {str(best["lr"])}
 
 
+def test_an_init_naming_its_run_folder_keeps_its_chosen_setting(tmp_path):
+    """`image:RUN_DIR` is one cell of the grid; its runs say "image": the choice must still find the cell."""
+    store = make_image_store(tmp_path / "image")
+    first = sweep_config(tmp_path, "seeds=0", "name=first")
+    (source,) = transfer_plan(first, store)
+    execute([source], first)
+    config = sweep_config(tmp_path, f"inits=[image:{source.run_dir}]", "transfer_lrs=0.001,0.05")
+    chosen = run_selection(config, store, lambda runs: execute(runs, config))
+    assert list(chosen) == [(1.0, f"image:{source.run_dir}", "none")]
+    assert [run.spec.seed for run in transfer_plan(config, store, chosen)] == [0, 1]
+
+
 def test_transfer_seed_i_uses_pretraining_run_i_mod_n(tmp_path):
     config = sweep_config(tmp_path, "inits=random,audio,audio@2", "seeds=5,6,7", "pretrain_seeds=0,1")
     assert [pretrain_seed_for(config, s) for s in config.seeds] == [0, 1, 0]  # by position, not value

@@ -21,7 +21,7 @@ from PIL import Image
 from audio2image.datasets.tags import ALL_TAGS, TOP50
 from audio2image.prepare.features import FEATURE_PRESETS
 from audio2image.prepare.store import Store, write_manifest
-from audio2image.prepare.writer import SplitItems, _truncate_npy, worker_pool, write_splits
+from audio2image.prepare.writer import Row, SplitItems, _truncate_npy, worker_pool, write_splits
 
 SHAPE = (2, 3)
 
@@ -31,7 +31,8 @@ class Killed(Exception):
 
 
 def numbered_work(chunk: list, log_dir: str | None = None, flag: str | None = None, sentinel: int = -1) -> list:
-    """Per item i: a [2, 3] array holding i (and i / 1000 at [0, 1]), or a reason when i % 5 == 3.
+    """Per item i: a [2, 3] array holding i (and i / 1000 at [0, 1]), or a reason when i % 5 == 3; the array comes
+    with a warning (a `Row`) when i % 7 == 6.
 
     Every call leaves a file named after its first item in `log_dir`, so tests can count calls per chunk;
     it raises `Killed` on reaching item `sentinel` while the file `flag` exists.
@@ -47,7 +48,8 @@ def numbered_work(chunk: list, log_dir: str | None = None, flag: str | None = No
             continue
         row = np.full(SHAPE, item, dtype=np.float32)
         row[0, 1] = item / 1000
-        results.append(row.astype(np.float16))
+        row = row.astype(np.float16)
+        results.append(Row(row, {}, f"item {item} is odd") if item % 7 == 6 else row)
     return results
 
 
@@ -89,6 +91,7 @@ def test_skipped_items_are_listed_and_rows_line_up(tmp_path):
     kept = expected_rows(23)
     assert summary["count"] == len(kept)
     assert summary["skipped"] == [{"item": f"clip-{i}", "reason": f"item {i} is bad"} for i in (3, 8, 13, 18)]
+    assert summary["warned"] == [{"item": f"clip-{i}", "reason": f"item {i} is odd"} for i in (6, 20)]  # 13: skipped
     split = open_split(tmp_path)
     assert split.x.shape == (len(kept), *SHAPE) and split.x.dtype == np.float16
     assert split.ids == [f"clip-{i}" for i in kept]
@@ -129,7 +132,7 @@ def test_finished_split_is_not_redone(tmp_path):
 
 def test_empty_and_all_skipped_splits(tmp_path):
     summary = write_numbered(tmp_path / "empty", 0)
-    assert summary == {"count": 0, "skipped": []}
+    assert summary == {"count": 0, "skipped": [], "warned": []}
     split = open_split(tmp_path / "empty")
     assert split.x.shape == (0, *SHAPE) and split.y.shape == (0,) and split.ids == []
 

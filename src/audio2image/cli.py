@@ -91,11 +91,16 @@ def cmd_inspect(args) -> str:
 
 
 def cmd_prepare(args) -> dict:
+    """The store's summary: counts, and under "findings" the first few items skipped or kept with a warning, with
+    their reasons, and where the full lists are (also for a store that was complete already)."""
+    from audio2image.prepare.findings import store_findings
+
     dataset = _dataset(args)
     manifest = dataset.prepare(args.root, args.out, workers=args.workers, **_values(args, dataset.store_options))
     return {"store": str(args.out), "task": manifest["task"], "labels": len(manifest["labels"]),
             "splits": manifest["splits"], "skipped": len(manifest["skipped"]),
-            "annotation_rows_dropped": len(manifest.get("annotation_problems", []))}
+            "annotation_rows_dropped": len(manifest.get("annotation_problems", [])),
+            "findings": store_findings(manifest, args.out)}
 
 
 # --- training commands ---------------------------------------------------------------------------------------------

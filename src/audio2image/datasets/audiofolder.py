@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import posixpath
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -231,10 +232,29 @@ def empty_split_error(labels: LabelsFile, parts: dict[str, list[Clip]]) -> str |
             f"{' and '.join(map(repr, empty))} empty; add clips, or a split column.")
 
 
+def check_teachable(labels: LabelsFile, task: str) -> None:
+    """Refuse rows that cannot teach `task` (resolved), whatever their files hold: a single label for
+    classification (as an image folder with a single class folder is refused), and for tagging no tag that varies
+    (every tag on every clip). Either would train to a loss of zero and teach nothing."""
+    if task == "classification" and len(labels.vocabulary) == 1:
+        raise DatasetError(f"audio folder {labels.path} has only the label {labels.vocabulary[0]!r}, but "
+                           "classification needs at least two classes; add clips of another label.")
+    if task != "tagging" or not labels.clips:
+        return
+    counts = Counter(label for clip in labels.clips for label in clip.labels)
+    if all(count == len(labels.clips) for count in counts.values()):
+        raise DatasetError(f"audio folder {labels.path}: no tag varies, as every clip has every tag "
+                           f"({', '.join(map(repr, labels.vocabulary))}), so tagging has nothing to learn; add "
+                           "clips that lack one of them or have other tags.")
+
+
 def split_clips(labels: LabelsFile, task: str, seed: int) -> dict[str, list[Clip]]:
     """Clips per split name in SPLITS, file order kept: from the split column, else seeded 60/20/20 (stratified
-    per class for classification). Depends only on the rows and the seed; an empty split is a DatasetError."""
-    parts = assign_splits(labels, task_of(labels, task), seed)
+    per class for classification). Depends only on the rows and the seed; an empty split, or rows that cannot teach
+    the task (`check_teachable`), is a DatasetError."""
+    task = task_of(labels, task)
+    check_teachable(labels, task)
+    parts = assign_splits(labels, task, seed)
     error = empty_split_error(labels, parts)
     if error:
         raise DatasetError(error)

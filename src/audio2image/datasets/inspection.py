@@ -15,9 +15,9 @@ from pathlib import Path
 EXAMPLES = 10  # how many missing files, bad rows or unreadable files a report lists by name
 
 
-def capped(items: list) -> dict:
-    """{"count": all, "examples": the first EXAMPLES}."""
-    return {"count": len(items), "examples": items[:EXAMPLES]}
+def capped(items: list, examples: int = EXAMPLES) -> dict:
+    """{"count": all, "examples": the first `examples`}."""
+    return {"count": len(items), "examples": items[:examples]}
 
 
 def capped_lines(title: str, listed: dict, show=str) -> list[str]:
@@ -35,6 +35,12 @@ def format_problem(image, formats: tuple[str, ...] | None) -> str | None:
     if formats is not None and image.format not in formats:
         return f"not a {' or '.join(formats)} (format {image.format})"
     return None
+
+
+def wide_mode(mode: str | None) -> bool:
+    """Whether a Pillow mode holds more than 8 bits per pixel in one channel (I;16, I;16B, ..., I, F): preparation
+    scales such an image to 8 bits by its own range (prepare.images.eight_bits)."""
+    return mode is not None and (mode in ("I", "F") or mode.startswith("I;"))
 
 
 def check_image(path: str, formats: tuple[str, ...] | None = None) -> tuple[str | None, str | None]:
@@ -88,6 +94,9 @@ def decode_lines(report: dict) -> list[str]:
     if not report["decoded"]:
         return ["images not decoded (decode=False)"]
     modes = ", ".join(f"{mode} {count}" for mode, count in report["modes"].items()) or "none"
+    wide = [mode for mode in report["modes"] if wide_mode(mode)]
     return [f"decoded image modes: {modes} (decode with an explicit conversion to RGB)",
+            *([f"  {', '.join(wide)}: more than 8 bits per pixel, scaled to 8 bits by each image's own range at "
+               "preparation (a constant one is skipped)"] if wide else []),
             f"images that fail to decode (skipped at preparation): {len(report['undecodable'])}",
             *(f"  {item['path']}: {item['reason']}" for item in report["undecodable"])]

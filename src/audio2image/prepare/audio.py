@@ -16,7 +16,8 @@ import soundfile
 from audio2image.datasets import audiofolder, mtat
 from audio2image.datasets.tags import TOP50
 from audio2image.prepare.features import FEATURE_PRESETS, TOP_DB, MelFrontEnd, MelSettings
-from audio2image.prepare.store import check_splits, complete_manifest, write_manifest
+from audio2image.prepare.findings import check_labels, finding_lines, store_findings, upgrade_manifest
+from audio2image.prepare.store import STORE_VERSION, check_splits, complete_manifest, versioned, write_manifest
 from audio2image.prepare.writer import Row, SplitItems, split_signatures, worker_pool, write_splits
 from audio2image.util import log
 
@@ -75,9 +76,15 @@ def write_audio_store(root: Path, out: Path, splits: dict[str, SplitItems], fact
     settings = FEATURE_PRESETS[features]
     samples = round(clip_seconds * settings.sample_rate)
     shape = (settings.n_mels, settings.frames(samples))
-    signatures = split_signatures(splits, {"root": str(root.resolve()), "features": settings.to_dict(),
-                                           "samples": samples}, shape, np.float16)
-    done = complete_manifest(out, signatures)
+    described = {"root": str(root.resolve()), "features": settings.to_dict(), "samples": samples}
+
+    def signatures_of(version: int) -> dict:
+        return split_signatures(splits, versioned(described, version), shape, np.float16)
+
+    signatures = signatures_of(STORE_VERSION)
+    # Older rules made the same rows from the same clips: only the manifest's checks and lists are new.
+    done = complete_manifest(out, signatures_of, functools.partial(upgrade_manifest, out, signatures=signatures,
+                                                                   warned=[]))
     if done is not None:
         return done
     out.mkdir(parents=True, exist_ok=True)
@@ -87,12 +94,14 @@ def write_audio_store(root: Path, out: Path, splits: dict[str, SplitItems], fact
                                  show_progress=progress)
     manifest = {
         "modality": "audio", **facts, "source_root": str(root.resolve()), "features": features,
-        "feature_settings": settings.to_dict(), "clip_seconds": clip_seconds,
+        "feature_settings": settings.to_dict(), "clip_seconds": clip_seconds, "store_version": STORE_VERSION,
         "splits": {name: {"count": s["count"]} for name, s in summaries.items()},
         "skipped": [dict(item, split=name) for name, s in summaries.items() for item in s["skipped"]],
+        "warned": [dict(item, split=name) for name, s in summaries.items() for item in s.get("warned", [])],
         "signatures": signatures,
     }
     check_splits(out, manifest)
+    manifest["label_warnings"] = check_labels(out, manifest)
     # Only log-mels are standardised (config refuses audio_normalize for the seed's power features).
     manifest["normalization"] = band_statistics(summaries["train"].get("sums", {})) if settings.log else None
     if not settings.log:
@@ -100,8 +109,9 @@ def write_audio_store(root: Path, out: Path, splits: dict[str, SplitItems], fact
                                              for name, s in summaries.items()}
     write_manifest(out, manifest)
     dropped = len(facts.get("annotation_problems", []))
-    log(f"audio store {out}: " + ", ".join(f"{k} {v['count']}" for k, v in manifest["splits"].items())
-        + f"; {len(manifest['skipped'])} clips skipped, {dropped} annotation rows dropped")
+    log("\n".join([f"audio store {out}: " + ", ".join(f"{k} {v['count']}" for k, v in manifest["splits"].items())
+                   + f"; {len(manifest['skipped'])} clips skipped, {dropped} annotation rows dropped",
+                   *finding_lines(store_findings(manifest, out), "audio")]))
     return manifest
 
 

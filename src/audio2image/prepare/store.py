@@ -8,6 +8,10 @@ Layout of a store folder (the same for audio and images, so either can be a sour
     <split>.ids.json       the item names (clip paths, image paths) in row order
 
 prepare.writer writes them (resumably, by a process pool); this module reads them and checks them.
+
+A store records the version of the rules it was made by (`STORE_VERSION`). A complete store of an older version is
+never reused as it is: its modality's writer brings its manifest up to date where the new rules give the same rows
+from the same files, and refuses it, naming what would change, where they do not (see `complete_manifest`).
 """
 from __future__ import annotations
 
@@ -21,6 +25,10 @@ import numpy as np
 from audio2image.util import DatasetError, read_json, read_json_or_none, write_json
 
 MANIFEST = "manifest.json"
+# The rules a store is made by. 1: before versions were recorded. 2: images of more than 8 bits per pixel are
+# scaled by their own range (version 1 clipped them, mostly to white), small images and labels that never vary are
+# listed, a classification store needs two classes among its kept items and a tagging store a tag that varies.
+STORE_VERSION = 2
 
 
 @dataclass
@@ -110,27 +118,46 @@ def _npy_layout(path: Path) -> tuple[tuple, int, bool, np.dtype, tuple[int, int]
         return shape, handle.tell(), fortran, dtype, version
 
 
+def discard_splits(out: Path, splits) -> None:
+    """Remove the finished files of `splits`, so that the same command run again, after the files or settings were
+    mended, prepares them anew rather than finding them finished."""
+    for name in splits:
+        for leftover in (f"{name}.x.npy", f"{name}.y.npy", f"{name}.ids.json", f".{name}.done.json"):
+            (out / leftover).unlink(missing_ok=True)
+
+
 def check_splits(out: Path, manifest: dict, examples: int = 3) -> None:
     """Refuse to complete a store with an empty split (training needs all three), naming why items were skipped.
-
-    The refused splits are discarded, so that the same command run again, after the files or settings were
-    mended, prepares them anew rather than finding them finished.
-    """
+    The refused store's splits are discarded (`discard_splits`)."""
     for name, split in manifest["splits"].items():
         if split["count"] == 0:
             skipped = [item for item in manifest["skipped"] if item["split"] == name]
             why = "; ".join(f"{item['item']}: {item['reason']}" for item in skipped[:examples])
-            for other in manifest["splits"]:
-                for leftover in (f"{other}.x.npy", f"{other}.y.npy", f"{other}.ids.json", f".{other}.done.json"):
-                    (out / leftover).unlink(missing_ok=True)
+            discard_splits(out, manifest["splits"])
             raise DatasetError(f"prepare {out}: split '{name}' has no usable item"
                                + (f": all {len(skipped)} were skipped (e.g. {why})" if skipped else "")
                                + "; mend the files or the settings and run the same command again")
 
 
-def complete_manifest(out: Path, signatures: dict[str, str]) -> dict | None:
-    """The manifest of the complete store in `out` if it was prepared from these splits (`split_signature`s);
-    None when there is no complete store; DatasetError when `out` holds one made from other data or settings."""
+def versioned(settings: dict, version: int) -> dict:
+    """A writer's settings as the split signatures of a store of `version` hold them: version 1 stores were signed
+    before versions existed, without the key, and their signatures must still be recognised."""
+    return dict(settings) if version == 1 else {**settings, "store_version": version}
+
+
+def store_version(path: Path) -> int:
+    """The version of the rules a complete store was made by (1: before versions were recorded)."""
+    return (read_json_or_none(Path(path) / MANIFEST) or {}).get("store_version", 1)
+
+
+def complete_manifest(out: Path, signatures_of, upgrade) -> dict | None:
+    """The manifest of the complete store in `out` if it was prepared from these splits; None when there is no
+    complete store; DatasetError when `out` holds one made from other data or settings.
+
+    `signatures_of(version)`: the `split_signature`s these splits and settings have in a store of that version.
+    `upgrade(manifest)`: the modality's writer's answer to a store made from the same splits by older rules: the
+    manifest brought up to date (written) where the new rules give the same rows, else a DatasetError.
+    """
     if not is_complete(out):
         return None
     damaged = damaged_arrays(out)
@@ -143,11 +170,14 @@ def complete_manifest(out: Path, signatures: dict[str, str]) -> dict | None:
               "and it is prepared anew", file=sys.stderr)
         return None
     manifest = Store(out).manifest
+    version = manifest.get("store_version", 1)
     recorded = manifest.get("signatures")
-    if recorded is None or recorded == signatures:  # None: prepared before signatures were recorded
-        return manifest
-    raise DatasetError(f"{out} already holds a store prepared from other data or settings; give another output "
-                       "folder, or delete this one to prepare it anew")
+    # None: prepared before signatures were recorded; a later version than ours: prepared by a newer audio2image
+    if version > STORE_VERSION or (recorded is not None and recorded != signatures_of(version)):
+        raise DatasetError(f"{out} already holds a store prepared from other data or settings"
+                           + (f" (by a newer audio2image: store version {version})" if version > STORE_VERSION
+                              else "") + "; give another output folder, or delete this one to prepare it anew")
+    return manifest if version == STORE_VERSION else upgrade(manifest)
 
 
 def write_manifest(out: Path, manifest: dict) -> None:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from audio2image.config import Config, config_hash
-from audio2image.prepare.store import Store, damaged_arrays, is_complete
+from audio2image.prepare.store import STORE_VERSION, Store, damaged_arrays, is_complete, store_version
 from audio2image.util import file_lock, log, read_json_or_none, write_json
 
 
@@ -106,9 +106,10 @@ def adopt_former_store(config: Config, side: str) -> None:
 
 
 def store_ready(config: Config, side: str) -> bool:
-    """Whether the side's store is complete and whole (nothing to prepare)."""
+    """Whether the side's store is complete, whole and made by the current rules (nothing to prepare: an older
+    store is brought up to date, or refused, by its preparation)."""
     out = store_path(config, side)
-    return is_complete(out) and not damaged_arrays(out)
+    return is_complete(out) and not damaged_arrays(out) and store_version(out) == STORE_VERSION
 
 
 def ensure_dataset(config: Config, side: str) -> Path:
@@ -129,7 +130,7 @@ def ensure_store(config: Config, side: str, wait: bool = True) -> Store:
     # one preparer per store among processes sharing data_dir; the others wait, then open the finished store
     with file_lock(out.parent / f".{out.name}.lock", wait=wait):
         adopt_former_store(config, side)
-        if not store_ready(config, side):  # a damaged store is set aside and prepared anew
+        if not store_ready(config, side):  # a damaged store is set aside and prepared anew, an older one updated
             dataset = config.dataset(side)
             dataset.prepare(ensure_dataset(config, side), out, workers=config.workers, progress=config.progress,
                             **{option.param: getattr(config, option.key) for option in dataset.store_options})

@@ -37,10 +37,12 @@ Work = Callable[[list], Iterable]
 
 class Row(NamedTuple):
     """A kept item with per-item sums (arrays or numbers) that the split accumulates over its kept rows, e.g. a
-    spectrogram's band sums: the worker that made the row computes them, so nothing reads the store back."""
+    spectrogram's band sums: the worker that made the row computes them, so nothing reads the store back; and a
+    warning about it, if any (a small image), which the split lists as it lists skipped items."""
 
     x: np.ndarray | None  # None once the worker has written it into the store
     sums: dict
+    warning: str = ""
 
 
 @dataclass
@@ -75,9 +77,9 @@ def write_splits(out: Path, splits: dict[str, SplitItems], work: Work, item_shap
 
     One pipeline runs over the chunks of all splits in turn, so workers do not idle while a small split drains.
     `signatures`: `split_signatures` of the splits with the settings `work` runs with (default: no settings).
-    Returns {split: {"count": kept rows, "skipped": [{"item": id, "reason": ...}], "sums": {...} where `work`
-    returns `Row`s}}. With a `pool` (see `worker_pool`), `work` must be picklable: a module-level function or a
-    functools.partial of one.
+    Returns {split: {"count": kept rows, "skipped": [{"item": id, "reason": ...}], "warned": the same for rows kept
+    with a `Row.warning`, "sums": {...} where `work` returns `Row`s}}. With a `pool` (see `worker_pool`), `work`
+    must be picklable: a module-level function or a functools.partial of one.
     """
     signatures = signatures or split_signatures(splits, {}, item_shape, dtype)
     summaries, partials = {}, {}
@@ -120,7 +122,7 @@ def write_chunk(work: Work, items: list, ids: list[str], path: str, first_place:
                 if row.shape != item_shape:  # rows are raw bytes: a [3, 2] row must not pass as a [2, 3] one
                     raise ValueError(f"{ids[offset]}: got shape {row.shape}, the store holds {item_shape}")
                 os.pwrite(handle, row.data, data_start + (first_place + offset) * row_bytes)
-                result = Row(None, result.sums) if isinstance(result, Row) else None
+                result = result._replace(x=None) if isinstance(result, Row) else None
             results.append(result)
     finally:
         os.close(handle)
@@ -145,7 +147,8 @@ class _PartialSplit:
         self.state_path = out / f".{name}.progress.json"
         state = read_json_or_none(self.state_path) if self.path.exists() else None
         if state is None or state.get("signature") != signature:  # none yet, or made from other items/settings
-            state = {"done": 0, "rows": 0, "kept": [], "skipped": [], "sums": {}, "signature": signature}
+            state = {"done": 0, "rows": 0, "kept": [], "skipped": [], "warned": [], "sums": {},
+                     "signature": signature}
             shape = (len(split.items), *item_shape)
             np.lib.format.open_memmap(self.path, mode="w+", dtype=dtype, shape=shape).flush()  # header, sparse body
             write_json(self.state_path, state)
@@ -169,6 +172,8 @@ class _PartialSplit:
                 state["skipped"].append({"item": self.split.ids[start + offset], "reason": result})
                 continue
             if isinstance(result, Row):
+                if result.warning:
+                    state["warned"].append({"item": self.split.ids[start + offset], "reason": result.warning})
                 for key, value in result.sums.items():
                     self.sums[key] = self.sums.get(key, 0.0) + np.asarray(value, dtype=np.float64)
             if start + offset != state["rows"]:  # an earlier item was skipped: move the row down to its place
@@ -205,7 +210,7 @@ def _finish_split(out: Path, split: str, partial: Path, state: dict, ids: list[s
         with open(tmp, "wb") as handle:
             np.save(handle, labels[kept])
     write_json(out / f"{split}.ids.json", [ids[i] for i in kept])
-    summary = {"count": int(state["rows"]), "skipped": state["skipped"]}
+    summary = {"count": int(state["rows"]), "skipped": state["skipped"], "warned": state["warned"]}
     if state.get("sums"):
         summary["sums"] = state["sums"]
     write_json(out / f".{split}.done.json", {**summary, "signature": state["signature"]})

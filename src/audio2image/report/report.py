@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from audio2image.config import SIDES, Config
+from audio2image.prepare.findings import EXAMPLES, listed_findings
 from audio2image.report import figures, results, stats, verdict
 from audio2image.report.fairness import control_inits, control_section, selection_section
 from audio2image.report.html import render_html
@@ -196,7 +197,24 @@ def _datasets(facts: dict) -> str:
         labels = f"{fact['labels']} {noun}" if fact.get("labels") else "-"
         rows.append([side, fact["dataset"], fact["modality"], fact["task"], labels, sizes, fact.get("root") or "-"])
     return "## Datasets\n\n" + table(["side", "dataset", "modality", "task", "labels", "train / valid / test",
-                                      "folder"], rows)
+                                      "folder"], rows) + _findings(facts)
+
+
+def _findings(facts: dict) -> str:
+    """Per side, what its store left out or kept with a warning: how many, the first few with their reasons, and
+    the manifest that lists them all; "" when no store did (or the sweep recorded nothing of it)."""
+    lines = []
+    for side, fact in facts.items():
+        found = fact.get("findings") or {}
+        for _, words, listed in listed_findings(found, fact.get("modality", "")):
+            more = listed["count"] - len(listed["examples"])
+            shown = "; ".join(entry.replace("`", "'") for entry in listed["examples"])  # a backtick opens code
+            lines.append(f"- {side} ({fact['dataset']}), {words}: {listed['count']}: {shown}"
+                         + (f"; and {more} more" if more > 0 else "") + f" (all in `{found['manifest']}`)")
+    if not lines:
+        return ""
+    return (f"\n\nWhat the stores left out or kept with a warning (the first {EXAMPLES} of each, with the reason; "
+            "each store's manifest.json lists them all):\n\n" + "\n".join(lines))
 
 
 def _configuration(config: dict, backbone: dict) -> str:

@@ -39,7 +39,10 @@ def run_sweep(config: Config) -> dict:
     log(f"results: {len(rows)} of {len(runs)} runs in {experiment / 'results.csv'}")
     if config.cka_items:
         analyse(config, stores["target"], [run.run_dir for run in runs])
-    return {"experiment": str(experiment), "runs": len(runs), "finished": len(rows)}
+    # what each store left out or warned of, named (the first few; the manifest lists all), as the report does
+    found = {side: describe_store(store)["findings"] for side, store in stores.items()}
+    return {"experiment": str(experiment), "runs": len(runs), "finished": len(rows),
+            **({"findings": {side: f for side, f in found.items() if f}} if any(found.values()) else {})}
 
 
 def check_before_work(config: Config) -> dict:
@@ -124,11 +127,15 @@ def analyse(config: Config, target: Store, run_dirs: list | None = None) -> dict
 
 
 def describe_store(store: Store) -> dict:
-    """The facts about a side's data that the report names: dataset, modality, task, labels, split sizes."""
+    """The facts about a side's data that the report names: dataset, modality, task, labels, split sizes, and what
+    its store left out or warned of (prepare.findings.store_findings)."""
+    from audio2image.prepare.findings import store_findings
+
     manifest = store.manifest
     return {"dataset": manifest["dataset"], "modality": store.modality, "task": store.task,
             "labels": len(store.labels), "root": manifest.get("source_root", ""), "store": str(store.path),
-            "splits": {name: split["count"] for name, split in manifest.get("splits", {}).items()}}
+            "splits": {name: split["count"] for name, split in manifest.get("splits", {}).items()},
+            "findings": store_findings(manifest, store.path)}
 
 
 class OtherPretraining(UserError):

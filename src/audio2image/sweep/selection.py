@@ -24,6 +24,7 @@ import numpy as np
 
 from audio2image.config import SELECTION_FILE, Config
 from audio2image.sweep.grid import cells, transfer_plan
+from audio2image.training.initspec import parse_init
 from audio2image.util import log, read_json_or_none, write_json
 
 Setting = tuple  # (learning rate, weight decay)
@@ -111,4 +112,8 @@ def run_selection(config: Config, store: Path, execute) -> dict[tuple, Setting]:
         if d["edges"]:
             log(f"selection: fraction {d['fraction']}, init {d['init']}: the chosen setting is at the "
                 f"{' and '.join(d['edges'])} of the grid; the best may lie beyond it")
-    return {(d["fraction"], d["init"], d["freeze"]): tuple(d["chosen"]) for d in decisions if d["chosen"]}
+    # runs and selection.json name an init as the report does ("image"); the grid's cells hold the config's string
+    # ("image:RUN_DIR")
+    cell_init = {parse_init(init).name: init for init in config.inits}
+    return {(d["fraction"], cell_init.get(d["init"], d["init"]), d["freeze"]): tuple(d["chosen"])
+            for d in decisions if d["chosen"]}
