@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from audio2image.config import config_hash, load_config
+from audio2image.prepare.store import MANIFEST, STORE_VERSION
 from audio2image.prepare.stores import dataset_root, ensure_store, store_path
 from audio2image.sweep.grid import plan_transfer, pretrain_identity, pretrain_plan, transfer_plan
 from audio2image.training.files import finished_result
@@ -52,6 +53,8 @@ def former_store(config, side: str, make) -> str:
     values["root"] = str(dataset_root(config, side).resolve())
     path = store_path(config, side).parent / f"{dataset.name}-{config_hash(values)}"
     make(path)
+    manifest = json.loads((path / MANIFEST).read_text())  # made by the current rules: nothing to bring up to date
+    (path / MANIFEST).write_text(json.dumps({**manifest, "store_version": STORE_VERSION}))
     return path.name
 
 
