@@ -376,3 +376,12 @@ def test_cli_user_errors_are_one_line(cli_results, name):
     assert out == ""
     if name == "prepare missing root":
         assert not (tmp / "x").exists()  # nothing written for a failed preparation
+
+
+@pytest.mark.parametrize("key", ["seeds", "fractions", "inits", "transfer_lrs", "pretrain_seeds"])
+def test_an_empty_list_is_named_itself(key):
+    """`seeds=` once failed on tune_seeds (which must not exceed the number of seeds): the message names the
+    empty key."""
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [f"{key}="])
+    assert str(error.value).startswith(f"config key '{key}': [] is not allowed; give at least one value")

@@ -119,3 +119,30 @@ def test_a_sample_larger_than_the_validation_split_is_a_clear_problem(experiment
     assert result["comparisons"] == []
     (problem,) = result["problems"]
     assert "validation split has 16 items, fewer than cka_items=1000" in problem and "cka_items=16" in problem
+
+
+def test_half_weights_move_cka_by_less_than_a_thousandth(tmp_path):
+    """Finished transfer runs keep their weight matrices in float16 (training/saving.py: half_weights); read back
+    as float32, every per-stage CKA stays within 1e-3 of the float32 weights' value."""
+    from audio2image.training.saving import half_weights
+
+    store = Store(make_image_store(tmp_path / "store", classes=CLASSES))
+    config = load_config("configs/tiny.yaml", ["cka_items=16", "progress=false"])
+    states = []
+    for seed in (0, 1):
+        model = build_model(CLASSES, seed)
+        with torch.no_grad():  # trained-looking weights: no zero-initialised branch, spread norm scales
+            for value in model.parameters():
+                value.add_(torch.randn_like(value) * 0.1 * (value.std() if value.numel() > 1 else 1))
+        states.append(model.state_dict())
+    values = {}
+    for kept, keep in (("fp32", dict), ("fp16", half_weights)):
+        exp = tmp_path / kept
+        for seed, state in enumerate(states):
+            write_run(exp, "random", seed, keep(state))
+        result = analyse_similarity(config, exp, store)
+        values[kept] = {(c["kind"], c["seed"], stage): cka for c in result["comparisons"]
+                        for stage, cka in c["cka"].items()}
+    assert values["fp32"].keys() == values["fp16"].keys() and len(values["fp32"]) >= 12
+    delta = max(abs(values["fp16"][key] - values["fp32"][key]) for key in values["fp32"])
+    assert delta < 1e-3

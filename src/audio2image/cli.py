@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the commands import the package's modules lazily, to keep `
 CONFIG_DIR = Path(__file__).parent / "configs"
 CONFIG_HELP = ("a YAML config file, or the name of a bundled one (demo, original, recipe, tiny, ast); "
                "followed by key=value overrides")
+KEYS_HINT = "The config keys, with their types, defaults and meanings: `audio2image keys [WORD]`."
 RENAMED_CONFIGS = {"seed": "original"}  # bundled configs renamed: old name -> new name (the old one still works)
 
 
@@ -152,6 +153,12 @@ def cmd_report(args) -> dict:
     return {k: _plain(v) for k, v in build_report(args.run_dir).items()}
 
 
+def cmd_keys(args) -> str:
+    from audio2image.config_keys import describe_keys
+
+    return describe_keys(args.word)
+
+
 def cmd_run(args) -> dict:
     config = load(args)
     from audio2image.report.report import build_report
@@ -224,6 +231,7 @@ def _config_arguments(parser: argparse.ArgumentParser, positional: bool = False)
     else:
         parser.add_argument("--config", help=CONFIG_HELP + " (default: demo)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="override a config key")
+    parser.epilog = KEYS_HINT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="the whole pipeline: data, stores, pretraining, sweep, report")
     _config_arguments(run, positional=True)
     run.set_defaults(func=cmd_run)
+
+    keys = commands.add_parser("keys", help="every config key: its type, default and meaning")
+    keys.add_argument("word", nargs="?", default="", help="only the keys whose name or description holds WORD")
+    keys.set_defaults(func=cmd_keys)
     return parser
 
 
@@ -284,10 +296,14 @@ def main(argv: list[str] | None = None) -> None:
         if error.errno != errno.ENOSPC:
             raise
         _fail(_full_disk(error))
-    if isinstance(result, str):
-        print(result)
-    elif result is not None:
-        print(json.dumps(result, indent=2, default=str))
+    try:
+        if isinstance(result, str):
+            print(result)
+        elif result is not None:
+            print(json.dumps(result, indent=2, default=str))
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader stopped early (`audio2image keys | head`): no traceback for that
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # and none when Python flushes at exit
 
 
 def _fail(message: str) -> None:

@@ -45,21 +45,21 @@ RENAMED_VALUES = {("audio_features", "seed"): ("original", "features"),
 @dataclass(frozen=True)
 class Config:
     # --- what and where -------------------------------------------------------------------------------------------
-    name: str = "experiment"
+    name: str = "experiment"  # the experiment's folder inside out_dir, and its report's title
     out_dir: str = "runs"  # the experiment writes to out_dir/name
     data_dir: str = ".cache/audio2image"  # synthetic datasets and prepared stores
     source: str = "mtat"  # the dataset pretrained on (a name in datasets/registry.py)
     target: str = "caltech256"  # the dataset transferred to
     source_root: str = ""  # the source dataset's folder; empty with synthetic=true means "synthesise it"
-    target_root: str = ""
+    target_root: str = ""  # the target dataset's folder; empty with synthetic=true means "synthesise it"
     control: str = ""  # a second source, pretrained on as the positive control (init `control`); empty: none
     control_root: str = ""  # synthetic=true and empty: a synthetic set with classes disjoint from the target's
-    synthetic: bool = False
-    synth_seed: int = 0
-    synth_clips: int = 400
-    synth_seconds: float = 29.1
-    synth_classes: int = 10
-    synth_per_class: int = 40
+    synthetic: bool = False  # synthesise the data of every side whose *_root is empty (the demo)
+    synth_seed: int = 0  # seed of the synthetic datasets
+    synth_clips: int = 400  # synthetic audio: number of clips
+    synth_seconds: float = 29.1  # synthetic audio: length of a clip
+    synth_classes: int = 10  # synthetic images: number of classes
+    synth_per_class: int = 40  # synthetic images: images per class
     # --- the network -----------------------------------------------------------------------------------------------
     backbone: str = "resnet18"  # any timm architecture, by its timm name (training/backbone.py)
     backbone_args: str = ""  # more arguments of timm's model, "name=value,...": e.g. drop_path_rate=0.1
@@ -71,7 +71,7 @@ class Config:
     audio_clip_seconds: float = 29.1  # every clip is padded or cropped to this length
     audio_crop_seconds: float = 3.69  # training crop; 0 = the whole clip (as the seed)
     audio_eval_crops: int = 16  # evaluation averages this many evenly spaced crops per clip
-    audio_specaugment: bool = True
+    audio_specaugment: bool = True  # SpecAugment: random time and frequency masks on training spectrograms
     audio_normalize: bool = True  # standardise log-mels with the training split's statistics
     audio_channels: str = "repeat"  # repeat: a log-mel as 3 identical channels (an RGB first layer); sum: 1 channel
     audio_patch_stride: int = 0  # a patch-embedding backbone's stride on spectrograms (AST: 10); 0: the patch size
@@ -84,39 +84,39 @@ class Config:
     image_size: int = 224  # side of the model input
     image_augment: str = "crop-flip"  # crop-flip | original (flip + rotation 30) | none
     # --- pretraining stage ----------------------------------------------------------------------------------------
-    pretrain_seed: int = 0
-    pretrain_epochs: int = 30
-    pretrain_batch_size: int = 64
-    pretrain_optimizer: str = "sgd"
-    pretrain_lr: float = 0.05
-    pretrain_weight_decay: float = 1e-4
-    pretrain_schedule: str = "cosine"
-    pretrain_warmup_epochs: int = 1
+    pretrain_seed: int = 0  # one pretraining run's seed (a sweep's: pretrain_seeds)
+    pretrain_epochs: int = 30  # epochs of a pretraining run
+    pretrain_batch_size: int = 64  # training items per step
+    pretrain_optimizer: str = "sgd"  # sgd (momentum 0.9, Nesterov) | adam | adamw
+    pretrain_lr: float = 0.05  # peak learning rate
+    pretrain_weight_decay: float = 1e-4  # L2 penalty (decoupled for adamw)
+    pretrain_schedule: str = "cosine"  # cosine | constant | original-plateau (the seed's ReduceLROnPlateau)
+    pretrain_warmup_epochs: int = 1  # epochs of linear warm-up before the schedule
     pretrain_label_smoothing: float = 0.1  # for a classification source; tagging (BCE) takes none
     # --- transfer stage -------------------------------------------------------------------------------------------
-    transfer_epochs: int = 30
-    transfer_batch_size: int = 64
-    transfer_optimizer: str = "sgd"
-    transfer_lr: float = 0.05
-    transfer_weight_decay: float = 5e-4
-    transfer_schedule: str = "cosine"
-    transfer_warmup_epochs: int = 1
+    transfer_epochs: int = 30  # epochs of a transfer run
+    transfer_batch_size: int = 64  # training items per step
+    transfer_optimizer: str = "sgd"  # sgd (momentum 0.9, Nesterov) | adam | adamw
+    transfer_lr: float = 0.05  # one transfer run's learning rate (a sweep's: transfer_lrs, chosen on validation)
+    transfer_weight_decay: float = 5e-4  # one transfer run's weight decay (a sweep's: transfer_weight_decays)
+    transfer_schedule: str = "cosine"  # cosine | constant | original-plateau (the seed's ReduceLROnPlateau)
+    transfer_warmup_epochs: int = 1  # epochs of linear warm-up before the schedule
     transfer_label_smoothing: float = 0.1  # for a classification target; tagging (BCE) takes none
     # one transfer run
-    fraction: float = 1.0
-    init: str = "random"
-    seed: int = 0
-    freeze: str = "none"
+    fraction: float = 1.0  # the share of the target's training items it trains on (a sweep's: fractions)
+    init: str = "random"  # where its weights start: random, imagenet, audio, audio@K, control, checkpoint:PATH, ...
+    seed: int = 0  # its seed: network init, data order, training subset (a sweep's: seeds)
+    freeze: str = "none"  # none | original | linear | stages:K: what it keeps frozen (a sweep's: freezes)
     # the sweep grid: fractions x inits x seeds x freezes
-    fractions: list[float] = field(default_factory=lambda: [0.05, 0.15, 0.3, 0.5, 0.7, 1.0])
-    inits: list[str] = field(default_factory=lambda: ["random", "audio"])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    freezes: list[str] = field(default_factory=lambda: ["none"])
+    fractions: list[float] = field(default_factory=lambda: [0.05, 0.15, 0.3, 0.5, 0.7, 1.0])  # training-set shares
+    inits: list[str] = field(default_factory=lambda: ["random", "audio"])  # the inits compared, each as `init` takes it
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # every cell runs once per seed
+    freezes: list[str] = field(default_factory=lambda: ["none"])  # what the runs keep frozen, each as `freeze` takes it
     # the settings chosen per init, fraction and freeze on validation (sweep/selection.py): every setting is trained
     # on the first tune_seeds seeds, the best mean validation metric wins and runs on every seed
-    transfer_lrs: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1])
-    transfer_weight_decays: list[float] = field(default_factory=lambda: [5e-4])
-    tune_seeds: int = 1
+    transfer_lrs: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1])  # the learning rates tried
+    transfer_weight_decays: list[float] = field(default_factory=lambda: [5e-4])  # the weight decays tried
+    tune_seeds: int = 1  # how many of the first seeds every setting is tried on
     # pretraining runs per pretrained side; transfer seed number i (its position in seeds) uses run i mod n
     pretrain_seeds: list[int] = field(default_factory=lambda: [0])
     precise_bn_batches: int = 50  # batch-norm statistics recomputed over this many training batches per epoch
@@ -130,18 +130,18 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | mps
     amp: bool = True  # bf16 autocast on CUDA and on CPUs with native bf16 (AMX / AVX-512 BF16); false: fp32
     channels_last: bool = True  # NHWC model and inputs on CUDA and the CPU (faster on both)
-    compile: bool = False
+    compile: bool = False  # torch.compile the model
     workers: int = 2  # processes for preparation; loader threads for training
     threads: int = 0  # torch CPU threads per run; 0: this machine's cores divided by parallel (sweep/executors.py)
     fit_threads: bool = True  # fewer threads while other processes busy the cores (training/cores.py)
     executor: str = "local"  # local | ray | slurm | submitit-local (submitit's local mode, for trying a Slurm setup)
     parallel: int = 1  # local executor: runs at once (one per GPU where there are GPUs)
     ray_address: str = ""  # empty: start a local Ray
-    slurm_partition: str = ""
-    slurm_time_min: int = 240
+    slurm_partition: str = ""  # executor=slurm: the partition; empty: the cluster's default
+    slurm_time_min: int = 240  # executor=slurm: a job's time limit in minutes (a preempted or timed-out run resumes)
     imagenet_weights: str = ""  # the backbone's published weights (.safetensors/.pth); empty: timm's or torch's cache
-    tensorboard: bool = False
-    progress: bool = True
+    tensorboard: bool = False  # also write each run's metrics as TensorBoard events (RUN_DIR/tensorboard)
+    progress: bool = True  # progress bars: downloads, preparation, and each epoch's batches where stderr is a terminal
 
     def __post_init__(self) -> None:
         validate(self)
@@ -252,8 +252,9 @@ def _check_known(key: str) -> None:
         raise ConfigError(f"config key '{key}' is gone: use {RENAMED[key]}")
     if key not in _FIELDS:
         near = difflib.get_close_matches(key, list(_FIELDS), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(repr(n) for n in near)}?" if near else "; see `audio2image run --help`"
-        raise ConfigError(f"unknown config key '{key}'{hint}")
+        listed = "`audio2image keys` lists every key"
+        hint = f"did you mean {', '.join(repr(n) for n in near)}? ({listed})" if near else listed
+        raise ConfigError(f"unknown config key '{key}'; {hint}")
 
 
 def _yaml_scalar(key: str, raw: str):

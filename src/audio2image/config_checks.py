@@ -137,12 +137,12 @@ def validate(config: Config) -> None:
     validate_freeze("freeze", config.freeze)
     for value in config.freezes:
         validate_freeze("freezes", value)
-    _check_settings(config)
-    for key in SWEEP_LISTS:
+    for key in SWEEP_LISTS:  # before the checks between them: an empty list is named, not what needs it
         if not getattr(config, key):
             reject(key, getattr(config, key), "give at least one value")
         if len(set(getattr(config, key))) != len(getattr(config, key)):
             reject(key, getattr(config, key), "values must not repeat")
+    _check_settings(config)
 
 
 def _check_settings(config: Config) -> None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -52,14 +52,26 @@ def atomic_path(path: Path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _new_temporary(path)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _new_temporary(path: Path) -> str:
+    """Create an empty, unused file beside `path` and return its name. Created with mode 0666 and the umask, as a
+    plain open() creates a file: tempfile.mkstemp's 0600 would make every result unreadable to the group and others
+    that the umask lets read (it also replaces a file that had the umask's mode)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return str(tmp)
+        except FileExistsError:
+            continue
 
 
 def atomic_write_text(path: Path, text: str, sync: bool = True) -> None:
@@ -102,6 +114,23 @@ def progress(iterable=None, *, enabled: bool = True, **kwargs):
 
     disable = not enabled or os.environ.get("AUDIO2IMAGE_QUIET") == "1"
     return tqdm(iterable, disable=disable, file=sys.stderr, dynamic_ncols=True, mininterval=1.0, **kwargs)
+
+
+@contextmanager
+def batch_bar(batches, *, total: int, desc: str, enabled: bool = True, stream=None):
+    """`batches` with a progress bar and its ETA on `stream` (default stderr) while the block runs, only where
+    someone watches: `stream` a terminal. Logs, CI and tests (not terminals) get the batches alone and nothing
+    written: a bar redrawn into a file is noise. The bar is cleared at the end, so the lines logged after it read
+    as before."""
+    stream = sys.stderr if stream is None else stream
+    if not (enabled and stream.isatty()) or os.environ.get("AUDIO2IMAGE_QUIET") == "1":
+        yield batches
+        return
+    from tqdm import tqdm
+
+    with tqdm(batches, total=total, desc=desc, file=stream, leave=False, dynamic_ncols=True, mininterval=0.5,
+              unit="batch") as bar:
+        yield bar
 
 
 def log(message: str) -> None:

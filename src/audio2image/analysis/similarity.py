@@ -35,6 +35,7 @@ from audio2image.prepare.store import Store
 from audio2image.training.inits import initialise
 from audio2image.training.loader import Loader
 from audio2image.training.backbone import stage_outputs
+from audio2image.training.files import read_checkpoint
 from audio2image.training.model import InitError, build_model
 from audio2image.training.run import resolve_device
 from audio2image.training.tasks import build_task
@@ -196,5 +197,5 @@ class _NetworkGrams:
             raise FileNotFoundError(f"{run_dir} has no best weights (best.pt)")
         if self.skeleton is None:
             self.skeleton = build_model(self.task.num_outputs, 0, self.task.backbone).to(self.device).eval()
-        self.skeleton.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["model"])
+        self.skeleton.load_state_dict(read_checkpoint(best)["model"])  # float32, as trained
         return self.skeleton

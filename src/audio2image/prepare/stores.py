@@ -7,11 +7,12 @@ setting prepares a new store instead of silently reusing a stale one.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from audio2image.config import Config, config_hash
 from audio2image.prepare.store import STORE_VERSION, Store, damaged_arrays, is_complete, store_version
-from audio2image.util import file_lock
+from audio2image.util import file_lock, log, read_json_or_none, write_json
 
 
 def dataset_root(config: Config, side: str) -> Path:
@@ -58,10 +59,50 @@ def check_roots(config: Config, sides) -> None:
 
 
 def store_path(config: Config, side: str) -> Path:
+    """The side's store: named by its dataset, the keys that shape it and its data's folder, but not by where
+    data_dir is, so that moving the cache changes no store's name and no run's identity (sweep/grid.py)."""
+    return _store_path(config, side, _root_name(config, side))
+
+
+def _store_path(config: Config, side: str, root: str) -> Path:
     dataset = config.dataset(side)
     values = {key: getattr(config, key) for key in dataset.store_keys}
-    values["root"] = str(dataset_root(config, side).resolve())
+    values["root"] = root
     return Path(config.data_dir) / "stores" / f"{dataset.name}-{config_hash(values)}"
+
+
+def _root_name(config: Config, side: str) -> str:
+    """The side's data folder as its store's name hashes it: inside data_dir (a synthesised dataset), relative to
+    it; elsewhere, its absolute path (two folders of one kind of dataset are two datasets)."""
+    root, cache = dataset_root(config, side).resolve(), Path(config.data_dir).resolve()
+    return f"<data_dir>/{root.relative_to(cache).as_posix()}" if root.is_relative_to(cache) else str(root)
+
+
+def former_store_path(config: Config, side: str) -> Path:
+    """Where earlier versions put the side's store: named by its data folder's absolute path, data_dir's included
+    (so moving the cache changed every name); the same as `store_path` for a folder outside data_dir."""
+    return _store_path(config, side, str(dataset_root(config, side).resolve()))
+
+
+FORMER_NAMES = "former_names.json"  # in a store renamed by `adopt_former_store`: the names it had
+
+
+def store_names(store: Path) -> list[str]:
+    """A store's name and the names it had before (`adopt_former_store`), present name first: runs made from it
+    under a former name keep their identity (sweep/grid.py)."""
+    former = read_json_or_none(Path(store) / FORMER_NAMES) or []
+    return [Path(store).name, *[str(name) for name in former if name != Path(store).name]]
+
+
+def adopt_former_store(config: Config, side: str) -> None:
+    """Give a complete store at its former place (`former_store_path`) its present name, and record the former in
+    it: the store is not prepared again, and finished runs named after it are found (no run is trained again)."""
+    out, former = store_path(config, side), former_store_path(config, side)
+    if former == out or out.exists() or not is_complete(former):
+        return
+    write_json(former / FORMER_NAMES, store_names(former))  # first: a crash after it leaves a store that works
+    os.replace(former, out)
+    log(f"store {former} is now {out.name} (store names no longer depend on where data_dir is)")
 
 
 def store_ready(config: Config, side: str) -> bool:
@@ -88,6 +129,7 @@ def ensure_store(config: Config, side: str, wait: bool = True) -> Store:
     out = store_path(config, side)
     # one preparer per store among processes sharing data_dir; the others wait, then open the finished store
     with file_lock(out.parent / f".{out.name}.lock", wait=wait):
+        adopt_former_store(config, side)
         if not store_ready(config, side):  # a damaged store is set aside and prepared anew, an older one updated
             dataset = config.dataset(side)
             dataset.prepare(ensure_dataset(config, side), out, workers=config.workers, progress=config.progress,

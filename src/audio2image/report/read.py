@@ -18,7 +18,7 @@ from audio2image.datasets.registry import DATASETS
 from audio2image.report.text import pct
 from audio2image.util import read_json_or_none
 
-INT_COLUMNS = ("seed", "best_epoch", "epochs_run", "pretrain_seed", "threads")
+INT_COLUMNS = ("seed", "best_epoch", "epochs_run", "pretrain_seed", "train_items", "threads")
 TEXT_COLUMNS = ("run_id", "stage", "dataset", "init", "freeze", "status", "precision")
 DATASETS_FILE = "datasets.json"  # written by the sweep (sweep/__init__.py)
 
@@ -72,7 +72,8 @@ def read_config(path: Path) -> dict:
 
 
 def read_results(path: Path) -> list[dict]:
-    """results.csv as typed rows: fraction float, seed/epochs int (None when empty), metrics float (nan when empty)."""
+    """results.csv as typed rows: fraction float, counts int (seed, epochs, training items, threads; None when
+    empty), metrics float (nan when empty)."""
     if not path.is_file():
         return []
     with open(path, newline="") as handle:
@@ -317,12 +318,12 @@ def first_layer_weights(exp: Path, config: dict, source: dict, backbone: dict) -
 
 def _state_dict(path: Path):
     """A state dict from a checkpoint ({"model": ...}) or a bare one; None when absent or unreadable."""
-    import torch
+    from audio2image.training.files import read_checkpoint
 
     if not path.is_file():
         return None
     try:
-        value = torch.load(path, map_location="cpu", weights_only=True)
+        value = read_checkpoint(path)
     except Exception:  # noqa: BLE001 - a broken checkpoint only loses one panel of one figure
         return None
     return value.get("model", value) if isinstance(value, dict) else None

@@ -1,9 +1,9 @@
 """The sweep's plan: the pretraining run and the grid of transfer runs, each with a stable identity.
 
 A transfer run's folder is named by a hash of what determines its result: the target modality's keys, the
-transfer keys, the target store, its fraction/init/seed/freeze and, for a pretrained init, the pretraining run's
-own hash. Growing the grid therefore adds folders without touching finished ones, and changing a setting never
-reuses a stale result. `plan_transfer` is the one definition of a transfer run: the sweep and
+transfer keys, the target store's name (which does not say where data_dir is: moving the cache changes no id), its
+fraction/init/seed/freeze and, for a pretrained init, the pretraining run's own hash. Growing the grid therefore
+adds folders without touching finished ones, and changing a setting never reuses a stale result. `plan_transfer` is the one definition of a transfer run: the sweep and
 `audio2image transfer` both call it, so a cell has the same folder, identity and results row whichever ran it.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audio2image.config import PRETRAIN_DIR, PRETRAINED_SIDES, Config, ConfigError, config_hash, keys_for
+from audio2image.prepare.stores import store_names
 from audio2image.training.initspec import PRETRAINED_RUNS, parse_init
 from audio2image.training.run import RunSpec
 from audio2image.util import read_json_or_none
@@ -45,12 +46,16 @@ def pretrain_dir(config: Config, side: str, seed: int) -> Path:
 
 
 def pretrain_plan(config: Config, store: Path, side: str = "source", seed: int | None = None) -> PlannedRun:
-    """The pretraining run on a side's store with one pretraining seed (default: the config's pretrain_seed)."""
+    """The pretraining run on a side's store with one pretraining seed (default: the config's pretrain_seed). A
+    run made from the store under a former name (prepare/stores.py: store_names) keeps the id it was made with."""
     config = dataclasses.replace(config, pretrain_seed=config.pretrain_seed if seed is None else seed)
-    run_id = config_hash(pretrain_identity(config, store, side))
+    run_dir = pretrain_dir(config, side, config.pretrain_seed)
+    ids = [config_hash(pretrain_identity(config, Path(name), side)) for name in store_names(store)]
+    made = (read_json_or_none(run_dir / "run.json") or {}).get("run_id")
+    run_id = made if made in ids else ids[0]
     spec = RunSpec("pretrain", Path(store), 1.0, "random", config.pretrain_seed, "none", run_id,
                    extra={"side": side, "source": getattr(config, side)})
-    return PlannedRun(config, spec, pretrain_dir(config, side, config.pretrain_seed))
+    return PlannedRun(config, spec, run_dir)
 
 
 def pretrained_side(config: Config, base: str) -> str:
@@ -110,12 +115,14 @@ def resolve_init(init: str, config: Config, seed: int | None = None) -> Init:
 
 
 def transfer_run_id(config: Config, store: Path, fraction: float, init: str, seed: int, freeze: str) -> str:
-    """The hash naming a transfer run's folder: the target modality's keys, the transfer keys, the target store,
-    and the run's own values (`init`: the init's identity, see `Init`)."""
+    """The hash naming a transfer run's folder: the target modality's keys, the transfer keys, the target store's
+    name, and the run's own values (`init`: the init's identity, see `Init`). A run made from the store under a
+    former name (prepare/stores.py: store_names) keeps the folder and id it has: no finished run is trained again."""
     identity = {k: getattr(config, k) for k in keys_for(config.dataset("target").modality, "transfer")}
-    identity.update(target=config.target, store=Path(store).name, fraction=fraction, init=init, seed=seed,
-                    freeze=freeze)
-    return config_hash(identity)
+    identity.update(target=config.target, fraction=fraction, init=init, seed=seed, freeze=freeze)
+    ids = [config_hash({**identity, "store": name}) for name in store_names(store)]
+    made = [i for i in ids if (config.experiment_dir / "transfer" / i).exists()]
+    return made[0] if made else ids[0]
 
 
 def plan_transfer(config: Config, store: Path, fraction: float, init: str, seed: int, freeze: str,

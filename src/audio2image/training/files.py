@@ -74,3 +74,16 @@ def usable_checkpoint(run_dir: Path) -> bool:
                       "goes with a damaged checkpoint")
     log(f"warning: {run_dir} starts over")
     return False
+
+
+def read_checkpoint(path: Path):
+    """A run's torch file (best.pt, checkpoint.pt) as data, on the CPU, with the model's float16 tensors (those of
+    a finished transfer run's best.pt: saving.half_weights) back in float32, as the run trained them."""
+    import torch
+
+    value = torch.load(path, map_location="cpu", weights_only=True)
+    model = value.get("model") if isinstance(value, dict) else None
+    if isinstance(model, dict):
+        value["model"] = {key: tensor.float() if isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float16
+                          else tensor for key, tensor in model.items()}
+    return value

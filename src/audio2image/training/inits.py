@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from audio2image.training.backbone import Backbone, fit, is_norm
+from audio2image.training.files import read_checkpoint
 from audio2image.training.initspec import PRETRAINED_RUNS, InitSpec, parse_init
 from audio2image.training.model import InitError, load_backbone, stages_of
 from audio2image.training.published import published_path, published_state, read_weights
@@ -49,7 +50,7 @@ def initialise(model: nn.Module, init: str, *, seed: int = 0, imagenet_weights: 
 def _pretrained_state(model: nn.Module, path: Path, init: str) -> dict:
     """A run's (or a checkpoint's) weights, fitted to `model`'s input; refused when made with another backbone."""
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = read_checkpoint(path)
     except Exception as error:  # noqa: BLE001 - a truncated or foreign file: say which, not a zip-reader trace
         raise InitError(f"init {init}: the weights file {path} does not load ({type(error).__name__}: "
                         f"{' '.join(str(error).split())[:160]}); replace it, or redo the run that wrote it") from error

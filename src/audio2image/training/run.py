@@ -6,7 +6,8 @@ A run folder holds everything a run produces and everything needed to resume it:
     run.json          the run's identity (stage, dataset, fraction, init, seed, freeze, run_id)
     metrics.jsonl     one JSON line per epoch
     checkpoint.pt     model + optimiser + scheduler + epoch, replaced atomically after every epoch
-    best.pt           the weights of the epoch with the best validation score (the one a transfer loads)
+    best.pt           the weights of the epoch with the best validation score (the one a transfer loads); a
+                      finished transfer run keeps its weight matrices in float16 (saving.half_weights)
     result.json       written last: status, best epoch, validation and test metrics
 
 Running the same run again continues from checkpoint.pt, or returns result.json if the run is finished.
@@ -31,15 +32,15 @@ from audio2image.prepare.store import Store
 from audio2image.training import distributed
 from audio2image.training.cores import CoreShare
 from audio2image.training.engine import evaluate, recalibrate_batchnorm, train_one_epoch
-from audio2image.training.files import finished_result, set_aside, usable_checkpoint
+from audio2image.training.files import finished_result, read_checkpoint, set_aside, usable_checkpoint
 from audio2image.training.preemption import Preempted, hand_over, handling, requested
-from audio2image.training.saving import Saver
+from audio2image.training.saving import Saver, save_finished_best
 from audio2image.training.loader import Loader, RecycledMemory, batch_memory, epoch_generator
 from audio2image.training.inits import initialise
 from audio2image.training.model import build_model, freeze
 from audio2image.training.optim import build_optimizer, build_schedule
 from audio2image.training.tasks import Task, build_task, fraction_rows
-from audio2image.util import atomic_write_text, file_lock, log, write_json
+from audio2image.util import atomic_write_text, batch_bar, file_lock, log, write_json
 
 
 @dataclass
@@ -217,9 +218,13 @@ def _epoch(t: _Training, saver: Saver, epoch: int) -> dict | None:
     tic = time.perf_counter()
     step = t.schedule.step if t.schedule.per_step else None
     precision = {"amp": t.amp, "channels_last": t.channels_last}
-    train = train_one_epoch(t.compiled, t.task, t.share.paced(t.loaders.train(epoch)), t.optimizer, t.device,
-                            generator=epoch_generator(t.spec.seed, epoch, stream=1), step_scheduler=step,
-                            stop=_stop_check(saver, t.device), **precision)
+    loader = t.loaders.train(epoch)
+    # one bar: runs trained side by side (parallel) or by DDP's other processes would draw over each other's line
+    shown = t.config.progress and t.is_main and t.config.parallel <= 1
+    with batch_bar(loader, total=len(loader), desc=f"epoch {epoch}/{t.settings['epochs']}", enabled=shown) as batches:
+        train = train_one_epoch(t.compiled, t.task, t.share.paced(batches), t.optimizer, t.device,
+                                generator=epoch_generator(t.spec.seed, epoch, stream=1), step_scheduler=step,
+                                stop=_stop_check(saver, t.device), **precision)
     if train.get("stopped"):
         if t.is_main:
             saver.stop_mid_epoch()
@@ -250,7 +255,7 @@ def _epoch(t: _Training, saver: Saver, epoch: int) -> dict | None:
 def _test_and_record(t: _Training) -> dict:
     """Test once, with the weights chosen on validation; write result.json (the run is then finished)."""
     tic = time.perf_counter()
-    _load_best(t.run_dir, t.model, t.is_main)
+    best = _load_best(t.run_dir, t.model, t.is_main)
     test = evaluate(t.compiled, t.task, t.share.paced(t.loaders.eval("test")), t.device, amp=t.amp,
                     channels_last=t.channels_last)
     result = {"status": "completed", "message": "", "task": t.task.kind.name,
@@ -264,6 +269,8 @@ def _test_and_record(t: _Training) -> dict:
     if t.is_main:
         write_json(t.run_dir / "result.json", result)
         (t.run_dir / "checkpoint.pt").unlink(missing_ok=True)  # finished: best.pt and result.json are what stays
+        if t.spec.stage == "transfer":  # after the test, which used the float32 weights chosen on validation
+            save_finished_best(t.run_dir, best)
     return result
 
 
@@ -294,10 +301,12 @@ def _preempted(message: str) -> None:
     raise Preempted(message)
 
 
-def _load_best(run_dir: Path, model, is_main: bool) -> None:
-    """The weights chosen on validation, read by the main process and shared with the others (DDP)."""
-    best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True) if is_main else None
-    model.load_state_dict(distributed.broadcast_object(best)["model"])
+def _load_best(run_dir: Path, model, is_main: bool) -> dict:
+    """The weights chosen on validation, read by the main process and shared with the others (DDP); returns best.pt's
+    content."""
+    best = distributed.broadcast_object(read_checkpoint(run_dir / "best.pt") if is_main else None)
+    model.load_state_dict(best["model"])
+    return best
 
 
 @dataclass

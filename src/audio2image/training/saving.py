@@ -101,6 +101,29 @@ def _save(path: Path, value: dict) -> None:
             raise OSError(errno.ENOSPC, "No space left on device", str(path)) from error
 
 
+HALF_MAX = torch.finfo(torch.float16).max
+
+
+def half_weights(state: dict) -> dict:
+    """A state dict to keep, at half the size: its float32 weight matrices and kernels (two or more dimensions,
+    nearly all the bytes) in float16; a tensor with a value beyond float16's range, and the vectors (biases, norm
+    scales, running statistics: few bytes, and where the extreme values are) as they are. `files.read_checkpoint`
+    gives them back as float32."""
+    def halved(value):
+        fits = (isinstance(value, torch.Tensor) and value.dtype == torch.float32 and value.dim() >= 2
+                and value.numel() > 0 and bool(torch.isfinite(value).all()) and value.abs().max() <= HALF_MAX)
+        return value.half() if fits else value
+
+    return {key: halved(value) for key, value in state.items()}
+
+
+def save_finished_best(run_dir: Path, best: dict) -> None:
+    """A finished transfer run's best.pt, rewritten with `half_weights`: only the analyses read it again, and every
+    transfer run keeps one (the bulk of an experiment's disk). Pretraining runs keep float32: they are the inits of
+    others."""
+    _save(Path(run_dir) / "best.pt", {**best, "model": half_weights(best["model"])})
+
+
 def _tensorboard(run_dir: Path, line: dict) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
