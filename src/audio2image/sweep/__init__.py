@@ -19,10 +19,13 @@ DATASETS_FILE = "datasets.json"  # what the source and target are, for the repor
 def run_sweep(config: Config) -> dict:
     """Prepare the stores, pretrain where an init needs it, choose each cell's setting on validation, run the chosen
     settings on every seed, write results.csv (the chosen runs only)."""
+    from audio2image.sweep.plan import make_plan  # here: plan.py imports this module's checks
+
     experiment = config.experiment_dir
     sides = pretrained_sides(config)
     check_roots(config, (*sides, "target"))
     described = check_before_work(config)
+    log(make_plan(config)["summary"])  # what it will train, and for how long: `audio2image plan` says more
     experiment.mkdir(parents=True, exist_ok=True)
     save_config(config, experiment / "config.yaml")
     write_json(experiment / BACKBONE_FILE, described)
