@@ -12,7 +12,7 @@ import pytest
 from audio2image.cli import main
 from audio2image.config import ConfigError, load_config
 from audio2image.sweep import run_sweep
-from audio2image.sweep.costs import CALIBRATED, MEASURED, _fitted
+from audio2image.sweep.costs import CALIBRATED, MEASURED, _fitted, busy
 from audio2image.sweep.plan import format_plan, plan_experiment
 
 # a sweep with a choice to make: 2 settings x 2 cells tuned on seed 0, then the chosen ones on seed 1
@@ -98,7 +98,7 @@ def test_the_sweep_logs_the_plans_line_first(swept):
     _, _, before, _, lines, _, _ = swept
     assert lines[0].startswith("plan: 1 pretraining, 4 tuning, 4 final runs (2 of them tuning runs; 0 finished): "
                                "7 to train; about ")
-    assert "(calibration)" in lines[0] and lines[0].endswith("to write")
+    assert "of training (calibration" in lines[0] and lines[0].endswith("to write")
     assert before["summary"].split("; about")[0] == lines[0].split("; about")[0]
 
 
@@ -121,6 +121,14 @@ def test_measured_epochs_give_a_line_where_runs_differ_in_items():
     assert seconds(20) == pytest.approx(2 * 4.0 + 1.0)  # 2 s fixed (validation) + 0.1 s per item, per epoch
     alone = _fitted([{"items": 10, "epoch": 3.0, "beyond": 0.0}], epochs=2)
     assert alone(20) == pytest.approx(2 * 6.0)  # one size measured: seconds per item
+
+
+def test_a_busy_machine_is_said(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 1.0))
+    assert busy() == ""
+    monkeypatch.setattr(os, "getloadavg", lambda: (5.2, 4.0, 3.0))
+    assert "busy (load average 5.2 on 2 cores)" in busy()
 
 
 @pytest.mark.parametrize("override, words", [("nosuch=1", "unknown config key 'nosuch'"),

@@ -5,8 +5,9 @@ side: pretraining on the source, transfer to the target): each run's mean epoch 
 items, fitted as a line where the runs differ in items (the validation pass costs the same at every fraction) and
 as seconds per item where they do not; plus what a run spends beyond its epochs (the test pass). Where it has none,
 a calibration on this machine times a few training and evaluation steps of the configured network on random inputs
-of the configured size, on the configured device, precision and threads, for a second or so, and scales them per
-item: the epoch's training items, its batch-norm recalibration and its validation inputs, and the test inputs once.
+of the configured size, on the configured device, precision and threads (the fastest of each, in a second or so:
+another process's work only slows a step, and the plan says when the machine is busy), and scales them per item:
+the epoch's training items, its batch-norm recalibration and its validation inputs, and the test inputs once.
 Neither includes synthesis, store preparation, CKA or the report.
 
 Disk is the stores (items x the bytes of one item, the registry's `item`) and each run's best.pt: the network's
@@ -28,9 +29,9 @@ from audio2image.report.read import read_jsonl
 from audio2image.training.files import peek_finished
 
 CALIBRATION_ITEMS = 16  # the most items in a calibration batch: a big configured batch would take seconds a step
-# timed steps per network and pass: up to this many, or as many as fit in this time (at least one), each after a
+# timed steps per network and pass: at least the first, at most the second, as many as fit in the seconds, after a
 # warm-up step (the first call builds the kernels, many times slower)
-CALIBRATION_STEPS, CALIBRATION_SECONDS = 3, 0.3
+CALIBRATION_STEPS, CALIBRATION_SECONDS = (1, 10), 0.5
 MEASURED, CALIBRATED = "measured epoch times", "calibration"
 NOT_INCLUDED = "synthesis, store preparation, CKA analysis and the report"
 
@@ -66,7 +67,8 @@ def estimate(config: Config, stores: dict, phases: dict[str, list[tuple]]) -> di
                  for name, runs in phases.items()}
     sources = sorted({net.source for net in nets.values()})
     timing = {"seconds": sum(per_phase.values()), "phases": per_phase, "source": " and ".join(sources) or MEASURED,
-             "networks": {f"{n.stage}:{n.side}": n.source for n in nets.values()}, "not_included": NOT_INCLUDED}
+             "networks": {f"{n.stage}:{n.side}": n.source for n in nets.values()}, "not_included": NOT_INCLUDED,
+             "warning": busy() if CALIBRATED in sources else ""}
     checkpoints = sum(nets[key].checkpoint_bytes for runs in phases.values() for key, _ in runs)
     new_stores = {side: 0 if store["ready"] else store["bytes"] for side, store in stores.items()}
     disk = {"bytes": checkpoints + sum(new_stores.values()), "checkpoints": checkpoints, "stores": new_stores,
@@ -180,7 +182,8 @@ def calibrate(config: Config, net: Network, model, backbone) -> dict:
 
 
 def _timed(step, device) -> float:
-    """Median seconds of `step` after a warm-up call: steps until CALIBRATION_SECONDS or CALIBRATION_STEPS."""
+    """The fastest of a few timed calls of `step`, after a warm-up call: other work on the machine only ever slows a
+    step, so the fastest is its own speed (a busy machine is said apart: `busy`)."""
     import torch
 
     def synchronise():  # CUDA runs asynchronously: wait for the step to end before reading the clock
@@ -189,13 +192,27 @@ def _timed(step, device) -> float:
 
     step()
     synchronise()
+    fewest, most = CALIBRATION_STEPS
     times, started = [], time.perf_counter()
-    while not times or (len(times) < CALIBRATION_STEPS and time.perf_counter() - started < CALIBRATION_SECONDS):
+    while len(times) < fewest or (len(times) < most and time.perf_counter() - started < CALIBRATION_SECONDS):
         tic = time.perf_counter()
         step()
         synchronise()
         times.append(time.perf_counter() - tic)
-    return float(np.median(times))
+    return min(times)
+
+
+def busy() -> str:
+    """A warning when other work loads this machine's CPUs (the load average above the cores this process may use):
+    runs sharing them train slower than a calibration's fastest steps; "" when it is quiet."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load <= cores:
+        return ""
+    return (f"this machine is busy (load average {load:.1f} on {cores} cores): runs sharing it with that work train "
+            "slower than calibrated")
 
 
 def words(seconds: float) -> str:

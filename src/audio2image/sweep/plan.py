@@ -21,7 +21,7 @@ from pathlib import Path
 from audio2image.config import Config
 from audio2image.prepare.stores import check_roots, planned_store
 from audio2image.sweep import check_before_work
-from audio2image.sweep.costs import estimate, size_words, words
+from audio2image.sweep.costs import CALIBRATED, estimate, size_words, words
 from audio2image.sweep.grid import (PlannedRun, cells, check_same_pretraining, pretrain_plan, pretrained_sides,
                                     transfer_plan)
 from audio2image.sweep.selection import known_choices, settings_of, tuning_plan
@@ -174,45 +174,60 @@ def summary_line(plan: dict) -> str:
     return (f"plan: {runs['pretraining']['planned']} pretraining, {runs['tuning']['planned']} tuning, "
             f"{runs['final']['planned']} final runs ({shared}{runs['finished']} finished): "
             f"{runs['to_train']} to train; "
-            f"about {words(plan['time']['seconds'])} of training ({plan['time']['source']}); "
+            f"about {words(plan['time']['seconds'])} of training ({plan['time']['source']}"
+            f"{', on a busy machine' if plan['time']['warning'] else ''}); "
             f"{size_words(plan['disk']['bytes'])} to write")
 
 
 
 def format_plan(plan: dict) -> str:
     """The plan in words, as `audio2image plan` prints it."""
-    runs, timing, disk = plan["runs"], plan["time"], plan["disk"]
-    final = runs["final"]
-    lines = [f"plan for {plan['experiment']}: {plan['backbone']}, target {plan['target']}, device {plan['device']}, "
-             f"{plan['parallel']} run{'s' if plan['parallel'] != 1 else ''} at a time",
-             f"  pretraining {_runs(runs['pretraining'])}: " + (", ".join(
-                 Path(f).name for f in runs["pretraining"]["folders"]) or "none"),
-             f"  tuning      {_runs(runs['tuning'])}: " + (
-                 f"{runs['settings']} settings x {runs['cells']} cells on seeds "
-                 f"{', '.join(map(str, runs['tune_seeds']))}" if runs["tuning"]["planned"] else "none (one setting)"),
-             f"  final       {_runs(final)}: {runs['seeds']} seeds x {runs['cells']} cells"
-             + (f", {final['tuning_runs']} of them tuning runs" if final["tuning_runs"] else "")
-             + (f"; {final['undecided_cells']} cells' settings are chosen after tuning, their "
-                f"{final['decided_after_tuning']} run ids then" if final["undecided_cells"] else ""),
-             f"  to train    {runs['to_train']} runs",
-             "  per init: tuning (finished), final (finished)"]
-    lines += [f"    {init}: {row['tuning']} ({row['tuning_finished']}), {row['final']} ({row['final_finished']})"
-              for init, row in runs["per_init"].items()]
-    phases = ", ".join(f"{name} {words(seconds)}" for name, seconds in timing["phases"].items() if seconds)
-    lines.append(f"time: about {words(timing['seconds'])} of training, from {timing['source']}"
-                 + (f" ({phases})" if phases else "") + f"; not included: {timing['not_included']}")
-    stores = ", ".join(f"{side} {plan['stores'][side]['dataset']} {size_words(count)}"
-                       for side, count in disk["stores"].items() if count)
-    lines.append(f"disk: about {size_words(disk['bytes'])} to write: stores {size_words(sum(disk['stores'].values()))}"
-                 + (f" ({stores})" if stores else "") + f", best.pt files {size_words(disk['checkpoints'])} ("
-                 + ", ".join(f"{key} {size_words(count)} each" for key, count in disk["checkpoint_bytes"].items())
-                 + f"); not included: {disk['not_included']}")
-    lines += _power_lines(plan["power"])
+    parallel = plan["parallel"]
+    head = (f"plan for {plan['experiment']}: {plan['backbone']}, target {plan['target']}, device {plan['device']}, "
+            f"{parallel} run{'s' if parallel != 1 else ''} at a time")
+    lines = [head, *_run_lines(plan["runs"]), *_time_lines(plan["time"]), *_disk_lines(plan),
+             *_power_lines(plan["power"])]
     return "\n".join(lines)
+
+
+def _run_lines(runs: dict) -> list[str]:
+    final, tune = runs["final"], runs["tune_seeds"]
+    tuning = (f"{runs['settings']} settings x {runs['cells']} cells on seed{'s' if len(tune) > 1 else ''} "
+              f"{', '.join(map(str, tune))}" if tune else "none (one setting)")
+    lines = [f"  pretraining {_runs(runs['pretraining'])}: "
+             + (", ".join(Path(f).name for f in runs["pretraining"]["folders"]) or "none"),
+             f"  tuning      {_runs(runs['tuning'])}: {tuning}",
+             f"  final       {_runs(final)}: {runs['seeds']} seeds x {runs['cells']} cells"
+             + (f", {final['tuning_runs']} of them tuning runs" if final["tuning_runs"] else "")]
+    if final["undecided_cells"]:
+        lines.append(f"              the settings of {final['undecided_cells']} cells are chosen after tuning, the "
+                     f"ids of their {final['decided_after_tuning']} runs then")
+    lines += [f"  to train    {runs['to_train']} runs", "  per init: tuning (finished), final (finished)"]
+    return lines + [f"    {init}: {row['tuning']} ({row['tuning_finished']}), {row['final']} ({row['final_finished']})"
+                    for init, row in runs["per_init"].items()]
 
 
 def _runs(kind: dict) -> str:
     return f"{kind['planned']:>3} runs, {kind['finished']} finished"
+
+
+def _time_lines(timing: dict) -> list[str]:
+    here = " on this machine" if CALIBRATED in timing["source"] else ""
+    lines = [f"time: about {words(timing['seconds'])} of training, from {timing['source']}{here}",
+             "  " + ", ".join(f"{name} {words(seconds)}" for name, seconds in timing["phases"].items()),
+             f"  not included: {timing['not_included']}"]
+    return lines + ([f"  {timing['warning']}"] if timing["warning"] else [])
+
+
+def _disk_lines(plan: dict) -> list[str]:
+    disk = plan["disk"]
+    stores = ", ".join(f"{side} {plan['stores'][side]['dataset']} {size_words(count)}"
+                       for side, count in disk["stores"].items() if count)
+    each = ", ".join(f"{key} {size_words(count)} each" for key, count in sorted(disk["checkpoint_bytes"].items()))
+    return [f"disk: about {size_words(disk['bytes'])} to write",
+            f"  stores {size_words(sum(disk['stores'].values()))}" + (f": {stores}" if stores else ""),
+            f"  best.pt files {size_words(disk['checkpoints'])}: {each}",
+            f"  not included: {disk['not_included']}"]
 
 
 def _power_lines(power: list[dict] | None) -> list[str]:
