@@ -147,6 +147,13 @@ def cmd_sweep(args) -> dict:
     return run_sweep(load(args))
 
 
+def cmd_plan(args) -> dict | str:
+    from audio2image.sweep.plan import format_plan, plan_experiment
+
+    plan = plan_experiment(load(args))
+    return plan if args.json else format_plan(plan)
+
+
 def cmd_report(args) -> dict:
     from audio2image.report.report import build_report
 
@@ -266,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="pretrain, then every fraction x init x seed x freeze; resumable")
     _config_arguments(sweep, positional=True)
     sweep.set_defaults(func=cmd_sweep)
+
+    plan = commands.add_parser("plan", help="what a sweep will train (and has finished), its time and disk, the "
+                                            "power of its design; nothing is prepared, trained or written")
+    _config_arguments(plan, positional=True)
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(func=cmd_plan)
 
     report = commands.add_parser("report", help="statistics, figures, report.md and report.html of an experiment")
     report.add_argument("run_dir", type=Path, help="the experiment folder (OUT_DIR/NAME)")

@@ -261,6 +261,14 @@ def split_clips(labels: LabelsFile, task: str, seed: int) -> dict[str, list[Clip
     return parts
 
 
+def count_audiofolder(root: Path, *, split_seed: int = 0, task: str = "auto", **_) -> dict:
+    """What a store of the audio folder at `root` will hold, from labels.csv alone (nothing decoded):
+    {"splits": {split: clips}, "labels": label names}. The registry's `count`."""
+    labels = read_labels(Path(root))
+    parts = split_clips(labels, task, split_seed)
+    return {"splits": {name: len(clips) for name, clips in parts.items()}, "labels": len(labels.vocabulary)}
+
+
 def targets(clips: list[Clip], vocabulary: list[str], task: str) -> np.ndarray:
     """int64 [n] class indices (classification) or uint8 [n, len(vocabulary)] 0/1 (tagging)."""
     column = {label: j for j, label in enumerate(vocabulary)}  # a label outside it is a KeyError: a caller's bug

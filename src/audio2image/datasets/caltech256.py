@@ -125,6 +125,15 @@ def split_images(labels: np.ndarray, protocol: str = "stratified", seed: int = 0
     return random_split(len(labels), seed, ratios)
 
 
+def count_caltech256(root: Path, *, split: str = "stratified", split_seed: int = 0, include_clutter: bool = True,
+                     **_) -> dict:
+    """What a store of the Caltech-256 tree at `root` will hold, from its file names alone (nothing decoded):
+    {"splits": {split: images}, "labels": classes}. The registry's `count`."""
+    scan = scan_caltech256(root, include_clutter=include_clutter)
+    parts = split_images(scan.labels, split, split_seed)
+    return {"splits": {name: len(positions) for name, positions in parts.items()}, "labels": len(scan.classes)}
+
+
 # ----------------------------------------------------------------------------- inspection
 
 

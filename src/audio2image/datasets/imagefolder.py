@@ -182,6 +182,14 @@ def split_imagefolder(scan: FolderScan, seed: int) -> dict[str, np.ndarray]:
             "test": np.sort(folders["test"]).astype(np.int64)}
 
 
+def count_imagefolder(root: Path, *, split_seed: int = 0, **_) -> dict:
+    """What a store of the image folder at `root` will hold, from its file names alone (nothing decoded):
+    {"splits": {split: images}, "labels": classes}. The registry's `count`."""
+    scan = scan_imagefolder(root)
+    parts = split_imagefolder(scan, split_seed)
+    return {"splits": {name: len(positions) for name, positions in parts.items()}, "labels": len(scan.classes)}
+
+
 # ----------------------------------------------------------------------------- inspection
 
 

@@ -185,6 +185,13 @@ def split_clips(clips: list[Clip], protocol: str, top_tags=TOP50) -> dict[str, l
     return splits
 
 
+def count_mtat(root: Path, *, split: str = "standard", **_) -> dict:
+    """What a store of the MTAT folder at `root` will hold, from its annotations alone (nothing decoded):
+    {"splits": {split: clips}, "labels": tags}. The registry's `count`; the other store options do not count."""
+    parts = split_clips(read_annotations(Path(root) / "annotations_final.csv").clips, split)
+    return {"splits": {name: len(clips) for name, clips in parts.items()}, "labels": len(TOP50)}
+
+
 def label_matrix(clips: list[Clip], tags=TOP50) -> np.ndarray:
     """uint8 [len(clips), len(tags)]: 1 where the clip carries the tag, matched by name."""
     column = {canonical_tag(tag): j for j, tag in enumerate(tags)}

@@ -75,9 +75,17 @@ class Dataset:
     store_options: tuple[Option, ...]  # every option has a key: these keys shape the store (its folder's hash)
     inspect: Ref  # inspect(root, **inspect options) -> report dict
     format_inspection: Ref  # report dict -> text
+    # what a store will hold, without preparing it (a plan's counts and sizes): item(**store options) -> its
+    # array's shape and dtype (and what training reads of an audio store's features); count(root, **store options)
+    # -> {"splits": {split: items}, "labels": n}, from the folder's index (annotations, file names), nothing decoded
+    item: Ref
+    count: Ref
     inspect_options: tuple[Option, ...] = ()
     synth: Ref | None = None  # synth(out, *, workers, progress, **synth options) -> summary; every option keyed
     synth_options: tuple[Option, ...] = ()
+    # the same as `count` for the synthetic version, from its parameters (synth values and store options by
+    # parameter name) before it is made
+    synth_count: Ref | None = None
     # the synth parameter that, set to N, makes its classes disjoint from a synthetic set of N classes: how a
     # synthetic positive control of the target's kind is made (prepare/stores.py); empty: the dataset has none
     synth_disjoint: str = ""
@@ -112,6 +120,8 @@ IMAGE_SPLIT_SEED = Option("--split-seed", "seed of the split", key="image_split_
 CLUTTER = Option("--include-clutter", "keep 257.clutter as a class (--no-include-clutter leaves it out)",
                  key="image_include_clutter", boolean=True)
 SYNTH_SEED = Option("--seed", "random seed", key="synth_seed")
+AUDIO_ITEM = Ref("audio2image.prepare.audio:audio_item")
+IMAGE_ITEM = Ref("audio2image.prepare.images:image_item")
 
 MTAT = Dataset(
     name="mtat", modality="audio", task="tagging",
@@ -124,7 +134,9 @@ MTAT = Dataset(
                    CLIP_SECONDS),
     inspect=Ref("audio2image.datasets.mtat:inspect_mtat"),
     format_inspection=Ref("audio2image.datasets.mtat:format_mtat_inspection"),
+    item=AUDIO_ITEM, count=Ref("audio2image.datasets.mtat:count_mtat"),
     synth=Ref("audio2image.datasets.synth:synth_mtat"),
+    synth_count=Ref("audio2image.datasets.synth.mtat:count_synth_mtat"),
     synth_options=(Option("--clips", "number of clips", key="synth_clips"),
                    Option("--seconds", "clip length in seconds", key="synth_seconds"), SYNTH_SEED),
     download=Ref("audio2image.datasets.download:download_mtat"),
@@ -151,7 +163,9 @@ CALTECH256 = Dataset(
     inspect=Ref("audio2image.datasets.caltech256:inspect_caltech256"),
     format_inspection=Ref("audio2image.datasets.caltech256:format_caltech256_inspection"),
     inspect_options=(DECODE, CLUTTER, WORKERS),
+    item=IMAGE_ITEM, count=Ref("audio2image.datasets.caltech256:count_caltech256"),
     synth=Ref("audio2image.datasets.synth:synth_caltech256"),
+    synth_count=Ref("audio2image.datasets.synth.caltech256:count_synth_caltech256"),
     synth_options=(Option("--classes", "number of classes", key="synth_classes"),
                    Option("--per-class", "images per class", key="synth_per_class"), SYNTH_SEED),
     synth_disjoint="first_class",
@@ -170,6 +184,7 @@ IMAGEFOLDER = Dataset(
     inspect=Ref("audio2image.datasets.imagefolder:inspect_imagefolder"),
     format_inspection=Ref("audio2image.datasets.imagefolder:format_imagefolder_inspection"),
     inspect_options=(DECODE, WORKERS),
+    item=IMAGE_ITEM, count=Ref("audio2image.datasets.imagefolder:count_imagefolder"),
 )
 
 AUDIOFOLDER = Dataset(
@@ -186,6 +201,7 @@ AUDIOFOLDER = Dataset(
     inspect=Ref("audio2image.datasets.audiofolder_inspect:inspect_audiofolder"),
     format_inspection=Ref("audio2image.datasets.audiofolder_inspect:format_audiofolder_inspection"),
     inspect_options=(DECODE, WORKERS),
+    item=AUDIO_ITEM, count=Ref("audio2image.datasets.audiofolder:count_audiofolder"),
 )
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in (MTAT, CALTECH256, IMAGEFOLDER, AUDIOFOLDER)}

@@ -66,6 +66,15 @@ def prepare_audiofolder(root: Path, out: Path, *, features: str = "recipe", clip
                              workers=workers, progress=progress)
 
 
+def audio_item(*, features: str = "recipe", clip_seconds: float = 29.1, **_) -> dict:
+    """One stored clip, from the store options: its array's shape and dtype, and its features as a store's
+    manifest names them (what training reads). The registry's `item`; the other options do not shape it."""
+    settings = FEATURE_PRESETS[features]
+    samples = round(clip_seconds * settings.sample_rate)
+    return {"shape": (settings.n_mels, settings.frames(samples)), "dtype": "float16", "features": features,
+            "feature_settings": settings.to_dict()}
+
+
 def write_audio_store(root: Path, out: Path, splits: dict[str, SplitItems], facts: dict, *, features: str,
                       clip_seconds: float, workers: int, progress: bool) -> dict:
     """Decode, fix the length of and mel every split's clips into `out`; returns the manifest.
@@ -75,7 +84,7 @@ def write_audio_store(root: Path, out: Path, splits: dict[str, SplitItems], fact
     """
     settings = FEATURE_PRESETS[features]
     samples = round(clip_seconds * settings.sample_rate)
-    shape = (settings.n_mels, settings.frames(samples))
+    shape = audio_item(features=features, clip_seconds=clip_seconds)["shape"]
     described = {"root": str(root.resolve()), "features": settings.to_dict(), "samples": samples}
 
     def signatures_of(version: int) -> dict:

@@ -54,6 +54,11 @@ def prepare_imagefolder(root: Path, out: Path, *, size: int = 256, resize: str =
                              formats=None, workers=workers, progress=progress)
 
 
+def image_item(*, size: int = 256, **_) -> dict:
+    """One stored image, from the store options: its array's shape and dtype. The registry's `item`."""
+    return {"shape": (size, size, 3), "dtype": "uint8"}
+
+
 def write_image_store(root: Path, out: Path, classes: list[str], paths: list[str], labels: np.ndarray,
                       splits: dict[str, np.ndarray], facts: dict, *, size: int, resize: str,
                       formats: tuple[str, ...] | None, workers: int, progress: bool) -> dict:
@@ -67,7 +72,7 @@ def write_image_store(root: Path, out: Path, classes: list[str], paths: list[str
     items = {name: SplitItems([str(root / paths[i]) for i in positions], [paths[i] for i in positions],
                               labels[positions])
              for name, positions in splits.items()}
-    shape = (size, size, 3)
+    shape = image_item(size=size)["shape"]
     settings = {"root": str(root.resolve()), "size": size, "resize": resize, "formats": formats}
 
     def signatures_of(version: int) -> dict:

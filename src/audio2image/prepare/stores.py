@@ -135,3 +135,30 @@ def ensure_store(config: Config, side: str, wait: bool = True) -> Store:
             dataset.prepare(ensure_dataset(config, side), out, workers=config.workers, progress=config.progress,
                             **{option.param: getattr(config, option.key) for option in dataset.store_options})
     return Store(out)
+
+
+def planned_store(config: Config, side: str) -> dict:
+    """What the side's store holds, or will hold once prepared, without making anything: its folder, whether it is
+    ready, items per split and labels (a ready store's manifest; else the registry's `count` of the folder, or its
+    `synth_count` before synthesis), one item's shape and dtype (the registry's `item`) and its size in bytes."""
+    import numpy as np
+
+    dataset = config.dataset(side)
+    options = {option.param: getattr(config, option.key) for option in dataset.store_options}
+    item = dataset.item(**options)
+    path = store_path(config, side)
+    ready = store_ready(config, side)
+    task = dataset.task  # None: decided by the data (audiofolder), known once prepared
+    if ready:
+        manifest = Store(path).manifest
+        counted = {"splits": {name: split["count"] for name, split in manifest["splits"].items()},
+                   "labels": len(manifest["labels"])}
+        task = manifest["task"]
+    elif config.synthetic and not config.root_of(side):
+        counted = dataset.synth_count(**synth_values(config, side), **options)
+    else:
+        counted = dataset.count(dataset_root(config, side), **options)
+    per_item = int(np.prod(item["shape"])) * np.dtype(item["dtype"]).itemsize
+    items = sum(counted["splits"].values())
+    return {"side": side, "dataset": dataset.name, "modality": dataset.modality, "task": task, "store": str(path),
+            "ready": ready, **counted, "item": item, "bytes_per_item": per_item, "bytes": per_item * items}

@@ -12,11 +12,14 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from audio2image.config import PRETRAIN_DIR, PRETRAINED_SIDES, Config, ConfigError, config_hash, keys_for
+from audio2image.errors import UserError
 from audio2image.prepare.stores import store_names
 from audio2image.training.initspec import PRETRAINED_RUNS, parse_init
 from audio2image.training.run import RunSpec
-from audio2image.util import read_json_or_none
+from audio2image.util import read_json, read_json_or_none
 
 @dataclass
 class PlannedRun:
@@ -85,11 +88,13 @@ def pretrain_seed_for(config: Config, seed: int) -> int:
     return config.pretrain_seeds[index % len(config.pretrain_seeds)]
 
 
-def resolve_init(init: str, config: Config, seed: int | None = None) -> Init:
+def resolve_init(init: str, config: Config, seed: int | None = None, planned: dict | None = None) -> Init:
     """What an init in the config means for a run of transfer seed `seed`. A bare modality ("audio", "audio@2",
     "audio-stats") or `control` is this experiment's pretraining on the source or control, the run of
     `pretrain_seed_for(seed)`; "audio:RUN_DIR" names a pretraining run folder, identified by the run id in its
-    run.json when it has one."""
+    run.json when it has one. `planned` ({run folder: run id}) gives the ids of this experiment's pretraining runs
+    that have not started yet (no run.json), so that a plan made before pretraining names the transfer runs the
+    sweep will make after it."""
     spec = parse_init(init)
     if spec.base not in PRETRAINED_RUNS:
         return Init(init, spec.name if spec.base != "checkpoint" else init, init)
@@ -103,6 +108,8 @@ def resolve_init(init: str, config: Config, seed: int | None = None) -> Init:
     if run_dir.resolve().parent == own.resolve():
         run_dir = own / run_dir.name  # one spelling of this experiment's pretraining, however the user wrote it
     identity = read_json_or_none(run_dir / "run.json") or {}
+    if not identity and run_dir in (planned or {}):
+        identity = {"stage": "pretrain", "run_id": planned[run_dir], "seed": pretrain_seed}
     pretrain_run = str(identity.get("run_id", "")) if identity.get("stage") == "pretrain" else ""
     if pretrain_seed is None and identity.get("stage") == "pretrain":
         pretrain_seed = identity.get("seed")
@@ -126,13 +133,13 @@ def transfer_run_id(config: Config, store: Path, fraction: float, init: str, see
 
 
 def plan_transfer(config: Config, store: Path, fraction: float, init: str, seed: int, freeze: str,
-                  setting: tuple[float, float] | None = None) -> PlannedRun:
+                  setting: tuple[float, float] | None = None, planned: dict | None = None) -> PlannedRun:
     """The one definition of a transfer run (its config, identity and folder) from a cell of the grid and, in a
     sweep, the (learning rate, weight decay) it trains with (default: the config's transfer_lr and
-    transfer_weight_decay)."""
+    transfer_weight_decay); `planned`: see `resolve_init`."""
     if setting is not None:
         config = dataclasses.replace(config, transfer_lr=setting[0], transfer_weight_decay=setting[1])
-    chosen = resolve_init(init, config, seed)
+    chosen = resolve_init(init, config, seed, planned)
     run_id = transfer_run_id(config, store, fraction, chosen.identity, seed, freeze)
     run_config = dataclasses.replace(config, fraction=fraction, init=chosen.load, seed=seed, freeze=freeze)
     extra = {"init_name": chosen.name, "lr": config.transfer_lr, "weight_decay": config.transfer_weight_decay,
@@ -148,14 +155,39 @@ def cells(config: Config) -> list[tuple[float, str, str]]:
             for freeze in config.freezes]
 
 
-def transfer_plan(config: Config, store: Path, chosen: dict | None = None, seeds: list[int] | None = None
-                  ) -> list[PlannedRun]:
+def transfer_plan(config: Config, store: Path, chosen: dict | None = None, seeds: list[int] | None = None,
+                  planned: dict | None = None) -> list[PlannedRun]:
     """fractions x inits x seeds x freezes, in that nesting order; `chosen` maps a cell (fraction, init, freeze)
-    to its setting (cells without one are left out), `seeds` narrows the seeds (the tuning runs)."""
+    to its setting (cells without one are left out), `seeds` narrows the seeds (the tuning runs); `planned`: see
+    `resolve_init`."""
     runs = []
     for fraction, init, freeze in cells(config):
         setting = chosen.get((fraction, init, freeze)) if chosen is not None else None
         if chosen is not None and setting is None:
             continue
-        runs += [plan_transfer(config, store, fraction, init, seed, freeze, setting) for seed in seeds or config.seeds]
+        runs += [plan_transfer(config, store, fraction, init, seed, freeze, setting, planned)
+                 for seed in seeds or config.seeds]
     return runs
+
+
+class OtherPretraining(UserError):
+    """The experiment folder holds a pretraining made with other settings (another backbone, say)."""
+
+
+def check_same_pretraining(pretrain: PlannedRun) -> None:
+    """Refuse to mix an earlier pretraining made with other settings into this experiment's folder, naming the
+    settings that differ."""
+    identity = pretrain.run_dir / "run.json"
+    if not identity.is_file() or read_json(identity).get("run_id") == pretrain.spec.run_id:
+        return
+    try:
+        saved = yaml.safe_load((pretrain.run_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        saved = {}
+    ours = pretrain.config.to_dict()
+    keys = pretrain_identity(pretrain.config, pretrain.spec.store, pretrain.spec.extra.get("side", "source"))
+    differ = [f"{key}={saved[key]} (now {ours[key]})" for key in keys
+              if key in saved and key in ours and saved[key] != ours[key]]
+    raise OtherPretraining(f"{pretrain.run_dir} holds a pretraining made with other settings"
+                           + (f" ({', '.join(differ)})" if differ else "") + "; choose another experiment name "
+                           f"(name={pretrain.config.name}-2, say) or delete that folder")

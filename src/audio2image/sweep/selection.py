@@ -90,6 +90,17 @@ def edges(chosen: Setting | None, settings: list[Setting]) -> list[str]:
     return found
 
 
+def tuning_plan(config: Config, store: Path, planned: dict | None = None) -> list:
+    """The tuning runs: every setting of every cell on the tuning seeds (none when there is one setting: nothing to
+    choose); `planned`: the ids of pretraining runs not started yet (grid.resolve_init)."""
+    settings = settings_of(config)
+    if len(settings) == 1:
+        return []
+    tune = config.seeds[:config.tune_seeds]
+    return [run for setting in settings
+            for run in transfer_plan(config, store, {cell: setting for cell in cells(config)}, tune, planned)]
+
+
 def run_selection(config: Config, store: Path, execute) -> dict[tuple, Setting]:
     """Train every setting of every cell on the tuning seeds (`execute` runs planned runs), choose on validation,
     write E/selection.json; returns the chosen setting per cell (a cell where every setting failed has none)."""
@@ -99,8 +110,7 @@ def run_selection(config: Config, store: Path, execute) -> dict[tuple, Setting]:
         decisions = [{"fraction": f, "init": i, "freeze": z, "candidates": [], "chosen": list(settings[0]),
                       "edges": []} for f, i, z in cells(config)]
     else:
-        tuning = [run for setting in settings
-                  for run in transfer_plan(config, store, {cell: setting for cell in cells(config)}, tune)]
+        tuning = tuning_plan(config, store)
         log(f"selection: {len(settings)} settings x {len(cells(config))} cells on tuning seeds "
             f"{', '.join(map(str, tune))}: {len(tuning)} runs")
         execute(tuning)
@@ -112,8 +122,25 @@ def run_selection(config: Config, store: Path, execute) -> dict[tuple, Setting]:
         if d["edges"]:
             log(f"selection: fraction {d['fraction']}, init {d['init']}: the chosen setting is at the "
                 f"{' and '.join(d['edges'])} of the grid; the best may lie beyond it")
-    # runs and selection.json name an init as the report does ("image"); the grid's cells hold the config's string
-    # ("image:RUN_DIR")
+    return {grid_cell(config, d): tuple(d["chosen"]) for d in decisions if d["chosen"]}
+
+
+def grid_cell(config: Config, decision: dict) -> tuple:
+    """The grid's cell (fraction, init, freeze) of a decision: runs and selection.json name an init as the report
+    does ("image"); the grid's cells hold the config's string ("image:RUN_DIR")."""
     cell_init = {parse_init(init).name: init for init in config.inits}
-    return {(d["fraction"], cell_init.get(d["init"], d["init"]), d["freeze"]): tuple(d["chosen"])
-            for d in decisions if d["chosen"]}
+    return decision["fraction"], cell_init.get(decision["init"], decision["init"]), decision["freeze"]
+
+
+def known_choices(config: Config, tuning: list) -> dict[tuple, Setting | None]:
+    """The choices `run_selection` will make, for the cells whose tuning runs (`tuning_plan`) have all finished:
+    {cell: setting, or None where every setting failed}; with one setting, every cell's. Reads validation only."""
+    settings = settings_of(config)
+    if len(settings) == 1:
+        return {cell: settings[0] for cell in cells(config)}
+    done: dict[tuple, list] = {}  # by cell as `choose` names it: the init by its name, as each run records it
+    for run in tuning:
+        cell = (run.spec.fraction, run.spec.extra["init_name"], run.spec.freeze)
+        done.setdefault(cell, []).append(validation_row(run.run_dir))
+    decided = choose([row for found in done.values() if None not in found for row in found], settings)
+    return {grid_cell(config, d): tuple(d["chosen"]) if d["chosen"] else None for d in decided}

@@ -42,21 +42,37 @@ def set_aside(path: Path, why: str) -> Path:
 def finished_result(run_dir: Path) -> dict | None:
     """A finished run's result.json, or None when the run must (still or again) be trained: no result, a result
     that does not read, or a completed one whose best.pt is missing or damaged (then both are set aside)."""
-    path = Path(run_dir) / "result.json"
+    result, problem = _read_finished(Path(run_dir))
+    best = Path(run_dir) / "best.pt"
+    if problem == UNREADABLE:
+        set_aside(Path(run_dir) / "result.json", "does not read as JSON; the run is redone")
+    elif problem == NO_BEST:
+        if best.exists():
+            set_aside(best, "is damaged (not a whole checkpoint); the finished run is redone")
+        set_aside(Path(run_dir) / "result.json", "belongs to a run without its best weights; the run is redone")
+    return result
+
+
+def peek_finished(run_dir: Path) -> dict | None:
+    """What `finished_result` returns, without setting anything aside: for a plan, which reads and never writes."""
+    return _read_finished(Path(run_dir))[0]
+
+
+UNREADABLE, NO_BEST = "unreadable", "no best weights"
+
+
+def _read_finished(run_dir: Path) -> tuple[dict | None, str]:
+    """(result.json's content or None, what is wrong with the finished run: "", UNREADABLE or NO_BEST)."""
+    path = run_dir / "result.json"
     if not path.is_file():
-        return None
+        return None, ""
     try:
         result = json.loads(path.read_text())
     except (OSError, ValueError):
-        set_aside(path, "does not read as JSON; the run is redone")
-        return None
-    best = Path(run_dir) / "best.pt"
-    if result.get("status") == "completed" and not whole_archive(best):
-        if best.exists():
-            set_aside(best, "is damaged (not a whole checkpoint); the finished run is redone")
-        set_aside(path, "belongs to a run without its best weights; the run is redone")
-        return None
-    return result
+        return None, UNREADABLE
+    if result.get("status") == "completed" and not whole_archive(run_dir / "best.pt"):
+        return None, NO_BEST
+    return result, ""
 
 
 def usable_checkpoint(run_dir: Path) -> bool:

@@ -53,30 +53,35 @@ class Task:
 
 
 def build_task(store: Store, config: Config, stage: str) -> Task:
-    if store.modality == "audio":
-        settings = MelSettings(**store.manifest["feature_settings"])
-        crop = 0
-        if config.audio_crop_seconds > 0:
-            crop = min(settings.frames(round(config.audio_crop_seconds * settings.sample_rate)),
-                       store.split("train").x.shape[2])
-        normalization = store.manifest["normalization"] if config.audio_normalize else None
-        features = renamed_value("audio_features", store.manifest["features"], quiet=True)  # older stores: "seed"
-        original_channels = features == "original"
-        channels = 1 if config.audio_channels == "sum" and not original_channels else 3
-        inputs = AudioInputs(crop, config.audio_eval_crops, normalization, config.audio_specaugment,
-                             original_channels=original_channels, channels=channels)
-        mels, frames = store.split("train").x.shape[1:]
-        backbone = Backbone(config.backbone, channels, (mels, crop or frames), config.audio_patch_stride,
-                            parse_backbone_args(config.backbone_args))
-    else:
-        crop = 0
-        inputs = ImageInputs(config.image_size, config.image_augment)
-        backbone = Backbone(config.backbone, 3, (config.image_size, config.image_size),
-                            args=parse_backbone_args(config.backbone_args))
+    item = {**store.manifest, "shape": store.split("train").x.shape[1:]}
+    normalization = store.manifest.get("normalization") if config.audio_normalize else None
+    inputs, backbone, crop = network_input(config, store.modality, item, normalization)
     kind = TASK_KINDS[store.task]
     # Each stage has its own smoothing key; only a kind whose loss takes it (cross-entropy) gets it.
     smoothing = getattr(config, f"{stage}_label_smoothing") if kind.smooths_labels else 0.0
     return Task(kind, store, inputs, backbone, crop, smoothing)
+
+
+def network_input(config: Config, modality: str, item: dict, normalization: dict | None = None
+                  ) -> tuple[AudioInputs | ImageInputs, Backbone, int]:
+    """The inputs a store's items become, the backbone built for them and the audio training crop in frames (0:
+    whole items), from the store's description alone: its item shape and an audio store's features (a store's
+    manifest, or the registry's `item` for a store not prepared yet: a plan's calibration)."""
+    args = parse_backbone_args(config.backbone_args)
+    if modality != "audio":
+        inputs = ImageInputs(config.image_size, config.image_augment)
+        return inputs, Backbone(config.backbone, 3, (config.image_size, config.image_size), args=args), 0
+    settings = MelSettings(**item["feature_settings"])
+    mels, frames = item["shape"]
+    crop = 0
+    if config.audio_crop_seconds > 0:
+        crop = min(settings.frames(round(config.audio_crop_seconds * settings.sample_rate)), frames)
+    features = renamed_value("audio_features", item["features"], quiet=True)  # older stores: "seed"
+    original_channels = features == "original"
+    channels = 1 if config.audio_channels == "sum" and not original_channels else 3
+    inputs = AudioInputs(crop, config.audio_eval_crops, normalization, config.audio_specaugment,
+                         original_channels=original_channels, channels=channels)
+    return inputs, Backbone(config.backbone, channels, (mels, crop or frames), config.audio_patch_stride, args), crop
 
 
 def fraction_rows(task: Task, fraction: float, seed: int) -> np.ndarray:

@@ -61,6 +61,18 @@ def _write_image(job: dict) -> bool:
     return gray
 
 
+def count_synth_caltech256(*, classes: int, per_class: int, split: str = "stratified", split_seed: int = 0,
+                           **_) -> dict:
+    """What a store of the synthetic Caltech-256 of these parameters will hold, without drawing an image:
+    {"splits": {split: images}, "labels": classes}. The registry's `synth_count`."""
+    import numpy as np
+
+    from audio2image.datasets.caltech256 import split_images
+
+    parts = split_images(np.repeat(np.arange(classes), per_class), split, split_seed)
+    return {"splits": {name: len(positions) for name, positions in parts.items()}, "labels": classes}
+
+
 def synth_caltech256(out: Path, classes: int, per_class: int, seed: int = 0, min_side: int = 200,
                      max_side: int = 500, workers: int = 1, progress: bool = True, first_class: int = 0) -> dict:
     """Write a synthetic Caltech-256 to `out`: 256_ObjectCategories/NNN.name/NNN_XXXX.jpg.

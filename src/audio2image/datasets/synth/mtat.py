@@ -83,6 +83,16 @@ def mtat_plan(clips: int, seed: int = 0) -> list[dict]:
     return plan
 
 
+def count_synth_mtat(*, clips: int, seed: int = 0, split: str = "standard", **_) -> dict:
+    """What a store of the synthetic MTAT of these parameters will hold, from its plan alone (no audio made):
+    {"splits": {split: clips}, "labels": tags}. The registry's `synth_count`."""
+    from audio2image.datasets import mtat
+
+    annotated = [mtat.Clip(c["clip_id"], c["mp3_path"], frozenset(c["tags"])) for c in mtat_plan(clips, seed)]
+    parts = mtat.split_clips(annotated, split)
+    return {"splits": {name: len(found) for name, found in parts.items()}, "labels": len(mtat.TOP50)}
+
+
 def _csv_text(rows: list[list]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, delimiter="\t", quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(rows)
