@@ -9,6 +9,8 @@ precision (bf16 where the CPU has it natively), paced by training/cores.CoreShar
 loop the project did not write: a torchvision ResNet-18 SGD step in bf16 autocast (fp32 where the CPU has no
 bf16), channels-last, on random tensors of the same shape, with as many threads as the cores.
 
+With --sessions each process starts in its own session (two terminals, two batch jobs): where the kernel groups
+a session's threads (sched_autogroup_enabled), the cores are shared between the jobs, else between their threads.
 Scenarios, each a window of --seconds after --warmup seconds, every process stepping through the whole window:
   alone: project (fit), project (fixed), bare;
   paired: project + project (both fit; both fixed), project + bare (fit; fixed).
@@ -124,7 +126,8 @@ def launch(kinds: list[str], store: Path, args) -> list[float]:
     end = begin + args.seconds
     processes = [subprocess.Popen([sys.executable, str(HERE), "--worker", kind, "--store", str(store),
                                    "--end", str(end), "--size", str(args.size), "--batch-size", str(args.batch_size)],
-                                  stdout=subprocess.PIPE, text=True) for kind in kinds]
+                                  stdout=subprocess.PIPE, text=True, start_new_session=args.sessions)
+                 for kind in kinds]
     rates = []
     for process in processes:
         out, _ = process.communicate()
@@ -145,6 +148,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=20.0, help="each scenario's timed window")
     parser.add_argument("--warmup", type=float, default=8.0, help="seconds from the start to the window")
+    parser.add_argument("--sessions", action="store_true",
+                        help="each process in its own session, as jobs from two terminals or two batch jobs are: "
+                             "Linux's autogroup then shares the cores between the two jobs, not between threads")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     parser.add_argument("--end", type=float, help=argparse.SUPPRESS)

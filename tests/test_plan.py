@@ -12,8 +12,10 @@ import pytest
 from audio2image.cli import main
 from audio2image.config import ConfigError, load_config
 from audio2image.sweep import run_sweep
-from audio2image.sweep.costs import CALIBRATED, MEASURED, _fitted, busy
+from audio2image.sweep.costs import CALIBRATED, MEASURED, _fitted
 from audio2image.sweep.plan import format_plan, plan_experiment
+from audio2image.training import cores
+from audio2image.training.cores import load_warning
 
 # a sweep with a choice to make: 2 settings x 2 cells tuned on seed 0, then the chosen ones on seed 1
 TUNED = ["fractions=1.0", "inits=random,audio", "seeds=0,1", "transfer_lrs=0.01,0.05", "transfer_epochs=1",
@@ -125,10 +127,11 @@ def test_measured_epochs_give_a_line_where_runs_differ_in_items():
 
 def test_a_busy_machine_is_said(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(cores, "cgroup_quota", lambda: None)
     monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 1.0))
-    assert busy() == ""
+    assert load_warning() == ""
     monkeypatch.setattr(os, "getloadavg", lambda: (5.2, 4.0, 3.0))
-    assert "busy (load average 5.2 on 2 cores)" in busy()
+    assert "loaded: load average 5.2 on 2 cores" in load_warning() and "threads=1" in load_warning()
 
 
 @pytest.mark.parametrize("override, words", [("nosuch=1", "unknown config key 'nosuch'"),

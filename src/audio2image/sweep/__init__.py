@@ -11,6 +11,7 @@ from audio2image.sweep.grid import (OtherPretraining, check_same_pretraining, pr
                                     pretrained_sides, transfer_plan)
 from audio2image.sweep.selection import run_selection
 from audio2image.sweep.results import write_results
+from audio2image.training.cores import load_warning
 from audio2image.util import log, read_json_or_none, write_json
 
 DATASETS_FILE = "datasets.json"  # what the source and target are, for the report
@@ -26,6 +27,8 @@ def run_sweep(config: Config) -> dict:
     check_roots(config, (*sides, "target"))
     described = check_before_work(config)
     log(make_plan(config)["summary"])  # what it will train, and for how long: `audio2image plan` says more
+    if load_warning():
+        log(load_warning())
     experiment.mkdir(parents=True, exist_ok=True)
     save_config(config, experiment / "config.yaml")
     write_json(experiment / BACKBONE_FILE, described)

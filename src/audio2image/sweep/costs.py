@@ -26,12 +26,13 @@ import numpy as np
 
 from audio2image.config import PRETRAIN_DIR, Config
 from audio2image.report.read import read_jsonl
+from audio2image.training.cores import load_warning
 from audio2image.training.files import peek_finished
 
 CALIBRATION_ITEMS = 16  # the most items in a calibration batch: a big configured batch would take seconds a step
 # timed steps per network and pass: at least the first, at most the second, as many as fit in the seconds, after a
 # warm-up step (the first call builds the kernels, many times slower)
-CALIBRATION_STEPS, CALIBRATION_SECONDS = (1, 10), 0.5
+CALIBRATION_STEPS, CALIBRATION_SECONDS = (1, 10), 0.25
 MEASURED, CALIBRATED = "measured epoch times", "calibration"
 NOT_INCLUDED = "synthesis, store preparation, CKA analysis and the report"
 
@@ -68,7 +69,7 @@ def estimate(config: Config, stores: dict, phases: dict[str, list[tuple]]) -> di
     sources = sorted({net.source for net in nets.values()})
     timing = {"seconds": sum(per_phase.values()), "phases": per_phase, "source": " and ".join(sources) or MEASURED,
              "networks": {f"{n.stage}:{n.side}": n.source for n in nets.values()}, "not_included": NOT_INCLUDED,
-             "warning": busy() if CALIBRATED in sources else ""}
+             "warning": load_warning() if CALIBRATED in sources else ""}
     checkpoints = sum(nets[key].checkpoint_bytes for runs in phases.values() for key, _ in runs)
     new_stores = {side: 0 if store["ready"] else store["bytes"] for side, store in stores.items()}
     disk = {"bytes": checkpoints + sum(new_stores.values()), "checkpoints": checkpoints, "stores": new_stores,
@@ -83,11 +84,14 @@ def _estimate_network(config: Config, net: Network) -> None:
 
     from audio2image.sweep.executors import run_threads
     from audio2image.training.model import build_model
+    from audio2image.training.saving import half_weights
     from audio2image.training.tasks import network_input
 
     inputs, backbone, _ = network_input(config, net.store["modality"], net.store["item"])
     model = build_model(net.store["labels"], 0, backbone)
-    net.checkpoint_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    state = model.state_dict()
+    kept = half_weights(state) if net.stage == "transfer" else state  # as saving.save_finished_best keeps it
+    net.checkpoint_bytes = sum(t.numel() * t.element_size() for t in kept.values())
     points = measured_points(config, net.stage, net.side)
     if points:
         net.seconds, net.source = _fitted(points, net.epochs), MEASURED
@@ -183,7 +187,7 @@ def calibrate(config: Config, net: Network, model, backbone) -> dict:
 
 def _timed(step, device) -> float:
     """The fastest of a few timed calls of `step`, after a warm-up call: other work on the machine only ever slows a
-    step, so the fastest is its own speed (a busy machine is said apart: `busy`)."""
+    step, so the fastest is its own speed (a loaded machine is said apart: cores.load_warning)."""
     import torch
 
     def synchronise():  # CUDA runs asynchronously: wait for the step to end before reading the clock
@@ -200,19 +204,6 @@ def _timed(step, device) -> float:
         synchronise()
         times.append(time.perf_counter() - tic)
     return min(times)
-
-
-def busy() -> str:
-    """A warning when other work loads this machine's CPUs (the load average above the cores this process may use):
-    runs sharing them train slower than a calibration's fastest steps; "" when it is quiet."""
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load <= cores:
-        return ""
-    return (f"this machine is busy (load average {load:.1f} on {cores} cores): runs sharing it with that work train "
-            "slower than calibrated")
 
 
 def words(seconds: float) -> str:

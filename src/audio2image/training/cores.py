@@ -49,6 +49,18 @@ def usable_cores() -> float:
     return min(cores, quota) if quota else float(cores)
 
 
+def load_warning() -> str:
+    """One line when the machine is already loaded beyond the cores this process may use (Linux's load average over
+    the last minute), with the advice; "" when it is not."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    cores = usable_cores()
+    if load <= cores:
+        return ""
+    return (f"this machine is loaded: load average {load:.1f} on {cores:g} cores, so other work is running; runs "
+            "take fewer threads while it does (fit_threads) and train slower than alone: run when it is quiet, or "
+            "give this run fewer cores (threads=1)")
+
+
 def busy_seconds() -> float | None:
     """CPU seconds spent so far, by every process, on this process's cores (or in its cgroup where a quota binds:
     the quota, not the machine's cores, is what other processes take from it); None where it cannot be read."""
@@ -115,26 +127,27 @@ class CoreShare:
         return None if busy is None else (self._clock(), busy, self._own())
 
     def check(self) -> int:
-        """The thread count for the next step: adjusted when `interval` has passed since the last look."""
+        """The thread count for the next step (counted in `steps`): adjusted when `interval` has passed since the
+        last look."""
+        if self._last is not None and self._clock() - self._last[0] >= self.interval:
+            self._look()
         self.steps[self.threads] = self.steps.get(self.threads, 0) + 1
-        if self._last is None or self._clock() - self._last[0] < self.interval:
-            return self.threads
+        return self.threads
+
+    def _look(self) -> None:
         now = self._sample()
         if now is None:
-            return self.threads
+            return
         others = self.others(self._last, now)
         self._last = now
         self.calm = self.calm + 1 if others < CALM else 0
         if others >= BUSY:
             wanted = max(1, min(self.most, int(self.cores - others + 0.5)))
-        elif self.calm >= CALM_CHECKS:
-            wanted = self.most
         else:
-            wanted = self.threads
+            wanted = self.most if self.calm >= CALM_CHECKS else self.threads
         if wanted != self.threads:
             self.threads = wanted
             self._set(wanted)
-        return self.threads
 
     @staticmethod
     def others(before, after) -> float:
