@@ -3,7 +3,8 @@
 A transfer run's folder is named by a hash of what determines its result: the target modality's keys, the
 transfer keys, the target store's name (which does not say where data_dir is: moving the cache changes no id), its
 fraction/init/seed/freeze and, for a pretrained init, the pretraining run's own hash. Growing the grid therefore
-adds folders without touching finished ones, and changing a setting never reuses a stale result. `plan_transfer` is the one definition of a transfer run: the sweep and
+adds folders without touching finished ones, and changing a setting never reuses a stale result. `plan_transfer` is
+the one definition of a transfer run: the sweep and
 `audio2image transfer` both call it, so a cell has the same folder, identity and results row whichever ran it.
 """
 from __future__ import annotations
