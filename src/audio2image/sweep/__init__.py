@@ -27,8 +27,9 @@ def run_sweep(config: Config) -> dict:
     check_roots(config, (*sides, "target"))
     described = check_before_work(config)
     log(make_plan(config)["summary"])  # what it will train, and for how long: `audio2image plan` says more
-    if load_warning():
-        log(load_warning())
+    loaded = load_warning()
+    if loaded:
+        log(loaded)
     experiment.mkdir(parents=True, exist_ok=True)
     save_config(config, experiment / "config.yaml")
     write_json(experiment / BACKBONE_FILE, described)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from audio2image.config import Config, ConfigError, from_dict
+from audio2image.training.cores import affinity_cores
 from audio2image.training.run import RunSpec, train_run
 from audio2image.util import Busy, log
 
@@ -28,8 +29,7 @@ def run_threads(config: Config) -> int:
     benchmarks/README.md: threads)."""
     if config.threads:
         return config.threads
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // config.parallel)
+    return max(1, len(affinity_cores()) // config.parallel)
 
 
 def run_cpus(config: Config) -> int:
