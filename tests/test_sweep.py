@@ -122,11 +122,16 @@ def test_each_run_gets_its_share_of_the_cores(tmp_path, store, monkeypatch):
     import os
 
     from audio2image.sweep import executors
+    from audio2image.training import cores
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     for parallel, threads, expected in ((1, 0, 8), (4, 0, 2), (3, 0, 2), (16, 0, 1), (4, 3, 3)):
         config, _ = plan(tmp_path, store, parallel=parallel, threads=threads)
         assert executors.run_threads(config) == expected, (parallel, threads)
+    monkeypatch.setattr(cores, "cgroup_quota", lambda: 2.5)  # a container's quota of 2.5 cores on those 8
+    for parallel, expected in ((1, 2), (2, 1), (4, 1)):
+        config, _ = plan(tmp_path, store, parallel=parallel)
+        assert executors.run_threads(config) == expected, parallel
     for workers, threads, cpus in ((4, 1, 4), (1, 3, 3), (2, 2, 2)):  # what Ray and Slurm are asked for
         config, _ = plan(tmp_path, store, workers=workers, threads=threads)
         assert executors.run_cpus(config) == cpus, (workers, threads)

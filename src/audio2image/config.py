@@ -132,7 +132,7 @@ class Config:
     channels_last: bool = True  # NHWC model and inputs on CUDA and the CPU (faster on both)
     compile: bool = False  # torch.compile the model
     workers: int = 2  # processes for preparation; loader threads for training
-    threads: int = 0  # torch CPU threads per run; 0: this machine's cores divided by parallel (sweep/executors.py)
+    threads: int = 0  # torch CPU threads per run; 0: the cores it may use (affinity, cgroup quota) / parallel
     fit_threads: bool = True  # fewer threads while other processes busy the cores (training/cores.py)
     executor: str = "local"  # local | ray | slurm | submitit-local (submitit's local mode, for trying a Slurm setup)
     parallel: int = 1  # local executor: runs at once (one per GPU where there are GPUs)

@@ -16,20 +16,21 @@ from pathlib import Path
 from typing import Callable
 
 from audio2image.config import Config, ConfigError, from_dict
-from audio2image.training.cores import affinity_cores
+from audio2image.training.cores import usable_cores
 from audio2image.training.run import RunSpec, train_run
 from audio2image.util import Busy, log
 
 
 def run_threads(config: Config) -> int:
     """The torch CPU threads each run gets: `threads`, or its share of this machine's cores among `parallel`
-    runs (the cores this process may use: a cgroup or Slurm allocation counts, not the whole node). Resolved once,
-    where the sweep is planned, so every executor runs a run with the same count (CPU results depend on it:
-    summation order) and two torch jobs never contend for the same cores (each then runs several times slower;
-    benchmarks/README.md: threads)."""
+    runs (the whole cores this process may use: its CPU affinity, or a smaller cgroup quota such as a container's
+    or a Slurm job's, not the whole node). Resolved once, where the sweep is planned, so every executor runs a run
+    with the same count (CPU results depend on it: summation order) and two torch jobs never contend for the same
+    cores (each then runs several times slower; benchmarks/README.md: threads). A quota counts too: more threads
+    than it allows take turns on it, which is the same contention."""
     if config.threads:
         return config.threads
-    return max(1, len(affinity_cores()) // config.parallel)
+    return max(1, int(usable_cores()) // config.parallel)
 
 
 def run_cpus(config: Config) -> int:
