@@ -9,7 +9,7 @@ from audio2image.training.taskkinds import TASK_KINDS, kind_or_classification
 from audio2image.util import atomic_write_text, read_json
 
 # lr and weight_decay: the setting chosen on validation; pretrain_seed: the pretraining run a pretrained init loads
-IDENTITY = ["run_id", "stage", "dataset", "fraction", "init", "seed", "freeze", "lr", "weight_decay", "pretrain_seed"]
+IDENTITY = ["target", "run_id", "stage", "dataset", "fraction", "init", "seed", "freeze", "lr", "weight_decay", "pretrain_seed"]
 OUTCOME = ["status", "best_epoch", "epochs_run", "train_items", "threads", "precision"]
 
 
@@ -42,12 +42,18 @@ def _task_of(row: dict) -> str | None:
                  if kind.validation_metric in row or f"test_{kind.selection_metric}" in row), None)
 
 
-def write_results(run_dirs: list[Path], path: Path) -> list[dict]:
-    """Write results.csv for the finished runs among `run_dirs` (in grid order); returns the rows."""
-    rows = [row for row in map(result_row, run_dirs) if row is not None]
+def write_results(run_dirs: list[Path], path: Path, target: str = "") -> list[dict]:
+    """Write results.csv for the finished runs among `run_dirs` (in grid order), each row naming `target` (as
+    targets.target_name writes it); returns the rows."""
+    rows = [{**row, "target": target} for row in map(result_row, run_dirs) if row is not None]
+    write_rows(rows, path)
+    return rows
+
+
+def write_rows(rows: list[dict], path: Path) -> None:
+    """results.csv of these rows (a study's: every target's, their metrics' columns together)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns_for(rows), extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
-    return rows
