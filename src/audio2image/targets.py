@@ -79,7 +79,8 @@ def _view(config: Config, entry: str, folder: Path) -> TargetView:
     changes = {"target": dataset, "target_root": root, "targets": []}
     if other:  # the control's pretraining says nothing of a target of the other modality: its inits are not run
         changes.update(control="", control_root="", inits=[init for init in config.inits if not _of_control(init)])
-    return TargetView(entry, dataclasses.replace(config, **changes), folder, config.control if other else "")
+    return TargetView(target_name(dataset, root), dataclasses.replace(config, **changes), folder,
+                      config.control if other else "")
 
 
 def _of_control(init: str) -> bool:

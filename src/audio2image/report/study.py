@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audio2image.config import Config, from_dict
+from audio2image.config_checks import parse_target
 from audio2image.datasets.registry import DATASETS
 from audio2image.report import verdict
 from audio2image.report.pretraining import pretraining_section, side_words
@@ -23,7 +24,7 @@ from audio2image.report.read import backbone_facts, read_config
 from audio2image.report.report import TargetReport, _configuration, _filters, question, target_report
 from audio2image.report.stats import groups
 from audio2image.report.text import pct, table
-from audio2image.targets import TARGETS_DIR, target_folder, target_views
+from audio2image.targets import TARGETS_DIR, target_folder, target_name, target_views
 from audio2image.training.initspec import parse_init
 
 # the sections a study says once for every target, not in each target's part
@@ -54,7 +55,7 @@ def study_report(exp: Path, config: dict) -> tuple[str, dict, int]:
 def _part(exp: Path, config: dict, index: int, entry: str) -> Part:
     folder = target_folder(exp, config["targets"], index)
     values = read_config(folder / "config.yaml") or _view_values(config, index)  # a sweep stopped before it
-    return Part(entry, folder, values, target_report(folder, values, exp))
+    return Part(target_name(*parse_target(entry)), folder, values, target_report(folder, values, exp))
 
 
 def _view_values(config: dict, index: int) -> dict:
