@@ -45,9 +45,9 @@ def across_section(targets: list[dict], fig_dir: Path, made: dict, alpha: float 
     made[FIGURE] = across_heatmap(pooled, names, {t["name"]: t["metric"] for t in targets},
                                   Path(fig_dir) / f"{FIGURE}.png", alpha)
     parts.append(f"![Gain over random on each target and pooled](figures/{FIGURE}.png)")
-    reasons = [_reason_line(e) for e in pooled if e["left_out"]]
+    reasons = [_reason_line(e) for e in pooled if e["left_out"] or e["dominant"]]
     if reasons:
-        parts.append("Not pooled, or pooled without some targets:\n\n" + "\n".join(reasons))
+        parts.append("Not pooled, pooled without some targets, or carried by one:\n\n" + "\n".join(reasons))
     note = clipped_note(*parts)
     return "\n\n".join(parts + ([note] if note else []))
 
@@ -70,8 +70,8 @@ def across_sentences(pooled: list[dict]) -> list[str]:
             out.append(f"{label} at {pct(entry['fraction'])}: {_targets_clause(entry)}; {_pooled_clause(entry)}.")
         if idle:
             out.append(f"{label}: not tested on any target at {', '.join(idle)}.")
-    mixed = sorted({t["metric"] for e in pooled if e["mixed_metrics"] for n, t in e["targets"].items()
-                    if n in e["pooled"]})
+    mixed = list(dict.fromkeys(t["metric"] for e in pooled if e["mixed_metrics"] for n, t in e["targets"].items()
+                               if n in e["pooled"]))
     if mixed:
         out.append(f"The pooled gains mix points of {' and '.join(map(_short, mixed))}: read them as a summary of "
                    "direction.")
@@ -129,7 +129,11 @@ def _reason_line(e: dict) -> str:
     if e["reason"]:
         return where + e["reason"]
     left = "; ".join(f"{name} ({why})" for name, why in e["left_out"].items())
-    return where + f"pooled over {e['k']} targets, without {left}"
+    said = [f"pooled over {e['k']} targets, without {left}"] if left else []
+    if e["dominant"]:
+        said.append(f"{e['dominant']} carries {_share(e['weights'][e['dominant']])} of the weight (the paired gains "
+                    "of its seeds vary least), so the pooled value is mostly its own")
+    return where + "; ".join(said)
 
 
 def _targets_clause(e: dict) -> str:
@@ -166,6 +170,9 @@ def _pooled_clause(e: dict) -> str:
     if e["verdict"] == SAME:
         return text + "not significant" + (f" (I² {_share(e['i2'])}: the targets differ)" if differ else "")
     word = "holds across targets" if e["verdict"] == GAIN else "a loss across targets"
+    if e["dominant"]:  # a lucky small spread over a few seeds is no evidence that the gain holds elsewhere
+        word = (f"significant but carried by {e['dominant']} ({_share(e['weights'][e['dominant']])} of the weight), "
+                "not shown across targets")
     text += f"{word} (Holm p {e['p_holm']:.2g})" + (f", though the targets differ (I² {_share(e['i2'])})"
                                                     if differ else "")
     if finite(e["pi_low"]) and e["pi_low"] < 0 < e["pi_high"]:
@@ -227,7 +234,7 @@ def across_heatmap(pooled: list[dict], names: list[str], metrics: dict, path: Pa
     ax.xaxis.tick_top()
     ax.set_yticks(range(len(pooled)), [f"{_label(e)}, {pct(e['fraction'])}" for e in pooled])
     ax.tick_params(length=0)
-    fig.colorbar(image, ax=ax, shrink=0.9, label="gain over random (points of each target's metric)")
+    fig.colorbar(image, ax=ax, shrink=0.9, label="gain over random (points)")
     ax.set_xlabel(f"▲ gain, ▼ loss (Holm p < {alpha:g}), ○ no difference, × not tested; grey: not tested, not "
                   "pooled or no runs", fontsize=8)
     fig.suptitle("Gain over random init on each target, and pooled (random effects, HKSJ)")

@@ -34,6 +34,10 @@ METHOD = "random effects (DerSimonian-Laird tau^2), Hartung-Knapp-Sidik-Jonkman 
 MODALITIES = ("image", "audio")
 ONE_TARGET, NO_TARGET = "one target: nothing to pool", "no target tested: nothing to pool"
 HETEROGENEOUS = 0.5  # I^2 from which the gain is said to differ between targets (Higgins et al. 2003: "substantial")
+# A target with this share of the weights or more carries the pooled value: with 3-5 seeds a target's sd is itself
+# uncertain (from 4 seeds it falls below a third of the true sd one time in twenty), and a lucky small sd weighs
+# as if it were known, so the words then name that target rather than claim the gain holds across targets.
+DOMINANT = 0.75
 _ROW_KEYS = ("init", "freeze", "fraction", "mean", "std", "n", "ci_low", "ci_high", "untested", "verdict")
 _NOT_POOLED = {"mean": math.nan, "se": math.nan, "se_dl": math.nan, "scale": math.nan, "tau2": math.nan,
                "i2": math.nan, "q": math.nan, "q_p": math.nan, "ci_low": math.nan, "ci_high": math.nan,
@@ -45,7 +49,8 @@ def random_effects(effects, variances, alpha: float = ALPHA) -> dict:
 
     Returns k, mean, se (HKSJ, scale at least 1), se_dl (DerSimonian-Laird's), scale (HKSJ's, before the floor),
     tau2, i2 (Higgins and Thompson 2002, 0-1), q (Cochran's) and q_p (its chi^2 p), ci_low / ci_high (1 - alpha,
-    t with k-1 df), p (two-sided), pi_low / pi_high (a new study's 1 - alpha prediction interval, k >= 3, else nan).
+    t with k-1 df), p (two-sided), pi_low / pi_high (a new study's 1 - alpha prediction interval, k >= 3, else nan)
+    and weights (each effect's share of the random-effects weights, in their order).
     """
     y, v = np.asarray(effects, dtype=float), np.asarray(variances, dtype=float)
     k = len(y)
@@ -66,7 +71,7 @@ def random_effects(effects, variances, alpha: float = ALPHA) -> dict:
     out = {"k": k, "mean": mean, "se": se, "se_dl": se_dl, "scale": scale, "tau2": tau2,
            "i2": max(0.0, (q - df) / q) if q > 0 else 0.0, "q": q, "q_p": float(sps.chi2.sf(q, df)),
            "ci_low": mean - half, "ci_high": mean + half, "p": float(2 * sps.t.sf(abs(mean) / se, df)),
-           "pi_low": math.nan, "pi_high": math.nan}
+           "pi_low": math.nan, "pi_high": math.nan, "weights": (w_re / np.sum(w_re)).tolist()}
     if k >= 3:
         spread = float(sps.t.ppf(1 - alpha / 2, k - 2)) * math.sqrt(tau2 + se ** 2)
         out.update(pi_low=mean - spread, pi_high=mean + spread)
@@ -82,15 +87,15 @@ def pooled_gains(targets: list[dict], alpha: float = ALPHA) -> list[dict]:
     targets' common metric, or "mixed") and mixed_metrics; random_effects' numbers (nan when k < 2); p_holm
     (Holm across the fractions of one init and freeze, as stats.gain_table does per target), verdict (GAIN or
     LOSS where p_holm < alpha: then the interval excludes 0; SAME; UNTESTED when k < 2), holds_on (the targets
-    whose own verdict is a gain), method, and reason (why nothing was pooled; "" when it was).
+    whose own verdict is a gain), weights ({name: share of the weights}) and dominant (the target with DOMINANT of
+    them or more, else ""), method, and reason (why nothing was pooled; "" when it was).
     """
     check_targets(targets)
     cells: dict = {}  # (init, freeze) -> fraction -> {name: row}, in first-seen order
     for target in targets:
         for row in target["verdicts"]:
             cells.setdefault((row["init"], row["freeze"]), {}).setdefault(float(row["fraction"]), {})[
-                target["name"]] = {**row, "metric": row.get("metric") or target["metric"],
-                                   "modality": target["modality"]}
+                target["name"]] = {**row, "metric": target["metric"], "modality": target["modality"]}
     out = []
     for (init, freeze), fractions in cells.items():
         family = [_pooled_cell(init, freeze, fraction, fractions[fraction], targets, alpha)
@@ -126,6 +131,9 @@ def check_targets(targets: list[dict]) -> None:
             if lacks:
                 raise ValueError(f"targets[{i}] ({name}): verdicts[{j}] lacks {', '.join(lacks)} (each is a row "
                                  "of report.verdict.verdicts)")
+            if row.get("metric", target["metric"]) != target["metric"]:
+                raise ValueError(f"targets[{i}] ({name}): verdicts[{j}] are of {row['metric']}, not of the target's "
+                                 f"metric {target['metric']}")
             cell = (row["init"], row["freeze"], float(row["fraction"]))
             if cell in cells:
                 raise ValueError(f"targets[{i}] ({name}): verdicts[{j}] repeats init {cell[0]}, freeze {cell[1]}, "
@@ -146,18 +154,21 @@ def testable(row: dict) -> str:
 def _pooled_cell(init: str, freeze: str, fraction: float, rows: dict, targets: list[dict], alpha: float) -> dict:
     per = {name: {k: row.get(k) for k in ("mean", "ci_low", "ci_high", "verdict", "n", "metric", "modality",
                                           "untested", "p_holm")} for name, row in rows.items()}
-    left_out = {t["name"]: "no paired runs" for t in targets if t["name"] not in rows}
-    left_out.update({name: testable(row) for name, row in rows.items() if testable(row)})
+    left_out = {t["name"]: testable(rows[t["name"]]) if t["name"] in rows else "no paired runs" for t in targets}
+    left_out = {name: why for name, why in left_out.items() if why}
     pooled = [t["name"] for t in targets if t["name"] not in left_out]
     metrics = list(dict.fromkeys(rows[name]["metric"] for name in pooled or rows))
     entry = {"init": init, "freeze": freeze, "fraction": fraction, "targets": per, "pooled": pooled,
              "left_out": left_out, "metric": metrics[0] if len(metrics) == 1 else "mixed",
              "mixed_metrics": len(metrics) > 1, "holds_on": [n for n, row in per.items() if row["verdict"] == GAIN],
-             "method": METHOD, "k": len(pooled), **_NOT_POOLED, "reason": ""}
+             "method": METHOD, "k": len(pooled), **_NOT_POOLED, "weights": {}, "dominant": "", "reason": ""}
     if len(pooled) >= 2:
         effects = [rows[name]["mean"] for name in pooled]
         variances = [rows[name]["std"] ** 2 / rows[name]["n"] for name in pooled]
         entry.update(random_effects(effects, variances, alpha))
+        entry["weights"] = dict(zip(pooled, entry["weights"]))
+        heaviest = max(pooled, key=entry["weights"].get)
+        entry["dominant"] = heaviest if entry["weights"][heaviest] >= DOMINANT else ""
     else:
         named = "; ".join(f"{name}: {why}" for name, why in left_out.items())
         entry["reason"] = (ONE_TARGET if pooled else NO_TARGET) + (f" ({named})" if named else "")
