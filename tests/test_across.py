@@ -144,6 +144,7 @@ def test_a_target_that_carries_the_weight_is_named_not_generalised(tmp_path):
     assert "a loss across targets" not in words
     text = across_section(targets, tmp_path, {})
     assert "- control at 10%: a carries 9" in text and "so the pooled value is mostly its own" in text
+    assert "| **loss** (mostly a) |" in text
     even = [target(name, [row("control", 0.1, mean, 0.01, 4)]) for name, (mean, _) in cells.items()]
     assert pooled_gains(even)[0]["dominant"] == ""
 

@@ -111,8 +111,15 @@ def _table(targets: list[dict], group: list[dict], level: str) -> str:
         new = [_bracket(e["pi_low"], e["pi_high"], bounds)] if predicted else []
         rows.append([e["init"], pct(e["fraction"]), *cells, str(e["k"]), pooled, _share(e["i2"]), *new,
                      f"{e['p_holm']:.3g}" if finite(e["p_holm"]) else "-",
-                     f"**{e['verdict']}**" if e["verdict"] != UNTESTED else UNTESTED])
+                     _verdict_cell(e)])
     return table(head, rows)
+
+
+def _verdict_cell(e: dict) -> str:
+    """'**gain**', or '**gain** (mostly caltech256)' where one target carries the weight; 'not tested'."""
+    if e["verdict"] == UNTESTED:
+        return UNTESTED
+    return f"**{e['verdict']}**" + (f" (mostly {e['dominant']})" if e["dominant"] else "")
 
 
 def _target_cell(t: dict | None) -> str:
