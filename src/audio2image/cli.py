@@ -48,8 +48,11 @@ def config_path(name: str | None) -> Path:
 
 def load(args) -> Config:
     from audio2image.config import load_config
+    from audio2image.training.reproducibility import prepare_environment
 
-    return load_config(config_path(args.config), args.overrides)
+    config = load_config(config_path(args.config), args.overrides)
+    prepare_environment(config)  # before this process's first CUDA work, which fixes cuBLAS's workspace
+    return config
 
 
 # --- dataset commands: what each dataset offers is in datasets/registry.py -------------------------------------

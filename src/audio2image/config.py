@@ -142,6 +142,7 @@ class Config:
     imagenet_weights: str = ""  # the backbone's published weights (.safetensors/.pth); empty: timm's or torch's cache
     tensorboard: bool = False  # also write each run's metrics as TensorBoard events (RUN_DIR/tensorboard)
     progress: bool = True  # progress bars: downloads, preparation, and each epoch's batches where stderr is a terminal
+    deterministic: bool = False  # torch's deterministic algorithms and fixed threads: bit-identical reruns, slower
 
     def __post_init__(self) -> None:
         validate(self)
