@@ -19,7 +19,6 @@ from audio2image.config import PRETRAINED_SIDES, Config
 from audio2image.report.read import missing_runs, pretrain_dirs, read_config, read_jsonl
 from audio2image.report.report import BASELINE, Experiment, experiment_folder, open_experiment, verdict_rows
 from audio2image.report.stats import cell_table
-from audio2image.sweep.results import IDENTITY, OUTCOME, result_row
 from audio2image.util import read_json_or_none
 
 # a run's settings: what tells it from the experiment's other runs (`side`: source or control for a pretraining,
@@ -73,6 +72,8 @@ def _pretraining_row(found: Experiment, side: str, run_dir: Path) -> dict:
     result = read_json_or_none(run_dir / "result.json")
     if not isinstance(result, dict):
         return row
+    from audio2image.sweep.results import IDENTITY, result_row  # here: the sweep package imports torch
+
     try:
         read = result_row(run_dir) or {}
     except (KeyError, TypeError, AttributeError):  # a result without the run's identity: its outcome alone
@@ -84,6 +85,8 @@ def _pretraining_row(found: Experiment, side: str, run_dir: Path) -> dict:
 def _typed(rows: list[dict]) -> pd.DataFrame:
     """The rows as a frame with a fixed order of columns (settings, outcome, metrics, wall time, folder) and types:
     whole numbers as nullable Int64, numbers as float64 (nan where missing), the rest as text."""
+    from audio2image.sweep.results import OUTCOME
+
     seen = list(dict.fromkeys(key for row in rows for key in row))
     metrics = [k for k in seen if k.startswith(("val_", "test_"))]
     columns = SETTINGS + list(OUTCOME) + metrics + ["wall_seconds"]
