@@ -46,7 +46,8 @@ def load_results(experiment: str | Path) -> pd.DataFrame:
 def _transfer_rows(found: Experiment) -> list[dict]:
     """The report's transfer rows and missing runs, in the report's order (fraction, freeze, init, seed)."""
     target = found.config.get("target") or found.facts["target"]["dataset"]
-    rows = [{**row, "stage": "transfer", "side": "target", "run_dir": str(found.path / "transfer" / row["run_id"])}
+    rows = [{**row, "stage": "transfer", "side": "target",
+             "run_dir": str(found.path / "transfer" / row["run_id"]) if row.get("run_id") else None}
             for row in found.rows]
     gone = {(r["fraction"], r["init"], r["seed"], r["freeze"]): r for r in found.gone}  # counted as missing
     metric = found.kind.test_metrics[0]
