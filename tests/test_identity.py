@@ -38,6 +38,13 @@ def test_moving_data_dir_keeps_store_names_and_run_ids(tmp_path, monkeypatch):
     assert ids(tiny(tmp_path, tmp_path / "cache", "transfer_epochs=3"))["transfer"] != here["transfer"]
 
 
+def test_deterministic_says_how_to_run_not_what_is_computed(tmp_path):
+    """Like amp and fit_threads, deterministic changes a run's numerics, not its meaning: no run id or store name
+    changes with it (result.json records it)."""
+    here = ids(tiny(tmp_path, tmp_path / "cache"))
+    assert ids(tiny(tmp_path, tmp_path / "cache", "deterministic=true")) == here
+
+
 def test_a_dataset_folder_outside_data_dir_still_names_its_store(tmp_path):
     """Two folders of one kind of dataset are two datasets: their stores (and runs) differ."""
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()

@@ -142,6 +142,7 @@ class Config:
     imagenet_weights: str = ""  # the backbone's published weights (.safetensors/.pth); empty: timm's or torch's cache
     tensorboard: bool = False  # also write each run's metrics as TensorBoard events (RUN_DIR/tensorboard)
     progress: bool = True  # progress bars: downloads, preparation, and each epoch's batches where stderr is a terminal
+    deterministic: bool = False  # torch's deterministic algorithms and fixed threads: bit-identical reruns, slower
 
     def __post_init__(self) -> None:
         validate(self)
@@ -302,11 +303,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return from_dict(values)
 
 
+def config_yaml(config: Config) -> str:
+    """The resolved config as YAML, every key in Config's order: what config.yaml holds beside every result."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
 def save_config(config: Config, path: Path) -> None:
     """Write the resolved config as YAML (readable) next to a result."""
     from audio2image.util import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    atomic_write_text(path, config_yaml(config))
 
 
 def config_hash(values: dict) -> str:

@@ -27,7 +27,7 @@ from audio2image.report.read import (backbone_facts, experiment_facts, first_lay
 from audio2image.report.text import config_value, pct, table
 from audio2image.report.transfers import WhatTransfers
 from audio2image.training.initspec import describe_depth, parse_init
-from audio2image.training.taskkinds import TASK_KINDS, kind_or_classification
+from audio2image.training.taskkinds import TASK_KINDS, TaskKind, kind_or_classification
 from audio2image.util import atomic_write_text
 
 BASELINE = "random"
@@ -37,20 +37,13 @@ __all__ = ["build_report", "read_results", "render_html", "transfer_curves"]
 
 def build_report(experiment_dir: Path) -> dict:
     """Write E/report.md, E/report.html and E/figures/*.png; return their paths and the number of missing runs."""
-    exp = Path(experiment_dir)
-    if not (exp / "config.yaml").is_file():
-        raise FileNotFoundError(f"{exp} is not an experiment folder (no config.yaml): give the folder a sweep wrote, "
-                                "OUT_DIR/NAME (e.g. runs/demo)")
-    config = read_config(exp / "config.yaml")
-    facts = experiment_facts(exp, config)
+    found = open_experiment(experiment_dir)
+    exp, config, facts, rows, partial = found.path, found.config, found.facts, found.rows, found.partial
     backbone = backbone_facts(exp, config)
-    rows, gone, partial = sweep_rows(exp, config)  # results.csv, and the finished runs it does not list yet
-    kind = kind_or_classification(facts["target"]["task"])  # its test metrics, the first one primary
-    metrics = kind.test_metrics
-    grid = {k: config.get(k) for k in ("fractions", "inits", "seeds", "freezes")}
-    cells = {metric: stats.cell_table(rows, metric, grid) for metric in metrics}
+    kind, metrics = found.kind, found.kind.test_metrics  # the target's test metrics, the first one primary
+    cells = {metric: stats.cell_table(rows, metric, found.grid) for metric in metrics}
     gains = {metric: stats.gain_table(rows, metric, BASELINE) for metric in metrics}
-    inits = stats.grid_of(rows, grid)["inits"]
+    inits, controls = found.inits, found.controls
     pretrained = [i for i in inits if i != BASELINE]
     efficiency = [e for init in pretrained for e in stats.data_efficiency(rows, init, metrics[0], BASELINE)]
     order = {init: k for k, init in enumerate(inits)}
@@ -58,9 +51,7 @@ def build_report(experiment_dir: Path) -> dict:
     curves = sorted(transfer_curves(exp, rows, kind.validation_metric),  # legends in the config's init order
                     key=lambda c: (order.get(c["init"], len(order)), c["init"], c["freeze"], str(c["seed"])))
     transfers = WhatTransfers.of(exp, config, rows, curves, metrics[0], kind.validation_metric, backbone)
-    controls = control_inits(inits, facts)
-    effect = float(config.get("effect_of_interest", Config.effect_of_interest)) / 100
-    verdicts = verdict.verdicts(gains[metrics[0]], stats.completed_values(rows, metrics[0]), effect, controls)
+    verdicts = verdict_rows(found, metrics[0], gains[metrics[0]])
 
     fig_dir = exp / "figures"
     figures.use_palette(inits)
@@ -82,7 +73,7 @@ def build_report(experiment_dir: Path) -> dict:
         results.validation_section(curves, kind.validation_metric, fig_dir, made),
         results.seed_chart_section(rows, metrics[0], fig_dir, made),
         _filters(exp, config, facts["source"], backbone, fig_dir, made),
-        results.runs_section(rows, missing, inits, gone, labels=facts["target"].get("labels"), notes=partial),
+        results.runs_section(rows, missing, inits, found.gone, labels=facts["target"].get("labels"), notes=partial),
     ]
     markdown = "\n\n".join(s.strip() for s in sections) + "\n"
     md_path, html_path = exp / "report.md", exp / "report.html"
@@ -90,6 +81,56 @@ def build_report(experiment_dir: Path) -> dict:
     atomic_write_text(md_path, markdown)
     atomic_write_text(html_path, render_html(markdown, exp, title=f"{config.get('name', exp.name)} report"))
     return {"markdown": md_path, "html": html_path, "figures": list(made.values()), "missing_cells": len(missing)}
+
+
+@dataclasses.dataclass
+class Experiment:
+    """An experiment folder as the report reads it (`open_experiment`)."""
+
+    path: Path
+    config: dict  # config.yaml
+    facts: dict  # per side: dataset, modality, task, ... (read.py `experiment_facts`)
+    rows: list[dict]  # the transfer runs' rows (read.py `sweep_rows`)
+    gone: list[dict]  # rows of results.csv whose run folder holds no result any more
+    partial: list[str]  # what was read beyond results.csv, in words
+    kind: TaskKind  # the target's task kind: its metrics, the first test metric primary
+    grid: dict  # fractions, inits, seeds, freezes as the config declares them
+    inits: list[str]  # the config's inits joined with those the rows show, in the config's order
+    controls: list[str]  # the positive controls among them
+
+    @property
+    def effect(self) -> float:
+        """effect_of_interest as a fraction of the metric (5 points: 0.05)."""
+        return float(self.config.get("effect_of_interest", Config.effect_of_interest)) / 100
+
+
+def experiment_folder(experiment_dir) -> Path:
+    """The folder as a Path, or FileNotFoundError naming it when it is not an experiment folder (no config.yaml)."""
+    exp = Path(experiment_dir)
+    if not (exp / "config.yaml").is_file():
+        why = "no config.yaml" if exp.is_dir() else "it does not exist"
+        raise FileNotFoundError(f"{exp} is not an experiment folder ({why}): give the folder a sweep wrote, "
+                                "OUT_DIR/NAME (e.g. runs/demo)")
+    return exp
+
+
+def open_experiment(experiment_dir) -> Experiment:
+    """Read an experiment folder's config, datasets and transfer rows, as every part of the report sees them."""
+    exp = experiment_folder(experiment_dir)
+    config = read_config(exp / "config.yaml")
+    facts = experiment_facts(exp, config)
+    rows, gone, partial = sweep_rows(exp, config)  # results.csv, and the finished runs it does not list yet
+    grid = {k: config.get(k) for k in ("fractions", "inits", "seeds", "freezes")}
+    inits = stats.grid_of(rows, grid)["inits"]
+    return Experiment(exp, config, facts, rows, gone, partial, kind_or_classification(facts["target"]["task"]),
+                      grid, inits, control_inits(inits, facts))
+
+
+def verdict_rows(found: Experiment, metric: str, gains: list[dict] | None = None) -> list[dict]:
+    """The rows of "## The answer" for `metric` (verdict.verdicts on its gain table, `gains` where computed
+    already): per pretrained init, freeze and fraction, the paired gain over random with its test and power."""
+    gains = stats.gain_table(found.rows, metric, BASELINE) if gains is None else gains
+    return verdict.verdicts(gains, stats.completed_values(found.rows, metric), found.effect, found.controls)
 
 
 def missing_runs(cells: list[dict]) -> list[tuple]:
