@@ -98,6 +98,7 @@ def hf(tmp_path_factory):
         patch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
         patch.setattr(datasets.config, "HF_DATASETS_CACHE", home / "datasets")
         patch.setattr(datasets.Audio, "encode_example", lambda self, value: {"bytes": None, "path": value})
+        verbosity = datasets.logging.get_verbosity()
         datasets.disable_progress_bars()
         datasets.logging.set_verbosity_error()
 
@@ -117,6 +118,8 @@ def hf(tmp_path_factory):
             return read
 
         yield load
+        datasets.enable_progress_bars()
+        datasets.logging.set_verbosity(verbosity)
 
 
 def ours_audio(root: Path) -> dict:
