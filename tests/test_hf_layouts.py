@@ -297,6 +297,20 @@ def test_where_datasets_would_split_otherwise_is_noted(tmp_path):
     assert "2 file names name a split (cat/train_1.wav, dog/test-2.wav)" in read_labels(named).hf.notes[0]
 
 
+def test_a_class_folder_named_like_a_split_stays_a_class(tmp_path):
+    """Caltech-256 has a class `test-tube`: among class folders it is one more class, not the test split (which
+    would leave every other class out, as Hugging Face's loader does), and the tree says so; split folders that are
+    most of the top still split it, the rest listed as outside."""
+    classes = tree(tmp_path / "classes", ["ant/a.png", "bee/b.png", "cat/c.png", "test-tube/d.png"])
+    scan = scan_imagefolder(classes)
+    assert scan.classes == ["ant", "bee", "cat", "test-tube"] and scan.folder_splits == {}
+    assert "test-tube/ is named like split folders but beside 3 other folders" in " ".join(scan.notes)
+    split = tree(tmp_path / "split", ["train/ant/a.png", "train/bee/b.png", "test/ant/c.png", "test/bee/d.png",
+                                      "extras/e.png"])
+    scan = scan_imagefolder(split)
+    assert set(scan.folder_splits) == {"train", "test"} and "extras/" in scan.strays
+
+
 # ----------------------------------------------------------------------------- stores
 
 

@@ -79,16 +79,24 @@ def _hidden(name: str, folder: bool) -> bool:
 
 
 def split_folders(root: Path) -> tuple[dict[str, list[str]], list[dict]]:
-    """The split folders at ROOT's top ({split: sorted names}, in SPLITS order) and those naming several splits."""
-    found, unread = {}, []
+    """The split folders at ROOT's top ({split: sorted names}, in SPLITS order) and those naming several splits.
+
+    Where folders named like splits are fewer than half of the folders at the top, they are class folders whose
+    names happen to hold a keyword (Caltech-256's 257 classes with a `test-tube/`, say), and there are no split
+    folders: Hugging Face's loader would take them as the splits and leave out every other class (`differences`
+    notes it)."""
+    found, unread, folders = {}, [], 0
     for entry in sorted(os.scandir(root), key=lambda entry: entry.name):
         if entry.is_dir() and not _hidden(entry.name, True):
+            folders += 1
             named = splits_named(entry.name)
             if len(named) == 1:
                 found.setdefault(named[0], []).append(entry.name)
             elif named:
                 unread.append({"path": entry.name + "/", "reason": "its name holds the keywords of "
                                + " and ".join(SPLIT_WORDS[split] for split in named)})
+    if 2 * (sum(map(len, found.values())) + len(unread)) < folders:
+        return {}, []
     return {split: found[split] for split in SPLITS if split in found}, unread
 
 
@@ -111,6 +119,12 @@ def differences(paths: list[str], split_folders_found: bool) -> list[str]:
         notes.append(f"folders below the top are named like split folders ({', '.join(d + '/' for d in deeper[:3])}"
                      f"{', ...' if len(deeper) > 3 else ''}): read as ordinary folders here, where Hugging Face's "
                      "loader would split by them")
+    tops = sorted({path.split("/")[0] for path in paths if "/" in path})
+    like = [top for top in tops if splits_named(top)] if not split_folders_found else []
+    if like:
+        notes.append(f"{_joined([top + '/' for top in like[:3]])} {'is' if len(like) == 1 else 'are'} named like "
+                     f"split folders but beside {len(tops) - len(like)} other folders: read as class folders here, "
+                     "where Hugging Face's loader would take them as the splits and leave out the rest")
     named = [path for path in paths if splits_named(posixpath.basename(path), _IN_FILE)]
     if named and not split_folders_found and not deeper:
         notes.append(f"{len(named)} file names name a split ({', '.join(named[:3])}{', ...' if len(named) > 3 else ''})"
