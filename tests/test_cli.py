@@ -74,6 +74,30 @@ def test_running_again_reuses_every_result(tiny_run):
     assert rows(experiment / "results.csv") == before
 
 
+def test_the_python_api_reads_what_the_sweep_wrote(tiny_run):
+    """load_results, load_curves and load_gains on a real experiment: its results.csv, pretraining, curves."""
+    import audio2image
+
+    root, _, _ = tiny_run
+    experiment = root / "runs" / "tiny"
+    runs = audio2image.load_results(experiment)
+    pretraining, transfers = runs[runs["stage"] == "pretrain"], runs[runs["stage"] == "transfer"]
+    listed = {row["run_id"]: row for row in csv.DictReader(open(experiment / "results.csv"))}
+    assert set(transfers["run_id"]) == set(listed) and set(transfers["status"]) == {"completed"}
+    for run in transfers.itertuples():
+        assert run.test_top1 == float(listed[run.run_id]["test_top1"]) and run.lr == 0.05  # tiny's one setting
+    audio = transfers["init"] == "audio"
+    assert transfers.loc[audio, "pretrain_seed"].eq(0).all() and transfers.loc[~audio, "pretrain_seed"].isna().all()
+    assert pretraining[["side", "seed", "status"]].values.tolist() == [["source", 0, "completed"]]
+    identity = json.loads((experiment / "pretrain" / "source-seed0" / "run.json").read_text())
+    assert pretraining["run_id"].iloc[0] == identity["run_id"] and pretraining["test_roc_auc"].notna().all()
+    curves = audio2image.load_curves(experiment)
+    epochs = curves.groupby("stage")["epoch"].max().to_dict()
+    assert epochs == {"pretrain": 1, "transfer": 2} and set(curves["run_id"]) >= set(listed)
+    gains = audio2image.load_gains(experiment)
+    assert len(gains) == 2 and set(gains["verdict"]) == {"not tested"}  # two seeds: no test
+
+
 def test_missing_data_folder_is_a_one_line_error(tmp_path):
     result = audio2image("run", "tiny", "synthetic=false", f"source_root={tmp_path / 'nowhere'}",
                          f"target_root={tmp_path / 'nowhere'}", f"out_dir={tmp_path}", check=False)

@@ -385,3 +385,33 @@ def test_an_empty_list_is_named_itself(key):
     with pytest.raises(ConfigError) as error:
         load_config(None, [f"{key}="])
     assert str(error.value).startswith(f"config key '{key}': [] is not allowed; give at least one value")
+
+
+# --- audio2image config ----------------------------------------------------------------------------------------------
+def test_the_config_command_prints_the_resolved_config_as_a_run_saves_it(tmp_path, capsys):
+    from audio2image.cli import main
+
+    main(["config", "tiny", "seeds=0,1", "amp=false"])
+    printed = capsys.readouterr().out
+    config = load_config(CONFIGS / "tiny.yaml", ["seeds=0,1", "amp=false"])
+    save_config(config, tmp_path / "config.yaml")
+    assert printed == (tmp_path / "config.yaml").read_text()
+    values = yaml.safe_load(printed)
+    assert list(values) == [field.name for field in dataclasses.fields(Config)]  # every key, in Config's order
+    assert (values["seeds"], values["synth_clips"], values["amp"]) == ([0, 1], 48, False)
+
+
+@pytest.mark.parametrize("bad", ["sedes=1", "transfer_lr=abc", "inits=random,audio@9"])
+def test_the_config_command_refuses_what_run_refuses_in_the_same_words(tmp_path, capsys, bad):
+    """A bad key or value, and what the backbone cannot do (ResNet-18 has 5 stages), as `run` says it."""
+    from audio2image.cli import main
+
+    said = []
+    for command in ("config", "run"):
+        with pytest.raises(SystemExit) as code:
+            main([command, "tiny", f"out_dir={tmp_path}", f"data_dir={tmp_path}", bad])
+        said.append((code.value.code, capsys.readouterr()))
+    (code, first), (_, second) = said
+    assert code == 2 and first.out == "" and first.err == second.err and len(first.err.splitlines()) == 1
+    assert repr(bad.split("=")[0]) in first.err
+    assert not any(tmp_path.iterdir())  # run stopped before any work

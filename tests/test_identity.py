@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from audio2image.config import config_hash, load_config
+from audio2image.config import config_hash, keys_for, load_config
 from audio2image.prepare.store import MANIFEST, STORE_VERSION
 from audio2image.prepare.stores import dataset_root, ensure_store, store_path
 from audio2image.sweep.grid import plan_transfer, pretrain_identity, pretrain_plan, transfer_plan
@@ -36,6 +36,13 @@ def test_moving_data_dir_keeps_store_names_and_run_ids(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a relative data_dir read from another folder: the same cache, the same ids
     assert ids(tiny(tmp_path, "cache")) == here
     assert ids(tiny(tmp_path, tmp_path / "cache", "transfer_epochs=3"))["transfer"] != here["transfer"]
+
+
+def test_deterministic_says_how_to_run_not_what_is_computed(tmp_path):
+    """Like amp and fit_threads, deterministic changes a run's numerics, not its meaning: no run id or store name
+    changes with it (result.json records it)."""
+    here = ids(tiny(tmp_path, tmp_path / "cache"))
+    assert ids(tiny(tmp_path, tmp_path / "cache", "deterministic=true")) == here
 
 
 def test_a_dataset_folder_outside_data_dir_still_names_its_store(tmp_path):
@@ -100,3 +107,25 @@ def test_an_experiment_made_under_former_store_names_is_found_finished(tmp_path,
     assert queued == []  # nothing is trained again
     grown = transfer_plan(tiny(tmp_path, tmp_path / "cache", "seeds=0,1"), stores["target"])
     assert len({run.run_dir.name for run in grown} - set(old.values())) == 2  # new cells: new ids
+
+
+def test_a_label_column_at_its_default_keeps_store_names_and_run_ids(tmp_path):
+    """The label column keys came after folder stores existed: at their default a store keeps the name it had (its
+    keys hashed without them), and so do the runs made from it; another column is another store, and other runs."""
+    (tmp_path / "sounds").mkdir(), (tmp_path / "images").mkdir()
+    sides = ("source=audiofolder", f"source_root={tmp_path / 'sounds'}", "target=imagefolder",
+             f"target_root={tmp_path / 'images'}")
+    config = tiny(tmp_path, tmp_path / "cache", *sides)
+    for side in ("source", "target"):
+        dataset = config.dataset(side)
+        values = {key: getattr(config, key) for key in dataset.store_keys if not key.endswith("_label_column")}
+        values["root"] = str(dataset_root(config, side).resolve())
+        assert store_path(config, side).name == f"{dataset.name}-{config_hash(values)}"  # as named before the keys
+    assert not [key for key in keys_for("audio", "pretrain") + keys_for("image", "transfer") if "label_col" in key]
+    here = ids(config)
+    audio = ids(tiny(tmp_path, tmp_path / "cache", *sides, "audio_label_column=genre"))
+    assert audio["stores"][0] != here["stores"][0] and audio["stores"][1] == here["stores"][1]
+    assert audio["pretrain"] != here["pretrain"]
+    image = ids(tiny(tmp_path, tmp_path / "cache", *sides, "image_label_column=genre"))
+    assert image["stores"] == (here["stores"][0], image["stores"][1]) != here["stores"]
+    assert image["pretrain"] == here["pretrain"] and not set(image["transfer"]) & set(here["transfer"])

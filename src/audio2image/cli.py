@@ -48,8 +48,11 @@ def config_path(name: str | None) -> Path:
 
 def load(args) -> Config:
     from audio2image.config import load_config
+    from audio2image.training.reproducibility import prepare_environment
 
-    return load_config(config_path(args.config), args.overrides)
+    config = load_config(config_path(args.config), args.overrides)
+    prepare_environment(config)  # before this process's first CUDA work, which fixes cuBLAS's workspace
+    return config
 
 
 # --- dataset commands: what each dataset offers is in datasets/registry.py -------------------------------------
@@ -158,6 +161,17 @@ def cmd_report(args) -> dict:
     from audio2image.report.report import build_report
 
     return {k: _plain(v) for k, v in build_report(args.run_dir).items()}
+
+
+def cmd_config(args) -> str:
+    """The resolved config as YAML, read and checked as `run` reads and checks it (its keys and values, and what
+    they ask of the backbone); the data folders and the device are not looked at."""
+    from audio2image.config import config_yaml
+    from audio2image.config_checks import check_backbone
+
+    config = load(args)
+    check_backbone(config)
+    return config_yaml(config).rstrip("\n")
 
 
 def cmd_keys(args) -> str:
@@ -287,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="the whole pipeline: data, stores, pretraining, sweep, report")
     _config_arguments(run, positional=True)
     run.set_defaults(func=cmd_run)
+
+    config = commands.add_parser("config", help="print the resolved config: every key, as saved with a run, read "
+                                                "and checked as `run` reads it")
+    _config_arguments(config, positional=True)
+    config.set_defaults(func=cmd_config)
 
     keys = commands.add_parser("keys", help="every config key: its type, default and meaning")
     keys.add_argument("word", nargs="?", default="", help="only the keys whose name or description holds WORD")

@@ -72,6 +72,7 @@ class Config:
     audio_split: str = "standard"  # MTAT's split protocol: standard | full | original
     audio_split_seed: int = 0  # audiofolder without a split column: seed of its split
     audio_task: str = "auto"  # audiofolder: auto (tagging when a clip has several labels) | tagging | classification
+    audio_label_column: str = "label"  # audiofolder in Hugging Face's layout: the metadata column of the labels
     audio_clip_seconds: float = 29.1  # every clip is padded or cropped to this length
     audio_crop_seconds: float = 3.69  # training crop; 0 = the whole clip (as the seed)
     audio_eval_crops: int = 16  # evaluation averages this many evenly spaced crops per clip
@@ -82,6 +83,7 @@ class Config:
     # --- image store and inputs -------------------------------------------------------------------------------------
     image_split: str = "stratified"  # Caltech-256's split: stratified | original (unstratified, as the seed)
     image_split_seed: int = 0  # Caltech-256, and imagefolder without split folders
+    image_label_column: str = "label"  # imagefolder with metadata.csv/.jsonl (Hugging Face's): its class column
     image_include_clutter: bool = True  # Caltech-256's 257.clutter
     image_store_size: int = 256  # side of the stored square images
     image_resize: str = "center"  # center: short side then centre crop; squash: straight to a square (seed)
@@ -146,6 +148,7 @@ class Config:
     imagenet_weights: str = ""  # the backbone's published weights (.safetensors/.pth); empty: timm's or torch's cache
     tensorboard: bool = False  # also write each run's metrics as TensorBoard events (RUN_DIR/tensorboard)
     progress: bool = True  # progress bars: downloads, preparation, and each epoch's batches where stderr is a terminal
+    deterministic: bool = False  # torch's deterministic algorithms and fixed threads: bit-identical reruns, slower
 
     def __post_init__(self) -> None:
         validate(self)
@@ -306,11 +309,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return from_dict(values)
 
 
+def config_yaml(config: Config) -> str:
+    """The resolved config as YAML, every key in Config's order: what config.yaml holds beside every result."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
 def save_config(config: Config, path: Path) -> None:
     """Write the resolved config as YAML (readable) next to a result."""
     from audio2image.util import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    atomic_write_text(path, config_yaml(config))
 
 
 def config_hash(values: dict) -> str:
@@ -322,10 +330,14 @@ def config_hash(values: dict) -> str:
 
 
 SHARED_TRAINING_KEYS = ("precise_bn_batches", "backbone", "backbone_args")
+# Keys that say how a dataset folder is read into its store, added after stores existed: a store's name hashes each
+# only when it differs from its default (prepare/stores.py), so the stores made before keep their names; a run's
+# identity has them through its store's name alone (keys_for leaves them out), so no run made before changes id.
+READING_KEYS = ("audio_label_column", "image_label_column")
 
 
 def keys_for(modality: str, stage: str) -> list[str]:
     """The config keys that a stage's run on a modality reads: its identity, apart from run-specific values
     (the sweep's lists are not read by a run: each run has its own transfer_lr, pretrain_seed, ...)."""
     return [k for k in _FIELDS if (k.startswith((f"{modality}_", f"{stage}_")) or k in SHARED_TRAINING_KEYS)
-            and k not in SWEEP_LISTS]
+            and k not in SWEEP_LISTS and k not in READING_KEYS]

@@ -49,6 +49,7 @@ POSITIVE = {"synth_clips", "synth_seconds", "synth_classes", "synth_per_class", 
 NON_NEGATIVE = {"threads", "precise_bn_batches", "checkpoint_seconds", "cka_items", "audio_crop_seconds",
                 "audio_patch_stride", "pretrain_weight_decay", "transfer_weight_decay", "pretrain_warmup_epochs",
                 "transfer_warmup_epochs", "pretrain_label_smoothing", "transfer_label_smoothing"}
+NOT_BLANK = {"audio_label_column", "image_label_column"}
 FREEZE_PATTERN = re.compile(r"^(none|original|linear|stages:\d+)$")
 
 
@@ -152,10 +153,12 @@ def validate_value(key: str, value) -> None:
         reject(key, value, "it must be a finite number greater than 0")
     if key in NON_NEGATIVE and not (math.isfinite(value) and value >= 0):
         reject(key, value, "it must be a finite number, 0 or more")
+    if key in NOT_BLANK and not str(value).strip():
+        reject(key, value, "give the name of a column (by default 'label')")
 
 
 def validate(config: Config) -> None:
-    for key in (*CHOICES, *POSITIVE, *NON_NEGATIVE):
+    for key in (*CHOICES, *POSITIVE, *NON_NEGATIVE, *NOT_BLANK):
         validate_value(key, getattr(config, key))
     if not config.name.strip() or config.name in (".", "..") or "/" in config.name or "\\" in config.name:
         reject("name", config.name, "it names the experiment's folder inside out_dir: give a non-empty name without "

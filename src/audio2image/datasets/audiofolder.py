@@ -1,4 +1,6 @@
-"""Bring your own audio: ``ROOT/labels.csv`` names each clip's file, its labels and optionally its split.
+"""Bring your own audio: ``ROOT/labels.csv`` names each clip's file, its labels and optionally its split; without
+it, the folder is read in Hugging Face's AudioFolder layout (datasets/hf_layout.py: metadata.csv or metadata.jsonl
+files, or class folders, optionally in split folders).
 
     >>> labels = read_labels(Path("~/sounds")); parts = split_clips(labels, task_of(labels), seed=0)
 
@@ -11,6 +13,10 @@ Without a split column the clips are split 60/20/20 by a seed: stratified per cl
 Malformed rows are skipped and recorded with their line, so one bad row never costs the dataset; only a missing
 or unusable labels.csv is fatal. A row naming a file that does not exist is kept: store preparation skips the
 clip, and inspection (audiofolder_inspect.py) lists it. Nothing here decodes audio.
+
+In Hugging Face's layout the split folders the tree has are the split; those it lacks are cut from train (all
+three, 60/20/20, without split folders), seeded, stratified for classification. A metadata row naming a file
+that does not exist is skipped there, with its file and line.
 """
 from __future__ import annotations
 
@@ -23,7 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from audio2image.datasets.splits import SPLITS, random_split, stratified_split
+from audio2image.datasets.hf_layout import (AUDIO_EXTENSIONS, DEFAULT_LABEL_COLUMN, Layout, describe,
+                                            read_layout, split_words)
+from audio2image.datasets.splits import SPLITS, complete_splits
+from audio2image.datasets.textfiles import next_row, read_utf8
 from audio2image.util import DatasetError
 
 LABELS_FILE = "labels.csv"
@@ -32,7 +41,8 @@ SPLIT_VALUES = {"train": "train", "valid": "valid", "val": "valid", "validation"
 TASKS = ("auto", "tagging", "classification")
 
 _LAYOUT = ("an audio folder is ROOT/labels.csv with the header 'path,labels' (optionally ',split') and one row "
-           "per clip, e.g. 'audio/dog1.wav,dog;outdoor', paths relative to ROOT, labels separated by ';'")
+           "per clip, e.g. 'audio/dog1.wav,dog;outdoor', paths relative to ROOT, labels separated by ';' (or a "
+           "folder in Hugging Face's AudioFolder layout)")
 _SPLIT_CHOICES = "train, valid, test (also accepted: val, validation)"
 
 
@@ -41,21 +51,36 @@ class Clip:
     path: str  # relative to root, posix, normalised (posixpath.normpath)
     labels: tuple[str, ...]  # in file order, de-duplicated, stripped, never empty
     split: str | None  # "train" | "valid" | "test", or None when the file has no split column
-    line: int  # line in labels.csv where the row starts (header = line 1)
+    line: int  # line in labels.csv (or the metadata file) where the row starts (header = line 1); 0: no row
+    file: str = ""  # Hugging Face layout: the metadata file of the row, relative to root; "": labels.csv, or none
 
 
 @dataclass
 class LabelsFile:
-    path: Path
+    path: Path  # labels.csv; in Hugging Face's layout, ROOT
     clips: list[Clip]
     vocabulary: list[str]  # every label, sorted (label index = position)
     has_split: bool
     problems: list[dict] = field(default_factory=list)  # rows skipped: {"line": n, "reason": "..."}
     extra_columns: list[str] = field(default_factory=list)  # header columns other than path/labels/split
+    hf: Layout | None = None  # the tree as read in Hugging Face's layout; None: a labels.csv
 
     @property
     def multi_label(self) -> bool:
         return any(len(clip.labels) > 1 for clip in self.clips)
+
+    @property
+    def given(self) -> tuple[str, ...]:
+        """The splits the data brings (a split column, or split folders holding items), in SPLITS order."""
+        if self.hf is not None:
+            return tuple(self.hf.parts) if self.hf.folders else ()
+        return SPLITS if self.has_split else ()
+
+    def place(self, clip: Clip) -> str:
+        """Where a clip was named, for messages: a file and line, or (labelled by its folder) the clip's file."""
+        if self.hf is None:
+            return f"{self.path}: line {clip.line}"
+        return f"{self.path / clip.file}: line {clip.line}" if clip.file else str(self.path / clip.path)
 
 
 class _Skip(Exception):
@@ -68,28 +93,7 @@ class _Skip(Exception):
 def _read_text(path: Path) -> str:
     if not path.is_file():
         raise DatasetError(f"{path} does not exist; {_LAYOUT}.")
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
-        raise DatasetError(f"{path}: line {line}: not UTF-8 text (byte {error.start}: {error.reason}); "
-                           "save the file as UTF-8 (spreadsheets: 'CSV UTF-8').") from None
-
-
-def _next_row(path: Path, reader) -> tuple[list[str] | None, int]:
-    """The next row that is not blank and the line it starts on; (None, line) at the end.
-
-    A row whose fields are all whitespace (",," is what spreadsheets export for an empty row) counts as blank.
-    """
-    while True:
-        start = reader.line_num + 1
-        try:
-            row = next(reader, None)
-        except csv.Error as error:  # e.g. a field over csv's size limit: a quote left open swallowing the file
-            raise DatasetError(f"{path}: line {start}: {error} (a quote left open?).") from None
-        if row is None or any(value.strip() for value in row):
-            return row, start
+    return read_utf8(path)
 
 
 def _columns(path: Path, header: list[str], line: int) -> tuple[dict[str, int], list[str]]:
@@ -159,17 +163,33 @@ def _parse_row(row: list[str], width: int, columns: dict[str, int], kept: dict[s
     return path, labels, split
 
 
-def read_labels(root: Path) -> LabelsFile:
-    """Read ROOT/labels.csv (see the module docstring); bad rows are skipped and listed in `problems`."""
-    path = Path(root) / LABELS_FILE
+def read_labels(root: Path, label_column: str = DEFAULT_LABEL_COLUMN) -> LabelsFile:
+    """Read ROOT/labels.csv, or without one the folder in Hugging Face's layout with its labels in `label_column`
+    (see the module docstring); bad rows are skipped and listed in `problems`."""
+    root = Path(root)
+    if root.is_dir() and not (root / LABELS_FILE).exists():
+        layout = read_layout(root, "AudioFolder", AUDIO_EXTENSIONS, label_column, "audio_label_column",
+                             elsewise=f"or a {LABELS_FILE} (columns path and labels)")
+        clips = [Clip(row.path, row.labels, split, row.line, row.file) for split, rows in layout.parts.items()
+                 for row in rows]
+        return LabelsFile(path=root, clips=clips, vocabulary=sorted({label for clip in clips for label in clip.labels}),
+                          has_split=False, problems=layout.problems, hf=layout)
+    if label_column != DEFAULT_LABEL_COLUMN:
+        raise DatasetError(f"{root / LABELS_FILE} gives the labels in its 'labels' column; audio_label_column "
+                           f"({label_column!r}) names the label column of Hugging Face metadata files: leave it at "
+                           f"{DEFAULT_LABEL_COLUMN!r}.")
+    return _read_labels_csv(root / LABELS_FILE)
+
+
+def _read_labels_csv(path: Path) -> LabelsFile:
     reader = csv.reader(io.StringIO(_read_text(path), newline=""))
-    header, header_line = _next_row(path, reader)
+    header, header_line = next_row(path, reader)
     if header is None:
         raise DatasetError(f"{path}: line 1: the file is empty; {_LAYOUT}.")
     columns, extra = _columns(path, header, header_line)
     clips, problems, kept = [], [], {}  # kept: path -> line of the row that holds it
     while True:
-        row, start = _next_row(path, reader)
+        row, start = next_row(path, reader)
         if row is None:
             break
         try:
@@ -198,24 +218,27 @@ def task_of(labels: LabelsFile, requested: str = "auto") -> str:
         return "tagging"
     if multi is not None:
         raise DatasetError(
-            f"{labels.path}: line {multi.line}: {multi.path!r} has {len(multi.labels)} labels "
+            f"{labels.place(multi)}: {multi.path!r} has {len(multi.labels)} labels "
             f"({SEPARATOR.join(multi.labels)}), but classification needs exactly one per clip; use task "
             "'tagging' (or 'auto'), or give every clip one label.")
     return "classification"
 
 
 def assign_splits(labels: LabelsFile, task: str, seed: int) -> dict[str, list[Clip]]:
-    """Clips per split name, from the split column or seeded; a split may be empty (see empty_split_error)."""
+    """Clips per split name, from the split column or folders, the rest seeded; a split may be empty (see
+    empty_split_error)."""
     clips = labels.clips
     if labels.has_split:
         return {name: [clip for clip in clips if clip.split == name] for name in SPLITS}
+    strata = None
     if task == "classification":
         index = {label: i for i, label in enumerate(labels.vocabulary)}
-        positions = stratified_split(np.array([index[c.labels[0]] for c in clips], dtype=np.int64), seed)
-    else:
-        # Multi-label data cannot be stratified simply (a clip is in several classes at once; that would need
-        # iterative stratification), so tagging gets a plain seeded split.
-        positions = random_split(len(clips), seed)
+        strata = np.array([index[c.labels[0]] for c in clips], dtype=np.int64)
+    # Multi-label data cannot be stratified simply (a clip is in several classes at once; that would need
+    # iterative stratification), so tagging gets a plain seeded split (strata None).
+    given = {name: np.array([i for i, clip in enumerate(clips) if clip.split == name], dtype=np.int64)
+             for name in labels.given} or {"train": np.arange(len(clips), dtype=np.int64)}
+    positions = complete_splits(given, seed, strata)
     # Positions are sorted, so every split keeps file order.
     return {name: [clips[i] for i in positions[name]] for name in SPLITS}
 
@@ -228,8 +251,12 @@ def empty_split_error(labels: LabelsFile, parts: dict[str, list[Clip]]) -> str |
     if labels.has_split:
         return (f"{labels.path} has no clip with split {' or '.join(map(repr, empty))}; give each of train, "
                 "valid and test at least one row, or drop the split column for a seeded 60/20/20 split.")
+    if labels.given:
+        return (f"{labels.path}: {split_words(labels.hf.folders, set(labels.given))} leaves "
+                f"{' and '.join(map(repr, empty))} empty; add clips.")
     return (f"{labels.path}: the seeded 60/20/20 split of {len(labels.clips)} clips leaves "
-            f"{' and '.join(map(repr, empty))} empty; add clips, or a split column.")
+            f"{' and '.join(map(repr, empty))} empty; add clips, or "
+            + ("split folders." if labels.hf is not None else "a split column."))
 
 
 def check_teachable(labels: LabelsFile, task: str) -> None:
@@ -261,10 +288,25 @@ def split_clips(labels: LabelsFile, task: str, seed: int) -> dict[str, list[Clip
     return parts
 
 
-def count_audiofolder(root: Path, *, split_seed: int = 0, task: str = "auto", **_) -> dict:
-    """What a store of the audio folder at `root` will hold, from labels.csv alone (nothing decoded):
-    {"splits": {split: clips}, "labels": label names}. The registry's `count`."""
-    labels = read_labels(Path(root))
+def layout_words(labels: LabelsFile) -> str:
+    """How the folder was read, in words (inspection and the store's manifest say it)."""
+    return describe(labels.hf) if labels.hf is not None else LABELS_FILE
+
+
+def split_protocol(labels: LabelsFile) -> str:
+    """Where the split comes from, in words: "column", "seeded", or the split folders and what is cut from train."""
+    if labels.has_split:
+        return "column"
+    if labels.hf is not None and labels.hf.folders:
+        return split_words(labels.hf.folders, set(labels.given))
+    return "seeded"
+
+
+def count_audiofolder(root: Path, *, split_seed: int = 0, task: str = "auto",
+                      label_column: str = DEFAULT_LABEL_COLUMN, **_) -> dict:
+    """What a store of the audio folder at `root` will hold, from labels.csv (or the metadata or folders) alone,
+    nothing decoded: {"splits": {split: clips}, "labels": label names}. The registry's `count`."""
+    labels = read_labels(Path(root), label_column)
     parts = split_clips(labels, task, split_seed)
     return {"splits": {name: len(clips) for name, clips in parts.items()}, "labels": len(labels.vocabulary)}
 

@@ -1,5 +1,5 @@
-"""Inspecting an audio folder (``audio2image inspect audiofolder ROOT``): its labels.csv as read (bad rows with
-their lines), the task it implies, the split, which named files are missing or empty, and, unless told not to,
+"""Inspecting an audio folder (``audio2image inspect audiofolder ROOT``): its labels.csv, or its Hugging Face
+layout, as read (which layout, bad rows with their files and lines, files not read), the task it implies, the split, which named files are missing or empty, and, unless told not to,
 every present file's header read by soundfile (duration, sample rate, channels, format; unreadable files named).
 
     >>> print(format_audiofolder_inspection(inspect_audiofolder(Path("~/sounds"), workers=2)))
@@ -16,7 +16,8 @@ from pathlib import Path
 
 from audio2image.datasets.audiofolder import (Clip, LabelsFile, assign_splits, empty_split_error, read_labels,
                                               task_of)
-from audio2image.datasets.inspection import capped, capped_lines
+from audio2image.datasets.hf_layout import DEFAULT_LABEL_COLUMN, describe, split_words
+from audio2image.datasets.inspection import capped, capped_lines, row_place
 from audio2image.datasets.splits import SPLITS
 
 
@@ -90,11 +91,15 @@ def _task_report(labels: LabelsFile) -> dict:
     multi = [clip for clip in labels.clips if len(clip.labels) > 1]
     if multi:
         return {"auto": "tagging", "why": f"{len(multi)} of {len(labels.clips)} clips have more than one label "
-                                          f"(the first on line {multi[0].line})"}
+                                          f"(the first {_where(labels, multi[0])})"}
     if not labels.clips:
         return {"auto": "classification", "why": "there is no usable clip"}
     few = " (but one label in all: a classifier needs two)" if len(labels.vocabulary) < 2 else ""
     return {"auto": "classification", "why": "every clip has exactly one label" + few}
+
+
+def _where(labels: LabelsFile, clip: Clip) -> str:
+    return f"on line {clip.line}" if labels.hf is None else f"in {labels.place(clip)}"
 
 
 def _split_report(labels: LabelsFile, task: str) -> dict:
@@ -105,22 +110,32 @@ def _split_report(labels: LabelsFile, task: str) -> dict:
     for name in SPLITS:
         present = {label for clip in parts[name] for label in clip.labels}
         absent[name] = [label for label in labels.vocabulary if label not in present]
-    return {"source": "column" if labels.has_split else "seeded at preparation",
+    source = "column" if labels.has_split else "seeded at preparation"
+    if labels.hf is not None and labels.hf.folders:
+        source = split_words(labels.hf.folders, set(labels.given))
+    return {"source": source, "seeded": not labels.has_split and len(labels.given) < len(SPLITS),
             "counts": {name: len(parts[name]) for name in SPLITS}, "error": empty_split_error(labels, parts),
             "labels_absent": {name: capped(missing) for name, missing in absent.items()}}
 
 
-def inspect_audiofolder(root: Path, decode: bool = True, workers: int = 1) -> dict:
-    """Check an audio folder: labels.csv's rows and labels, the task and split it gives, the files it names
-    (stat only) and, with decode, each file's header; returns a JSON-serialisable report."""
+def inspect_audiofolder(root: Path, decode: bool = True, workers: int = 1,
+                        label_column: str = DEFAULT_LABEL_COLUMN) -> dict:
+    """Check an audio folder: labels.csv's rows (or its Hugging Face layout's) and labels, the task and split it
+    gives, the files it names (stat only) and, with decode, each file's header; returns a JSON-serialisable
+    report."""
     root = Path(root)
-    labels = read_labels(root)
+    labels = read_labels(root, label_column)
+    hf = labels.hf
     task = task_of(labels, "auto")
     counts = Counter(label for clip in labels.clips for label in clip.labels)
     missing, empty, present = _check_files(root, labels.clips)
     report = {
         "root": str(root),
-        "labels_file": str(labels.path),
+        "labels_file": str(labels.path) if hf is None else None,
+        "layout": describe(hf) if hf is not None else f"{labels.path.name} (path, labels"
+                  + (", split)" if labels.has_split else ")"),
+        "unread": capped(hf.unread if hf is not None else []),
+        "notes": hf.notes if hf is not None else [],
         "has_split_column": labels.has_split,
         "extra_columns": labels.extra_columns,
         "clips": len(labels.clips),
@@ -155,20 +170,26 @@ def _format_audio(audio: dict) -> list[str]:
 def format_audiofolder_inspection(report: dict) -> str:
     """Human-readable text of an `inspect_audiofolder` report."""
     splits, task = report["splits"], report["task"]
-    lines = [
-        f"audio folder at {report['root']}",
-        f"labels: {report['labels_file']} ({report['clips']} clips, {len(report['labels'])} labels, "
-        f"split column: {'yes' if report['has_split_column'] else 'no'})",
-    ]
+    lines = [f"audio folder at {report['root']}", f"layout: {report['layout']}"]
+    if report["labels_file"]:
+        lines.append(f"labels: {report['labels_file']} ({report['clips']} clips, {len(report['labels'])} labels, "
+                     f"split column: {'yes' if report['has_split_column'] else 'no'})")
+    else:
+        lines.append(f"{report['clips']} clips, {len(report['labels'])} labels")
     if report["extra_columns"]:
         lines.append(f"columns ignored: {', '.join(report['extra_columns'])}")
-    lines += capped_lines("rows skipped", report["problems"], lambda p: f"line {p['line']}: {p['reason']}")
+    lines += capped_lines("rows skipped", report["problems"], lambda p: f"{row_place(p)}: {p['reason']}")
+    if report["unread"]["count"]:
+        lines += capped_lines("files and folders not read", report["unread"],
+                              lambda entry: f"{entry['path']}: {entry['reason']}")
+    lines += [f"note: {note}" for note in report["notes"]]
     lines.append(f"task (auto): {task['auto']}, because {task['why']}")
     if report["labels_per_clip"]:
         lines.append("labels per clip: {min} min, {median} median, {max} max".format(**report["labels_per_clip"]))
     counts = " / ".join(f"{name} {n}" for name, n in splits["counts"].items())
-    seeded = splits["source"] != "column"
-    lines.append(f"splits ({'seeded at preparation' if seeded else 'from the split column'}): {counts}")
+    seeded = splits["seeded"]
+    source = {"column": "from the split column"}.get(splits["source"], splits["source"])
+    lines.append(f"splits: {counts} ({source})")
     if splits["error"]:
         lines.append(f"  unusable: {splits['error']}")
     for name, absent in splits["labels_absent"].items():

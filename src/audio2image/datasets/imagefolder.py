@@ -7,27 +7,32 @@ links), so the classes, paths and labels are exactly ``torchvision.datasets.Imag
 trained here labels the same folder the same way there. Files are chosen by extension only: the scan never
 decodes, so a text file named ``.jpg`` is indexed, and inspection (or store preparation) finds it.
 
-A root that holds ``train/``, ``val/`` (or ``valid/``) and ``test/`` brings its own split, each read as an
-ImageFolder with train's classes; ``train/`` and ``test/`` alone take validation from train at preparation.
-Without split folders every class is split 60/20/20, as for Caltech-256.
+A root whose top holds split folders, named as Hugging Face's loader names them (``train/``, ``validation/``,
+``val/``, ``test/``, ...: datasets/hf_layout.py), brings its own split, each folder read as an ImageFolder with
+train's classes; the splits it lacks are cut from train at preparation (``train/`` and ``test/``: validation, a
+stratified 20% of train). Without split folders every class is split 60/20/20, as for Caltech-256.
+
+A tree with metadata.csv or metadata.jsonl files is read in Hugging Face's ImageFolder layout instead: each row
+names an image (``file_name``, relative to the metadata file's folder) and its class (a label column, ``label``
+unless told), and folder names give no label, as there.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 import numpy as np
 
-from audio2image.datasets.inspection import count_stats, decode_findings, decode_lines
-from audio2image.datasets.splits import SPLITS, stratified_split
+from audio2image.datasets.hf_layout import (DEFAULT_LABEL_COLUMN, SPLIT_WORDS, Layout, describe, differences,
+                                            read_layout, split_folders)
+from audio2image.datasets.inspection import capped, capped_lines, count_stats, decode_findings, decode_lines, row_place
+from audio2image.datasets.splits import SPLITS, complete_splits, stratified_split
 from audio2image.util import DatasetError
 
 # ImageFolder's IMG_EXTENSIONS, matched against the lower-cased file name.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-VALIDATION_FOLDERS = ("val", "valid")
-CARVED_RATIOS = (0.8, 0.2, 0.0)  # train/test folders only: a stratified 20% of train becomes validation
-_LAYOUT = "lay it out as either train/, val/ and test/ or only class folders (ROOT/<class>/<image>)"
+CLASS_FOLDERS = "class folders (torchvision ImageFolder's rules)"
 
 
 @dataclass
@@ -38,6 +43,11 @@ class FolderScan:
     labels: np.ndarray  # int64 class index per path (ImageFolder's target)
     folder_splits: dict[str, np.ndarray]  # positions per split from split folders; {} without split folders
     strays: list[str]  # entries not indexed, relative to root; folders end with "/"
+    folders: dict[str, list[str]] = field(default_factory=dict)  # split -> its folders at ROOT's top
+    layout: str = CLASS_FOLDERS  # how the tree was read, in words
+    problems: list[dict] = field(default_factory=list)  # metadata rows skipped: {"file", "line", "reason"}
+    unread: list[dict] = field(default_factory=list)  # metadata layout: the entries not read, {"path", "reason"}
+    notes: list[str] = field(default_factory=list)  # where Hugging Face's loader would read the tree otherwise
 
 
 # ----------------------------------------------------------------------------- scanning
@@ -114,52 +124,83 @@ def _read_folder(root: str, folder: str, class_to_idx: dict[str, int] | None = N
     return classes, paths, labels, strays
 
 
-def _split_folders(root: Path, folders: list[str]) -> list[str] | None:
-    """The split folders in SPLITS order (validation possibly absent), or None for a root of class folders."""
-    present = set(folders)
-    if "train" not in present and "test" not in present:
-        return None
-    if "train" not in present or "test" not in present:
-        have, lack = ("train", "test") if "train" in present else ("test", "train")
-        raise DatasetError(f"image folder {root} holds {have}/ but no {lack}/; {_LAYOUT}.")
-    validation = [name for name in VALIDATION_FOLDERS if name in present]
-    if len(validation) > 1:
-        raise DatasetError(f"image folder {root} holds both val/ and valid/, so the validation split is "
-                           f"ambiguous; merge them into one or remove one.")
-    return ["train", *validation, "test"]
+def _scan_of_metadata(layout: Layout) -> FolderScan:
+    """A scan of a tree in Hugging Face's ImageFolder layout with metadata files: one class per image."""
+    rows = layout.rows
+    multi = next((row for row in rows if len(row.labels) > 1), None)
+    if multi is not None:
+        raise DatasetError(f"{layout.root / multi.file}: line {multi.line}: {multi.path!r} has {len(multi.labels)} "
+                           f"labels ({';'.join(multi.labels)}), but an image store is single-label classification; "
+                           "give every image one label.")
+    classes = sorted({row.labels[0] for row in rows})
+    if len(classes) < 2:
+        what = f"only the label {classes[0]!r}" if classes else f"no usable row ({len(layout.problems)} skipped)"
+        raise DatasetError(f"image folder {layout.root}: its metadata ({', '.join(layout.metadata)}) gives {what}, "
+                           "but classification needs at least two classes.")
+    index = {name: i for i, name in enumerate(classes)}
+    folder_splits, start = {}, 0
+    for split, split_rows in layout.parts.items():
+        folder_splits[split] = np.arange(start, start + len(split_rows), dtype=np.int64)
+        start += len(split_rows)
+    return FolderScan(root=layout.root, classes=classes, paths=[row.path for row in rows],
+                      labels=np.array([index[row.labels[0]] for row in rows], dtype=np.int64),
+                      folder_splits=folder_splits if layout.folders else {},
+                      strays=sorted(entry["path"] for entry in layout.unread), folders=layout.folders,
+                      layout=describe(layout), problems=layout.problems, unread=layout.unread, notes=layout.notes)
 
 
-def scan_imagefolder(root: Path) -> FolderScan:
-    """Classes, image paths and labels under ROOT as ImageFolder sees them, plus any split folders."""
+def _scan_of_split_folders(root: Path, folders: dict[str, list[str]]) -> tuple:
+    """(classes, paths, labels, folder_splits, strays) of class folders inside split folders: the classes are
+    those of train's folders, and the folders of the other splits are read with them."""
+    base = str(root)
+    if "train" not in folders:
+        held = ", ".join(f"{name}/" for names in folders.values() for name in names)
+        raise DatasetError(f"image folder {root} holds {held} but no train folder (train/ or training/); lay it out "
+                           "as split folders with train/ among them, or only class folders (ROOT/<class>/<image>).")
+    inside = {name for names in folders.values() for name in names}
+    # Files beside the split folders and any other folder there are not part of the dataset.
+    strays = sorted(_rel(entry.path, base) + ("/" if entry.is_dir() else "") for entry in os.scandir(base)
+                    if entry.name not in inside)
+    classes = sorted({entry.name for name in folders["train"] for entry in os.scandir(root / name) if entry.is_dir()})
+    class_to_idx = {name: i for i, name in enumerate(classes)}
+    paths, labels, folder_splits = [], [], {}
+    for split, names in folders.items():
+        first = len(paths)
+        for name in names:
+            _, more_paths, more_labels, more_strays = _read_folder(base, name, class_to_idx)
+            paths, labels, strays = paths + more_paths, labels + more_labels, strays + more_strays
+        folder_splits[split] = np.arange(first, len(paths), dtype=np.int64)
+    return classes, paths, labels, folder_splits, strays
+
+
+def scan_imagefolder(root: Path, label_column: str = DEFAULT_LABEL_COLUMN) -> FolderScan:
+    """Classes, image paths and labels under ROOT as ImageFolder sees them, plus any split folders; a tree with
+    metadata files as Hugging Face's ImageFolder reads it, its classes in `label_column`."""
     root = Path(root).expanduser()
     if not root.is_dir():
         what = "is not a directory" if root.exists() else "does not exist"
         raise DatasetError(f"image folder {root} {what}; give the folder that holds one sub-folder per class.")
-    base = str(root)
-    folders = sorted(entry.name for entry in os.scandir(base) if entry.is_dir())
-    split = _split_folders(root, folders)
-    if split is None:
-        classes, paths, labels, strays = _read_folder(base, "")
-        folder_splits = {}
+    layout = read_layout(root, "ImageFolder", IMAGE_EXTENSIONS, label_column, "image_label_column",
+                         folder_labels=False)
+    if layout is not None:
+        return _scan_of_metadata(layout)
+    if label_column != DEFAULT_LABEL_COLUMN:
+        raise DatasetError(f"image folder {root} has no metadata.csv or metadata.jsonl, so its classes are its class "
+                           f"folders; image_label_column ({label_column!r}) names a metadata column: leave it at "
+                           f"{DEFAULT_LABEL_COLUMN!r}.")
+    folders, _ = split_folders(root)
+    if folders:
+        classes, paths, labels, folder_splits, strays = _scan_of_split_folders(root, folders)
     else:
-        # Files beside the split folders and any other folder there are not part of the dataset.
-        strays = sorted(_rel(entry.path, base) + ("/" if entry.is_dir() else "") for entry in os.scandir(base)
-                        if entry.name not in split)
-        classes, paths, labels, train_strays = _read_folder(base, "train")
-        strays += train_strays
-        class_to_idx = {name: i for i, name in enumerate(classes)}
-        folder_splits = {"train": np.arange(len(paths), dtype=np.int64)}
-        for folder in split[1:]:
-            _, more_paths, more_labels, more_strays = _read_folder(base, folder, class_to_idx)
-            name = "test" if folder == "test" else "valid"
-            folder_splits[name] = np.arange(len(paths), len(paths) + len(more_paths), dtype=np.int64)
-            paths, labels, strays = paths + more_paths, labels + more_labels, strays + more_strays
+        classes, paths, labels, strays = _read_folder(str(root), "")
+        folder_splits = {}
     if len(classes) < 2:
-        where = root / "train" if split else root
+        where = root / folders["train"][0] if folders else root
         raise DatasetError(f"image folder {where} has only the class folder {classes[0]!r}, but classification "
                            f"needs at least two classes; add another class folder.")
     return FolderScan(root=root, classes=classes, paths=paths, labels=np.asarray(labels, dtype=np.int64),
-                      folder_splits=folder_splits, strays=sorted(strays))
+                      folder_splits=folder_splits, strays=sorted(strays), folders=folders,
+                      notes=differences(paths, bool(folders)))
 
 
 # ----------------------------------------------------------------------------- splits
@@ -168,24 +209,19 @@ def scan_imagefolder(root: Path) -> FolderScan:
 def split_imagefolder(scan: FolderScan, seed: int) -> dict[str, np.ndarray]:
     """Sorted positions into `scan.paths` for "train", "valid", "test": disjoint and covering all.
 
-    Split folders are used as they are (seed unused); train/ and test/ alone give validation a stratified 20%
-    of each train class; a root of class folders is split 60/20/20 per class. Depends only on (scan, seed).
+    Split folders are used as they are (seed unused); the splits they lack are cut from train, stratified
+    (train/ and test/: validation a 20% of each train class); a root of class folders is split 60/20/20 per
+    class. Depends only on (scan, seed).
     """
-    folders = scan.folder_splits
-    if not folders:
+    if not scan.folder_splits:
         return stratified_split(scan.labels, seed)
-    if "valid" in folders:
-        return {name: np.sort(folders[name]).astype(np.int64) for name in SPLITS}
-    train = np.sort(folders["train"])
-    carved = stratified_split(scan.labels[train], seed, ratios=CARVED_RATIOS)
-    return {"train": train[carved["train"]], "valid": train[carved["valid"]],
-            "test": np.sort(folders["test"]).astype(np.int64)}
+    return complete_splits(scan.folder_splits, seed, scan.labels)
 
 
-def count_imagefolder(root: Path, *, split_seed: int = 0, **_) -> dict:
-    """What a store of the image folder at `root` will hold, from its file names alone (nothing decoded):
-    {"splits": {split: images}, "labels": classes}. The registry's `count`."""
-    scan = scan_imagefolder(root)
+def count_imagefolder(root: Path, *, split_seed: int = 0, label_column: str = DEFAULT_LABEL_COLUMN, **_) -> dict:
+    """What a store of the image folder at `root` will hold, from its file names (or metadata) alone, nothing
+    decoded: {"splits": {split: images}, "labels": classes}. The registry's `count`."""
+    scan = scan_imagefolder(root, label_column)
     parts = split_imagefolder(scan, split_seed)
     return {"splits": {name: len(positions) for name, positions in parts.items()}, "labels": len(scan.classes)}
 
@@ -197,19 +233,24 @@ def split_source(scan: FolderScan) -> str:
     """Where the split comes from, in words (the inspection and the store's manifest say it)."""
     if not scan.folder_splits:
         return "stratified 60/20/20 at preparation"
-    if "valid" not in scan.folder_splits:
-        return "folders train/test, validation from train"
-    validation = scan.paths[scan.folder_splits["valid"][0]].split("/", 1)[0]  # "val" or "valid"
-    return f"folders train/{validation}/test"
+    names = "/".join(name for split in scan.folder_splits for name in scan.folders[split])
+    missing = [SPLIT_WORDS[split] for split in SPLITS if split not in scan.folder_splits]
+    return f"folders {names}" + (f", {' and '.join(missing)} from train" if missing else "")
 
 
-def inspect_imagefolder(root: Path, decode: bool = True, workers: int = 1) -> dict:
-    """Report the split source, classes, images per class (per split folder), strays and (with decode) the
-    PIL modes and the images that do not decode."""
-    scan = scan_imagefolder(root)
+def inspect_imagefolder(root: Path, decode: bool = True, workers: int = 1,
+                        label_column: str = DEFAULT_LABEL_COLUMN) -> dict:
+    """Report the layout and split source, classes, images per class (per split folder), strays (with their
+    reasons in Hugging Face's metadata layout), metadata rows skipped and (with decode) the PIL modes and the
+    images that do not decode."""
+    scan = scan_imagefolder(root, label_column)
     per_class = np.bincount(scan.labels, minlength=len(scan.classes)).tolist()
     report = {
         "root": str(scan.root),
+        "layout": scan.layout,
+        "problems": capped(scan.problems),
+        "unread": capped(scan.unread),
+        "notes": scan.notes,
         "split_source": split_source(scan),
         "classes": len(scan.classes),
         "images": len(scan.paths),
@@ -234,14 +275,23 @@ def format_imagefolder_inspection(report: dict) -> str:
     sizes = ", ".join(f"{name} {sum(counts.values())}" for name, counts in per_split.items())
     lines = [
         f"image folder at {report['root']}",
+        f"layout: {report['layout']}",
         f"split: {report['split_source']}",
         f"{report['classes']} classes, {report['images']} images" + (f" ({sizes})" if sizes else ""),
         f"images per class: min {stats['min']}, median {stats['median']}, max {stats['max']}",
     ]
-    if per_split and "valid" not in per_split:
-        lines.append("validation: a stratified 20% of each train class, chosen by the seed at preparation")
-    lines.append(f"stray entries ignored: {len(report['strays'])}")
-    lines += [f"  {stray}" for stray in report["strays"]]
+    missing = [SPLIT_WORDS[name] for name in SPLITS if per_split and name not in per_split]
+    if missing:
+        share = "a stratified 20%" + (" each" if len(missing) > 1 else "")
+        lines.append(f"{' and '.join(missing)}: {share} of each train class, chosen by the seed at preparation")
+    if report["problems"]["count"]:
+        lines += capped_lines("metadata rows skipped", report["problems"], lambda p: f"{row_place(p)}: {p['reason']}")
+    if report["unread"]["count"]:
+        lines += capped_lines("entries not read", report["unread"], lambda entry: f"{entry['path']}: {entry['reason']}")
+    else:
+        lines.append(f"stray entries ignored: {len(report['strays'])}")
+        lines += [f"  {stray}" for stray in report["strays"]]
+    lines += [f"note: {note}" for note in report["notes"]]
     lines += decode_lines(report)
     width = max([32, *(len(name) + 1 for name in report["per_class"])])
     lines.append(f"{'images per class:':<{width + 2}}" + "".join(f" {name:>6}" for name in per_split))

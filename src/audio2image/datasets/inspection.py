@@ -29,6 +29,11 @@ def capped_lines(title: str, listed: dict, show=str) -> list[str]:
     return lines
 
 
+def row_place(problem: dict) -> str:
+    """Where a skipped annotation row is: "line 4", or "train/metadata.csv: line 4" when it names its file."""
+    return f"{problem['file']}: line {problem['line']}" if problem.get("file") else f"line {problem['line']}"
+
+
 def format_problem(image, formats: tuple[str, ...] | None) -> str | None:
     """Why an opened image is refused for its format (a PNG named .jpg in Caltech-256), or None: the one rule that
     inspection and preparation both apply."""

@@ -122,6 +122,9 @@ CLUTTER = Option("--include-clutter", "keep 257.clutter as a class (--no-include
 SYNTH_SEED = Option("--seed", "random seed", key="synth_seed")
 AUDIO_ITEM = Ref("audio2image.prepare.audio:audio_item")
 IMAGE_ITEM = Ref("audio2image.prepare.images:image_item")
+LABEL_HELP = "in Hugging Face's layout: the metadata column that holds the labels"
+AUDIO_LABEL_COLUMN = Option("--label-column", LABEL_HELP, key="audio_label_column")
+IMAGE_LABEL_COLUMN = Option("--label-column", LABEL_HELP, key="image_label_column")
 
 MTAT = Dataset(
     name="mtat", modality="audio", task="tagging",
@@ -176,31 +179,35 @@ CALTECH256 = Dataset(
 
 IMAGEFOLDER = Dataset(
     name="imagefolder", modality="image", task="classification",
-    summary="your images: ROOT/<class>/**/<image> (torchvision ImageFolder's rules), optionally in "
-            "ROOT/train, ROOT/val and ROOT/test",
-    layout="<class>/**/<image> (or train/, val/, test/ each holding class folders)",
+    summary="your images: ROOT/<class>/**/<image> (torchvision ImageFolder's rules), optionally in split folders "
+            "(train/, validation/, test/, ...), or Hugging Face's ImageFolder layout with metadata.csv/.jsonl",
+    layout="<class>/**/<image> (or train/, validation/, test/ each holding class folders, or metadata.csv/.jsonl "
+           "files naming each image and its label)",
     prepare=Ref("audio2image.prepare.images:prepare_imagefolder"),
-    store_options=(IMAGE_SIZE, RESIZE, IMAGE_SPLIT_SEED),
+    store_options=(IMAGE_SIZE, RESIZE, IMAGE_SPLIT_SEED, IMAGE_LABEL_COLUMN),
     inspect=Ref("audio2image.datasets.imagefolder:inspect_imagefolder"),
     format_inspection=Ref("audio2image.datasets.imagefolder:format_imagefolder_inspection"),
-    inspect_options=(DECODE, WORKERS),
+    inspect_options=(DECODE, WORKERS, IMAGE_LABEL_COLUMN),
     item=IMAGE_ITEM, count=Ref("audio2image.datasets.imagefolder:count_imagefolder"),
 )
 
 AUDIOFOLDER = Dataset(
     name="audiofolder", modality="audio", task=None,
     summary="your audio: ROOT/labels.csv (path, labels separated by ';', optional split) and the files it names "
-            "(any format soundfile decodes)",
-    layout="labels.csv with columns path and labels (and optionally split), and the audio files it names",
+            "(any format soundfile decodes), or Hugging Face's AudioFolder layout (metadata.csv/.jsonl or class "
+            "folders, optionally in split folders)",
+    layout="labels.csv with columns path and labels (and optionally split), and the audio files it names; or "
+           "metadata.csv/.jsonl files (file_name, label) or class folders, optionally in split folders",
     prepare=Ref("audio2image.prepare.audio:prepare_audiofolder"),
     store_options=(FEATURES, CLIP_SECONDS,
                    Option("--split-seed", "seed of the split when labels.csv has no split column",
                           key="audio_split_seed"),
                    Option("--task", "auto: tagging when any clip has several labels, else classification",
-                          key="audio_task")),
+                          key="audio_task"),
+                   AUDIO_LABEL_COLUMN),
     inspect=Ref("audio2image.datasets.audiofolder_inspect:inspect_audiofolder"),
     format_inspection=Ref("audio2image.datasets.audiofolder_inspect:format_audiofolder_inspection"),
-    inspect_options=(DECODE, WORKERS),
+    inspect_options=(DECODE, WORKERS, AUDIO_LABEL_COLUMN),
     item=AUDIO_ITEM, count=Ref("audio2image.datasets.audiofolder:count_audiofolder"),
 )
 

@@ -77,6 +77,27 @@ def random_split(n: int, seed: int, ratios=RATIOS) -> dict[str, np.ndarray]:
     return {name: np.sort(chunk).astype(np.int64) for name, chunk in zip(SPLITS, np.split(permutation, edges))}
 
 
+# the ratios by which train is cut when a dataset brings some of its splits: those it brings get none
+CUT_RATIOS = {("train",): RATIOS, ("train", "test"): (0.8, 0.2, 0.0), ("train", "valid"): (0.8, 0.0, 0.2)}
+
+
+def complete_splits(given: dict[str, np.ndarray], seed: int, strata: np.ndarray | None = None
+                    ) -> dict[str, np.ndarray]:
+    """Sorted positions per split from those a dataset brings (`given`: train and any of valid and test): the
+    splits it lacks are cut from train, stratified by `strata` (each item's class; None: unstratified, as for
+    multi-label data) and seeded; train alone is cut 60/20/20, train with one other split 80/20."""
+    brought = tuple(name for name in SPLITS if name in given)
+    if brought == SPLITS:
+        return {name: np.sort(given[name]).astype(np.int64) for name in SPLITS}
+    train = np.sort(given["train"]).astype(np.int64)
+    ratios = CUT_RATIOS[brought]
+    cut = stratified_split(strata[train], seed, ratios) if strata is not None else random_split(len(train), seed,
+                                                                                                 ratios)
+    parts = {name: train[cut[name]] for name in SPLITS}
+    parts.update({name: np.sort(given[name]).astype(np.int64) for name in brought if name != "train"})
+    return parts
+
+
 def nested_fraction(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Sorted positions of a stratified `fraction` of a training split whose class labels are `labels`.
 

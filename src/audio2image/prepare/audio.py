@@ -46,21 +46,24 @@ def prepare_mtat(root: Path, out: Path, *, features: str = "recipe", split: str 
 
 
 def prepare_audiofolder(root: Path, out: Path, *, features: str = "recipe", clip_seconds: float = 29.1,
-                        split_seed: int = 0, task: str = "auto", workers: int = 1, progress: bool = True) -> dict:
-    """Prepare (or finish preparing) the audio store for an audio folder (ROOT/labels.csv + the files it names).
+                        split_seed: int = 0, task: str = "auto", label_column: str = "label", workers: int = 1,
+                        progress: bool = True) -> dict:
+    """Prepare (or finish preparing) the audio store for an audio folder (ROOT/labels.csv + the files it names, or
+    Hugging Face's AudioFolder layout, its labels in `label_column`).
 
     Any format soundfile decodes, resampled to the feature preset's rate; the split from labels.csv's split
-    column, else seeded by `split_seed` (stratified for single-label data). `task`: auto | tagging |
-    classification (see datasets/audiofolder.py).
+    column or the split folders (what they lack cut from train), else seeded by `split_seed` (stratified for
+    single-label data). `task`: auto | tagging | classification (see datasets/audiofolder.py).
     """
     root, out = Path(root), Path(out)
-    labels = audiofolder.read_labels(root)
+    labels = audiofolder.read_labels(root, label_column)
     kind = audiofolder.task_of(labels, task)
     splits = {name: SplitItems([str(root / c.path) for c in clips], [c.path for c in clips],
                                audiofolder.targets(clips, labels.vocabulary, kind))
               for name, clips in audiofolder.split_clips(labels, kind, split_seed).items()}
     facts = {"dataset": "audiofolder", "task": kind, "task_requested": task, "labels": labels.vocabulary,
-             "split_protocol": "column" if labels.has_split else "seeded", "split_seed": split_seed,
+             "layout": audiofolder.layout_words(labels), "split_protocol": audiofolder.split_protocol(labels),
+             "split_seed": split_seed,
              "annotation_problems": labels.problems}
     return write_audio_store(root, out, splits, facts, features=features, clip_seconds=clip_seconds,
                              workers=workers, progress=progress)

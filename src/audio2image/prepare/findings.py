@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audio2image.datasets.inspection import capped
+from audio2image.datasets.inspection import capped, row_place
 from audio2image.prepare.store import MANIFEST, STORE_VERSION, discard_splits, write_manifest
 from audio2image.util import DatasetError, log
 
@@ -23,7 +23,7 @@ ITEMS = {"audio": "clips", "image": "images"}  # what a store of each modality h
 LISTS = {
     "skipped": ("{items} skipped", lambda e: f"{e['item']} ({e['split']}): {e['reason']}"),
     "warned": ("{items} kept with a warning", lambda e: f"{e['item']} ({e['split']}): {e['reason']}"),
-    "annotation_problems": ("annotation rows dropped", lambda e: f"line {e['line']}: {e['reason']}"),
+    "annotation_problems": ("annotation rows dropped", lambda e: f"{row_place(e)}: {e['reason']}"),
     "label_warnings": ("labels that never vary over the kept {items}", lambda e: f"{e['label']}: {e['reason']}"),
 }
 

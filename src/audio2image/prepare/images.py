@@ -40,15 +40,16 @@ def prepare_caltech256(root: Path, out: Path, *, size: int = 256, resize: str = 
 
 
 def prepare_imagefolder(root: Path, out: Path, *, size: int = 256, resize: str = "center", split_seed: int = 0,
-                        workers: int = 1, progress: bool = True) -> dict:
+                        label_column: str = "label", workers: int = 1, progress: bool = True) -> dict:
     """Prepare (or finish preparing) the image store for an ImageFolder tree at `root`; returns its manifest.
 
-    Any format Pillow decodes among ImageFolder's extensions; split folders when the tree has them, else a
-    stratified 60/20/20 split seeded by `split_seed`.
+    Any format Pillow decodes among ImageFolder's extensions (any file a metadata row names); split folders when
+    the tree has them (the splits they lack cut from train), else a stratified 60/20/20 split seeded by
+    `split_seed`. `label_column`: the metadata column of the classes, in Hugging Face's layout.
     """
-    scan = imagefolder.scan_imagefolder(root)
-    facts = {"dataset": "imagefolder", "split_protocol": imagefolder.split_source(scan),
-             "split_seed": split_seed, "strays": scan.strays}
+    scan = imagefolder.scan_imagefolder(root, label_column)
+    facts = {"dataset": "imagefolder", "layout": scan.layout, "split_protocol": imagefolder.split_source(scan),
+             "split_seed": split_seed, "strays": scan.strays, "annotation_problems": scan.problems}
     return write_image_store(Path(root), Path(out), scan.classes, scan.paths, scan.labels,
                              imagefolder.split_imagefolder(scan, split_seed), facts, size=size, resize=resize,
                              formats=None, workers=workers, progress=progress)

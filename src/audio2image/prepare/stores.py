@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from audio2image.config import Config, config_hash
+from audio2image.config import READING_KEYS, Config, config_hash, key_spec
 from audio2image.prepare.store import STORE_VERSION, Store, damaged_arrays, is_complete, store_version
 from audio2image.util import file_lock, log, read_json_or_none, write_json
 
@@ -67,7 +67,8 @@ def store_path(config: Config, side: str) -> Path:
 
 def _store_path(config: Config, side: str, root: str) -> Path:
     dataset = config.dataset(side)
-    values = {key: getattr(config, key) for key in dataset.store_keys}
+    values = {key: getattr(config, key) for key in dataset.store_keys
+              if key not in READING_KEYS or getattr(config, key) != key_spec(key)[1]}
     values["root"] = root
     return Path(config.data_dir) / "stores" / f"{dataset.name}-{config_hash(values)}"
 

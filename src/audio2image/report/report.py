@@ -29,7 +29,7 @@ from audio2image.report.text import config_value, pct, table
 from audio2image.report.transfers import WhatTransfers
 from audio2image.targets import is_study
 from audio2image.training.initspec import describe_depth, parse_init
-from audio2image.training.taskkinds import TASK_KINDS, kind_or_classification
+from audio2image.training.taskkinds import TASK_KINDS, TaskKind, kind_or_classification
 from audio2image.util import atomic_write_text
 
 BASELINE = "random"
@@ -40,17 +40,14 @@ __all__ = ["build_report", "read_results", "render_html", "transfer_curves"]
 def build_report(experiment_dir: Path) -> dict:
     """Write E/report.md, E/report.html and E/figures/*.png; return their paths and the number of missing runs. A
     study of several targets: report/study.py (each target's figures in E/targets/<slug>/figures)."""
-    exp = Path(experiment_dir)
-    if not (exp / "config.yaml").is_file():
-        raise FileNotFoundError(f"{exp} is not an experiment folder (no config.yaml): give the folder a sweep wrote, "
-                                "OUT_DIR/NAME (e.g. runs/demo)")
+    exp = experiment_folder(experiment_dir)
     config = read_config(exp / "config.yaml")
     if is_study(config):
         from audio2image.report.study import study_report
 
         markdown, made, missing, contents_after = *study_report(exp, config), 1
     else:
-        body = target_report(exp, config)
+        body = target_report(open_experiment(exp))
         markdown, made, missing, contents_after = "\n\n".join(body.sections.values()), body.made, body.missing, 2
     markdown = markdown.strip() + "\n"
     md_path, html_path = exp / "report.md", exp / "report.html"
@@ -69,53 +66,45 @@ class TargetReport:
     sections: dict[str, str]
     made: dict  # figure name -> its file
     missing: int  # planned runs with no result
-    facts: dict  # per side: experiment_facts
+    found: Experiment
     backbone: dict
     metric: str  # the primary test metric
-    verdicts: list[dict]  # verdict.verdicts of that metric
-    controls: list[str]  # the positive controls among its inits
-    rows: list[dict]
+    verdicts: list[dict]  # verdict_rows of that metric
 
 
-def target_report(folder: Path, config: dict, runs: Path | None = None) -> TargetReport:
-    """The report of the experiment whose files are in `folder` (config.yaml's values: `config`); `runs`: the
-    folder holding its run folders where that is another (a study's target: E/targets/<slug>, its runs in E), whose
-    report says the configuration, the pretraining and the first layer's filters once for every target, so they are
-    left out here. Figures go to folder/figures."""
-    runs = Path(runs or folder)
-    own = runs == Path(folder)  # not a target of a study
-    facts, backbone = experiment_facts(folder, config, runs), backbone_facts(runs, config)
-    rows, gone, partial = sweep_rows(folder, config, runs)  # results.csv, and the finished runs it does not list yet
-    kind = kind_or_classification(facts["target"]["task"])  # its test metrics, the first one primary
-    metrics = kind.test_metrics
-    grid = {k: config.get(k) for k in ("fractions", "inits", "seeds", "freezes")}
-    cells = {metric: stats.cell_table(rows, metric, grid) for metric in metrics}
+def target_report(found: Experiment) -> TargetReport:
+    """The report of an experiment (`open_experiment`). A study's target (its files in E/targets/<slug>, its runs
+    in E) leaves out the configuration, the pretraining and the first layer's filters, which the study's report
+    says once for every target. Figures go to its folder's figures/."""
+    exp, runs, config, facts, rows = found.path, found.runs, found.config, found.facts, found.rows
+    own = runs == exp  # not a target of a study
+    backbone = backbone_facts(runs, config)
+    kind, metrics = found.kind, found.kind.test_metrics  # the target's test metrics, the first one primary
+    cells = {metric: stats.cell_table(rows, metric, found.grid) for metric in metrics}
     gains = {metric: stats.gain_table(rows, metric, BASELINE) for metric in metrics}
-    inits = stats.grid_of(rows, grid)["inits"]
+    inits, controls = found.inits, found.controls
     pretrained = [i for i in inits if i != BASELINE]
     efficiency = [e for init in pretrained for e in stats.data_efficiency(rows, init, metrics[0], BASELINE)]
     order = {init: k for k, init in enumerate(inits)}
     missing = sorted(missing_runs(cells[metrics[0]]), key=lambda m: (m[0], m[3], order.get(m[1], len(order)), m[2]))
     curves = sorted(transfer_curves(runs, rows, kind.validation_metric, shared=not own),
                     key=lambda c: (order.get(c["init"], len(order)), c["init"], c["freeze"], str(c["seed"])))
-    transfers = WhatTransfers.of(folder, config, rows, curves, metrics[0], kind.validation_metric, backbone,
+    transfers = WhatTransfers.of(exp, config, rows, curves, metrics[0], kind.validation_metric, backbone,
                                  facts["source"]["modality"])
-    controls = control_inits(inits, facts)
-    effect = float(config.get("effect_of_interest", Config.effect_of_interest)) / 100
-    verdicts = verdict.verdicts(gains[metrics[0]], stats.completed_values(rows, metrics[0]), effect, controls)
+    verdicts = verdict_rows(found, metrics[0], gains[metrics[0]])
 
-    fig_dir, made = folder / "figures", {}
+    fig_dir, made = exp / "figures", {}
     figures.use_palette(inits)  # legends in the config's init order
     sections = {
         "title": _title(config, facts, backbone),
         "answer": verdict.answer_section(verdicts, metrics[0], verdict.control_words(verdicts, controls), fig_dir,
                                          made),
-        "conclusion": _conclusion(rows, verdicts, controls, transfers.brief(), missing, partial),
+        "conclusion": _conclusion(rows, verdicts, controls, transfers.brief(), missing, found.partial),
         "inits": _inits(inits, facts, backbone),
         "datasets": _datasets(facts),
         **({"configuration": _configuration(config, backbone),
             "pretraining": pretraining_section(runs, config, facts, rows, fig_dir, made)} if own else {}),
-        "selection": selection_section(folder, config),
+        "selection": selection_section(exp, config),
         "transfer": results.transfer_section(cells, metrics, fig_dir, made),
         "gains": results.gains_section(gains, metrics, rows, fig_dir, made),
         "control": control_section(gains[metrics[0]], controls),
@@ -124,10 +113,65 @@ def target_report(folder: Path, config: dict, runs: Path | None = None) -> Targe
         "validation": results.validation_section(curves, kind.validation_metric, fig_dir, made),
         "seeds": results.seed_chart_section(rows, metrics[0], fig_dir, made),
         **({"filters": _filters(runs, config, facts["source"], backbone, fig_dir, made)} if own else {}),
-        "runs": results.runs_section(rows, missing, inits, gone, labels=facts["target"].get("labels"), notes=partial),
+        "runs": results.runs_section(rows, missing, inits, found.gone, labels=facts["target"].get("labels"),
+                                     notes=found.partial),
     }
-    return TargetReport({name: text.strip() for name, text in sections.items()}, made, len(missing), facts,
-                        backbone, metrics[0], verdicts, controls, rows)
+    return TargetReport({name: text.strip() for name, text in sections.items()}, made, len(missing), found,
+                        backbone, metrics[0], verdicts)
+
+
+@dataclasses.dataclass
+class Experiment:
+    """An experiment folder as the report reads it (`open_experiment`)."""
+
+    path: Path  # its files: config.yaml, results.csv, selection.json, ... (a study's target: E/targets/<slug>)
+    config: dict  # config.yaml
+    facts: dict  # per side: dataset, modality, task, ... (read.py `experiment_facts`)
+    rows: list[dict]  # the transfer runs' rows (read.py `sweep_rows`)
+    gone: list[dict]  # rows of results.csv whose run folder holds no result any more
+    partial: list[str]  # what was read beyond results.csv, in words
+    kind: TaskKind  # the target's task kind: its metrics, the first test metric primary
+    grid: dict  # fractions, inits, seeds, freezes as the config declares them
+    inits: list[str]  # the config's inits joined with those the rows show, in the config's order
+    controls: list[str]  # the positive controls among them
+    runs: Path  # the folder of its run folders (pretrain/, transfer/): `path`, or a study's E
+
+    @property
+    def effect(self) -> float:
+        """effect_of_interest as a fraction of the metric (5 points: 0.05)."""
+        return float(self.config.get("effect_of_interest", Config.effect_of_interest)) / 100
+
+
+def experiment_folder(experiment_dir) -> Path:
+    """The folder as a Path, or FileNotFoundError naming it when it is not an experiment folder (no config.yaml)."""
+    exp = Path(experiment_dir)
+    if not (exp / "config.yaml").is_file():
+        why = "no config.yaml" if exp.is_dir() else "it does not exist"
+        raise FileNotFoundError(f"{exp} is not an experiment folder ({why}): give the folder a sweep wrote, "
+                                "OUT_DIR/NAME (e.g. runs/demo)")
+    return exp
+
+
+def open_experiment(experiment_dir, runs: Path | None = None, config: dict | None = None) -> Experiment:
+    """Read an experiment folder's config, datasets and transfer rows, as every part of the report sees them. A
+    study's target: `experiment_dir` its folder (E/targets/<slug>), `runs` the study's folder, `config` its
+    config's values where its folder has no config.yaml yet."""
+    exp = Path(experiment_dir) if config is not None else experiment_folder(experiment_dir)
+    runs = Path(runs or exp)
+    config = read_config(exp / "config.yaml") if config is None else config
+    facts = experiment_facts(exp, config, runs)
+    rows, gone, partial = sweep_rows(exp, config, runs)  # results.csv, and the finished runs it does not list yet
+    grid = {k: config.get(k) for k in ("fractions", "inits", "seeds", "freezes")}
+    inits = stats.grid_of(rows, grid)["inits"]
+    return Experiment(exp, config, facts, rows, gone, partial, kind_or_classification(facts["target"]["task"]),
+                      grid, inits, control_inits(inits, facts), runs)
+
+
+def verdict_rows(found: Experiment, metric: str, gains: list[dict] | None = None) -> list[dict]:
+    """The rows of "## The answer" for `metric` (verdict.verdicts on its gain table, `gains` where computed
+    already): per pretrained init, freeze and fraction, the paired gain over random with its test and power."""
+    gains = stats.gain_table(found.rows, metric, BASELINE) if gains is None else gains
+    return verdict.verdicts(gains, stats.completed_values(found.rows, metric), found.effect, found.controls)
 
 
 def missing_runs(cells: list[dict]) -> list[tuple]:

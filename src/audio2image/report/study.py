@@ -1,7 +1,8 @@
 """The report of a study of several targets (targets.py), from its files alone.
 
-First the question and the answer across targets: where each pretrained init gained over random, per target, and
-whether the gain holds across them. Then each target's own report, as a single-target experiment's would be, one
+First the question, the conclusion (report/across.py's sentences: where each pretrained init gained over random, and
+whether the gain holds across the targets) and "Across targets" (each target's gain and the pooled one). Then each
+target's own report, as a single-target experiment's would be, one
 heading level down, its figures in its own folder (E/targets/<slug>/figures); a target of the other modality than
 the control's says that it has no `control` runs. Last, what every target shares, said once: the configuration,
 the pretraining runs, the first layer's filters (figures in E/figures).
@@ -18,12 +19,11 @@ from pathlib import Path
 from audio2image.config import Config, from_dict
 from audio2image.config_checks import parse_target
 from audio2image.datasets.registry import DATASETS
-from audio2image.report import verdict
+from audio2image.report.across import across_section, across_sentences, pooled_gains
 from audio2image.report.pretraining import pretraining_section, side_words
 from audio2image.report.read import backbone_facts, read_config
-from audio2image.report.report import TargetReport, _configuration, _filters, question, target_report
-from audio2image.report.stats import groups
-from audio2image.report.text import pct, table
+from audio2image.report.report import TargetReport, _configuration, _filters, open_experiment, question, target_report
+from audio2image.report.text import pct
 from audio2image.targets import TARGETS_DIR, target_folder, target_name, target_views
 from audio2image.training.initspec import parse_init
 
@@ -55,7 +55,7 @@ def study_report(exp: Path, config: dict) -> tuple[str, dict, int]:
 def _part(exp: Path, config: dict, index: int, entry: str) -> Part:
     folder = target_folder(exp, config["targets"], index)
     values = read_config(folder / "config.yaml") or _view_values(config, index)  # a sweep stopped before it
-    return Part(target_name(*parse_target(entry)), folder, values, target_report(folder, values, exp))
+    return Part(target_name(*parse_target(entry)), folder, values, target_report(open_experiment(folder, exp, values)))
 
 
 def _view_values(config: dict, index: int) -> dict:
@@ -67,7 +67,7 @@ def _view_values(config: dict, index: int) -> dict:
 # --- the first sections ------------------------------------------------------------------------------------------
 
 def _title(config: dict, parts: list[Part]) -> str:
-    source = parts[0].report.facts["source"]
+    source = parts[0].report.found.facts["source"]
     targets = "; ".join(f"{part.name} ({_kind(part)})" for part in parts)
     fractions = ", ".join(pct(f) for f in config.get("fractions") or [])
     return (f"# {config.get('name', 'study')}: does pretraining on {source['dataset']} help {len(parts)} targets?"
@@ -84,60 +84,22 @@ def _count(n: int, noun: str) -> str:
 
 
 def _kind(part: Part) -> str:
-    target = part.report.facts["target"]
+    target = part.report.found.facts["target"]
     return f"{target['modality']} {target['task']}"
 
 
 def across(parts: list[Part], fig_dir: Path, made: dict) -> str:
-    """'## Across targets': where each pretrained init gained, per target, and a table of the verdicts."""
-    inits = list(dict.fromkeys(v["init"] for part in parts for v in _compared(part)))
-    if not inits:
-        return "## Across targets\n\nNo pretrained init has paired results against random on any target yet."
-    controls = {init for part in parts for init in part.report.controls}
-    rows = [[f"`{init}`" + (" (positive control)" if init in controls else ""),
-             *(_cell([v for v in _compared(part) if v["init"] == init]) for part in parts)] for init in inits]
-    intro = ("Each pretrained init against random on each target's own primary metric (freeze none; a target's "
-             "section has every fraction's numbers): the verdicts of its paired tests, Holm-corrected across "
-             "fractions; not run: the init is not in that target's grid.")
-    return "\n\n".join(["## Across targets", " ".join(where_gains(parts, inits)), intro,
-                        table(["init", *(part.name for part in parts)], rows)])
-
-
-def _compared(part: Part) -> list[dict]:
-    return [v for v in part.report.verdicts if v["freeze"] == "none"]
-
-
-def _cell(found: list[dict]) -> str:
-    """'**gain** at 50%, 100%; no difference at 5%', or 'not run' for an init the target has not."""
-    if not found:
-        return "not run"
-    said = {verdict_name[0]: ", ".join(pct(v["fraction"]) for v in group)
-            for verdict_name, group in groups(found, ("verdict",)).items()}
-    order = (verdict.GAIN, verdict.LOSS, verdict.SAME, verdict.UNTESTED)
-    return "; ".join(f"**{name}** at {said[name]}" if name != verdict.UNTESTED else f"{name} at {said[name]}"
-                     for name in order if name in said)
-
-
-def where_gains(parts: list[Part], inits: list[str]) -> list[str]:
-    """Per pretrained init that is no target's control: on which targets it gained over random, and where not."""
-    sentences = []
-    for init in inits:
-        if any(init in part.report.controls for part in parts):
-            continue
-        found = {part.name: {v["verdict"] for v in _compared(part) if v["init"] == init} for part in parts}
-        kinds = {"gained over random on": verdict.GAIN, "lost to random on": verdict.LOSS,
-                 "showed no detectable difference on": verdict.SAME, "was not tested yet on": verdict.UNTESTED}
-        placed: list[str] = []
-        clauses = []
-        for words, kind in kinds.items():  # a target is said once, by the first of these that it shows
-            names = [name for name, verdicts in found.items() if kind in verdicts and name not in placed]
-            placed += names
-            clauses += [f"{words} {', '.join(names)}"] if names else []
-        tested = sum(1 for verdicts in found.values() if verdicts - {verdict.UNTESTED})
-        gained = sum(1 for verdicts in found.values() if verdict.GAIN in verdicts)
-        sentences.append(f"`{init}` " + "; ".join(clauses or ["has no paired results yet"])
-                         + (f" (a gain on {gained} of the {tested} targets tested)." if tested else "."))
-    return sentences
+    """The conclusion (where each init gains, and whether the gain holds across targets) and '## Across targets'
+    (report/across.py: each target's gain and the pooled one, per init and fraction; its figure in E/figures)."""
+    targets = [{"name": part.name, "metric": part.report.metric, "modality": part.report.found.facts["target"][
+        "modality"], "verdicts": part.report.verdicts} for part in parts]
+    said = across_sentences(pooled_gains(targets))
+    missing = sum(part.report.missing for part in parts)
+    if missing:
+        said.append(f"The study is incomplete: {missing} planned runs have no result yet (listed under each "
+                    "target's Runs).")
+    conclusion = "Conclusion: " + (" ".join(said) if said else "no transfer results yet on any target.")
+    return conclusion + "\n\n" + across_section(targets, fig_dir, made)
 
 
 # --- each target's part ------------------------------------------------------------------------------------------
@@ -145,7 +107,7 @@ def where_gains(parts: list[Part], inits: list[str]) -> list[str]:
 def _target_section(part: Part, config: dict) -> str:
     """The target's report one heading level down, its links pointing into its folder."""
     report = part.report
-    head = f"## {part.name}\n\n" + question(part.config, report.facts, report.backbone)
+    head = f"## {part.name}\n\n" + question(part.config, report.found.facts, report.backbone)
     note = control_note(config, part)
     body = "\n\n".join(text for name, text in report.sections.items() if name not in SHARED)
     return head + (f" {note}" if note else "") + "\n\n" + relocated(body, f"{TARGETS_DIR}/{part.folder.name}/")
@@ -154,7 +116,7 @@ def _target_section(part: Part, config: dict) -> str:
 def control_note(config: dict, part: Part) -> str:
     """One sentence for a target of the other modality than the control's: it has no `control` runs."""
     control = DATASETS.get(config.get("control") or "")
-    target = part.report.facts["target"]["modality"]
+    target = part.report.found.facts["target"]["modality"]
     if control is None or control.modality == target:
         return ""
     inits = [parse_init(init).base for init in part.config.get("inits") or []]
@@ -175,8 +137,8 @@ def relocated(markdown: str, prefix: str) -> str:
 
 def _shared(exp: Path, config: dict, parts: list[Part], made: dict) -> list[str]:
     """The configuration, the pretraining runs and the first layer's filters, once for every target."""
-    facts = {side: fact for part in parts for side, fact in part.report.facts.items() if side != "target"}
-    rows = [row for part in parts for row in part.report.rows]
+    facts = {side: fact for part in parts for side, fact in part.report.found.facts.items() if side != "target"}
+    rows = [row for part in parts for row in part.report.found.rows]
     backbone = backbone_facts(exp, config)
     fig_dir = exp / "figures"
     return [_configuration(config, backbone), pretraining_section(exp, config, facts, rows, fig_dir, made),

@@ -34,6 +34,7 @@ from audio2image.training.cores import CoreShare
 from audio2image.training.engine import evaluate, recalibrate_batchnorm, train_one_epoch
 from audio2image.training.files import finished_result, read_checkpoint, set_aside, usable_checkpoint
 from audio2image.training.preemption import Preempted, hand_over, handling, requested
+from audio2image.training.reproducibility import deterministic, fits_threads, provenance
 from audio2image.training.saving import Saver, save_finished_best
 from audio2image.training.loader import Loader, RecycledMemory, batch_memory, epoch_generator
 from audio2image.training.inits import initialise
@@ -126,9 +127,9 @@ def train_run(config: Config, spec: RunSpec, run_dir: Path, wait: bool = True) -
     if finished is not None:
         return finished
     if not distributed.is_main():  # DDP: the main process owns the run for all of them
-        with handling():  # and every process stops with it on SIGTERM (distributed.agreed_stop)
+        with handling(), deterministic(config):  # every process stops with it on SIGTERM (distributed.agreed_stop)
             return _train(config, spec, run_dir)
-    with file_lock(run_dir / LOCK, wait=wait), handling():  # SIGTERM: checkpoint and exit (preemption.py)
+    with file_lock(run_dir / LOCK, wait=wait), handling(), deterministic(config):  # SIGTERM: see preemption.py
         finished = finished_result(run_dir)  # the owner we waited for may have finished it
         return finished if finished is not None else _train(config, spec, run_dir)
 
@@ -205,8 +206,7 @@ def _setup(config: Config, spec: RunSpec, run_dir: Path) -> _Training:
     log(f"{spec.stage} {run_dir.name}: {store.manifest['dataset']} {task.kind.name}, {len(rows)} training items, "
         f"init {spec.init}, freeze {spec.freeze} ({', '.join(frozen) or 'nothing'}), device {device}"
         + (" (bf16)" if amp else ""))
-    fitted = device.type == "cpu" and config.fit_threads
-    share = CoreShare((config.threads or torch.get_num_threads()) if fitted else 0)
+    share = CoreShare((config.threads or torch.get_num_threads()) if fits_threads(config, device) else 0)
     return _Training(config, spec, run_dir, task, settings, device, is_main, model,
                      torch.compile(wrapped) if config.compile else wrapped, loaded, loaders, optimizer, schedule,
                      state, amp, channels_last, started, share)
@@ -263,7 +263,7 @@ def _test_and_record(t: _Training) -> dict:
               "epochs_run": t.state["epoch"], "train_items": int(len(t.rows)),
               "val_items": len(t.store.split("valid")), "val": t.state["best_val"],
               "test": test, "init": t.loaded, "precision": "bf16" if t.amp else "fp32",
-              **t.share.record(), "host": socket.gethostname(), "pid": os.getpid(),
+              **t.share.record(), **provenance(t.config), "host": socket.gethostname(), "pid": os.getpid(),
               "wall_seconds": round(t.state.get("seconds", 0.0) + time.perf_counter() - tic, 3),
               "run": t.spec.identity(t.store)}
     if t.is_main:
