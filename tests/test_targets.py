@@ -11,6 +11,7 @@ import pytest
 import soundfile
 from PIL import Image
 
+from audio2image import load_gains, load_results
 from audio2image.config import ConfigError, load_config
 from audio2image.prepare.stores import store_path
 from audio2image.report.read import read_results
@@ -18,7 +19,7 @@ from audio2image.sweep import run_sweep
 from audio2image.sweep.grid import transfer_plan
 from audio2image.sweep.plan import format_plan, plan_experiment
 from audio2image.sweep.results import write_results
-from audio2image.targets import target_slugs, target_views
+from audio2image.targets import one_target, target_slugs, target_views
 
 # one pretraining per side and seed; one setting, one seed, one fraction: each target's runs are its inits
 STUDY = ["name=study", "control=caltech256", "inits=random,audio,control", "fractions=1.0", "seeds=0",
@@ -111,7 +112,8 @@ def run_study(root: Path, recorder: Recorder) -> dict:
     resumed = recorder.sweep(two)
     build_report(two.experiment_dir)
     first = {"results": read_results(two.experiment_dir / "results.csv"),
-             "report": (two.experiment_dir / "report.md").read_text(), "log": list(recorder.lines)}
+             "report": (two.experiment_dir / "report.md").read_text(), "log": list(recorder.lines),
+             "frame": load_results(two.experiment_dir), "gains": load_gains(two.experiment_dir)}
     three = study_config(root, "caltech256", f"audiofolder:{sounds}", f"imagefolder:{pictures}")
     planned = plan_experiment(three)
     grown = recorder.sweep(three)
@@ -140,6 +142,13 @@ def pretrained_once_and_each_targets_files_kept(study: dict) -> None:
     assert (experiment / "figures" / "across_targets.png").is_file()
     for figure in ("targets/caltech256/figures/verdicts.png", "targets/audiofolder/figures/verdicts.png"):
         assert f"]({figure})" in report and (experiment / figure).is_file()
+    frame, gains = study["first"]["frame"], study["first"]["gains"]  # pandas: each target's rows, named
+    transfers = frame[frame.stage == "transfer"]
+    assert transfers.groupby("target").size().to_dict() == {"caltech256": 3, audio: 2}
+    assert set(transfers.run_dir.map(lambda d: Path(d).parent)) == {experiment / "transfer"}
+    assert (frame.stage == "pretrain").sum() == 2 and gains.columns[0] == "target"
+    assert sorted(zip(gains.target, gains.init)) == [(audio, "audio"), ("caltech256", "audio"),
+                                                     ("caltech256", "control")]
 
 
 def killed_mid_study_it_resumed_without_training_a_run_twice(study: dict) -> None:
@@ -216,6 +225,10 @@ def test_one_entry_is_that_target_and_two_targets_never_share_a_run(tmp_path):
     (view,) = target_views(one)
     assert (view.config.target, view.config.target_root, view.folder) == ("imagefolder", f"{tmp_path}:a",
                                                                           one.experiment_dir)
+    assert one_target(one, "audio2image transfer") == view.config
+    with pytest.raises(ConfigError, match="audio2image transfer works on one target, and 2 are given; use one "
+                                          "target's config .*targets/caltech256/config.yaml"):
+        one_target(study_config(tmp_path, "caltech256", f"imagefolder:{tmp_path}"), "audio2image transfer")
     assert target_slugs(["caltech256", "imagefolder:a", "imagefolder:b"])[0] == "caltech256"
     assert len(set(target_slugs(["imagefolder:a", "imagefolder:b", "imagefolder:a/"]))) == 2
     study = study_config(tmp_path, "caltech256", f"imagefolder:{tmp_path / 'a'}", f"imagefolder:{tmp_path / 'b'}")

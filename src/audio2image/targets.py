@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audio2image.config import Config, config_hash
-from audio2image.config_checks import parse_target
+from audio2image.config_checks import ConfigError, parse_target
 from audio2image.datasets.registry import DATASETS
 from audio2image.training.initspec import parse_init
 
@@ -33,7 +33,6 @@ class TargetView:
     name: str  # as results.csv's `target` column and the report name it: "caltech256", "imagefolder:data/pets"
     config: Config  # the study's config with target and target_root set to this target, `targets` empty
     folder: Path  # where its own files go: E itself for a single-target experiment, else E/targets/<slug>
-    without_control: str = ""  # the study's control when it is of the other modality (not run for this target)
 
 
 def target_name(dataset: str, root: str) -> str:
@@ -73,14 +72,23 @@ def target_views(config: Config) -> list[TargetView]:
             for index, entry in enumerate(config.targets)]
 
 
+def one_target(config: Config, command: str) -> Config:
+    """The config of an experiment's one target (a single entry of `targets` as its target and target_root); a
+    study is refused, naming its targets' own configs: `command` works on one target."""
+    if is_study(config):
+        configs = ", ".join(str(view.folder / "config.yaml") for view in target_views(config))
+        raise ConfigError(f"config key 'targets': {command} works on one target, and {len(config.targets)} are "
+                          f"given; use one target's config ({configs}) or a single entry of targets")
+    return target_views(config)[0].config
+
+
 def _view(config: Config, entry: str, folder: Path) -> TargetView:
     dataset, root = parse_target(entry)
     other = bool(config.control) and config.dataset("control").modality != DATASETS[dataset].modality
     changes = {"target": dataset, "target_root": root, "targets": []}
     if other:  # the control's pretraining says nothing of a target of the other modality: its inits are not run
         changes.update(control="", control_root="", inits=[init for init in config.inits if not _of_control(init)])
-    return TargetView(target_name(dataset, root), dataclasses.replace(config, **changes), folder,
-                      config.control if other else "")
+    return TargetView(target_name(dataset, root), dataclasses.replace(config, **changes), folder)
 
 
 def _of_control(init: str) -> bool:

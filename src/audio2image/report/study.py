@@ -22,9 +22,10 @@ from audio2image.datasets.registry import DATASETS
 from audio2image.report.across import across_section, across_sentences, pooled_gains
 from audio2image.report.pretraining import pretraining_section, side_words
 from audio2image.report.read import backbone_facts, read_config
-from audio2image.report.report import TargetReport, _configuration, _filters, open_experiment, question, target_report
+from audio2image.report.report import (Experiment, TargetReport, _configuration, _filters, experiment_folder,
+                                       open_experiment, question, target_report)
 from audio2image.report.text import pct
-from audio2image.targets import TARGETS_DIR, target_folder, target_name, target_views
+from audio2image.targets import TARGETS_DIR, is_study, target_folder, target_name, target_views
 from audio2image.training.initspec import parse_init
 
 # the sections a study says once for every target, not in each target's part
@@ -33,29 +34,48 @@ SHARED = ("title", "configuration", "pretraining", "filters")
 
 @dataclass
 class Part:
-    """One target of the study: its name (as `targets` writes it), folder, config and report."""
+    """One target of the study: its name (as `targets` writes it) and report (`report.found`: its files, config,
+    rows)."""
 
     name: str
-    folder: Path
-    config: dict
     report: TargetReport
+
+    @property
+    def folder(self) -> Path:
+        return self.report.found.path
+
+    @property
+    def config(self) -> dict:
+        return self.report.found.config
+
+
+def open_targets(experiment_dir) -> dict[str, Experiment]:
+    """Each target of an experiment as the report reads it (report.py `open_experiment`), by name: a study's
+    (its files in E/targets/<slug>, its runs in E), or the one target of a single-target experiment."""
+    exp = experiment_folder(experiment_dir)
+    config = read_config(exp / "config.yaml")
+    if not is_study(config):
+        return {target_name(config.get("target") or Config.target, config.get("target_root") or ""):
+                open_experiment(exp)}
+    return dict(_target(exp, config, index) for index in range(len(config["targets"])))
+
+
+def _target(exp: Path, config: dict, index: int) -> tuple[str, Experiment]:
+    folder = target_folder(exp, config["targets"], index)
+    values = read_config(folder / "config.yaml") or _view_values(config, index)  # a sweep stopped before it
+    return target_name(*parse_target(config["targets"][index])), open_experiment(folder, exp, values)
 
 
 def study_report(exp: Path, config: dict) -> tuple[str, dict, int]:
     """The study's report in markdown, its figures (name -> file) and how many planned runs have no result."""
-    parts = [_part(exp, config, index, entry) for index, entry in enumerate(config["targets"])]
+    parts = [Part(name, target_report(found)) for name, found in
+             (_target(exp, config, index) for index in range(len(config["targets"])))]
     made: dict = {}
     sections = [_title(config, parts), across(parts, exp / "figures", made),
                 *(_target_section(part, config) for part in parts), *_shared(exp, config, parts, made)]
     for part in parts:
         made.update({f"{part.folder.name}/{name}": path for name, path in part.report.made.items()})
     return "\n\n".join(section.strip() for section in sections), made, sum(p.report.missing for p in parts)
-
-
-def _part(exp: Path, config: dict, index: int, entry: str) -> Part:
-    folder = target_folder(exp, config["targets"], index)
-    values = read_config(folder / "config.yaml") or _view_values(config, index)  # a sweep stopped before it
-    return Part(target_name(*parse_target(entry)), folder, values, target_report(open_experiment(folder, exp, values)))
 
 
 def _view_values(config: dict, index: int) -> dict:
