@@ -111,9 +111,11 @@ def run_study(root: Path, recorder: Recorder) -> dict:
     killed = recorder.sweep(two, die_at=6)  # 2 pretraining runs, 3 of caltech256, then the audio target's first
     resumed = recorder.sweep(two)
     build_report(two.experiment_dir)
+    alone = build_report(two.experiment_dir / "targets" / "audiofolder")  # one target's report, in its folder
     first = {"results": read_results(two.experiment_dir / "results.csv"),
              "report": (two.experiment_dir / "report.md").read_text(), "log": list(recorder.lines),
-             "frame": load_results(two.experiment_dir), "gains": load_gains(two.experiment_dir)}
+             "frame": load_results(two.experiment_dir), "gains": load_gains(two.experiment_dir),
+             "alone": alone["markdown"].read_text()}
     three = study_config(root, "caltech256", f"audiofolder:{sounds}", f"imagefolder:{pictures}")
     planned = plan_experiment(three)
     grown = recorder.sweep(three)
@@ -142,6 +144,9 @@ def pretrained_once_and_each_targets_files_kept(study: dict) -> None:
     assert (experiment / "figures" / "across_targets.png").is_file()
     for figure in ("targets/caltech256/figures/verdicts.png", "targets/audiofolder/figures/verdicts.png"):
         assert f"]({figure})" in report and (experiment / figure).is_file()
+    alone = study["first"]["alone"]
+    assert alone.startswith("# study: does pretraining on mtat help audiofolder?") and "## Across" not in alone
+    assert "| 100% | audio | 0 | none | completed |" in alone and "no result any more" not in alone
     frame, gains = study["first"]["frame"], study["first"]["gains"]  # pandas: each target's rows, named
     transfers = frame[frame.stage == "transfer"]
     assert transfers.groupby("target").size().to_dict() == {"caltech256": 3, audio: 2}

@@ -27,7 +27,7 @@ from audio2image.report.read import (backbone_facts, experiment_facts, first_lay
                                      read_results, sweep_rows, transfer_curves)
 from audio2image.report.text import config_value, pct, table
 from audio2image.report.transfers import WhatTransfers
-from audio2image.targets import is_study
+from audio2image.targets import TARGETS_DIR, is_study
 from audio2image.training.initspec import describe_depth, parse_init
 from audio2image.training.taskkinds import TASK_KINDS, TaskKind, kind_or_classification
 from audio2image.util import atomic_write_text
@@ -46,8 +46,8 @@ def build_report(experiment_dir: Path) -> dict:
         from audio2image.report.study import study_report
 
         markdown, made, missing, contents_after = *study_report(exp, config), 1
-    else:
-        body = target_report(open_experiment(exp))
+    else:  # a study's target's folder alone: its runs are in the study's
+        body = target_report(open_experiment(exp, study_of(exp)))
         markdown, made, missing, contents_after = "\n\n".join(body.sections.values()), body.made, body.missing, 2
     markdown = markdown.strip() + "\n"
     md_path, html_path = exp / "report.md", exp / "report.html"
@@ -56,6 +56,12 @@ def build_report(experiment_dir: Path) -> dict:
     atomic_write_text(html_path, render_html(markdown, exp, title=f"{config.get('name', exp.name)} report",
                                              contents_after=contents_after))
     return {"markdown": md_path, "html": html_path, "figures": list(made.values()), "missing_cells": missing}
+
+
+def study_of(folder: Path) -> Path | None:
+    """The study whose target's folder `folder` is (E for E/targets/<slug>), else None."""
+    study = Path(folder).parent.parent
+    return study if Path(folder).parent.name == TARGETS_DIR and is_study(read_config(study / "config.yaml")) else None
 
 
 @dataclass
