@@ -298,7 +298,8 @@ def _power_lines(power: list[dict] | None) -> list[str]:
         seeds = row["seeds_for_effect"]
         needed = "no spread yet" if math.isnan(seeds) else ("more than 1000" if math.isinf(seeds) else f"{seeds:.0f}")
         target = f"{row['target']} ({row['metric']}): " if "target" in row else ""
-        lines.append(f"  {target}{row['init']}, fraction {row['fraction']:g}, freeze {row['freeze']}: sd {100 * row['sd']:.2g} "
+        lines.append(f"  {target}{row['init']}, fraction {row['fraction']:g}, freeze {row['freeze']}: "
+                     f"sd {100 * row['sd']:.2g} "
                      f"points over {row['pairs']} pairs; detects {_points(row['detectable'])}; seeds to detect "
                      f"{100 * row['effect']:g} points: {needed}")
     return lines

@@ -11,8 +11,10 @@ from audio2image.targets import target_name
 from audio2image.training.taskkinds import TASK_KINDS, kind_or_classification
 from audio2image.util import atomic_write_text, read_json
 
-# lr and weight_decay: the setting chosen on validation; pretrain_seed: the pretraining run a pretrained init loads
-IDENTITY = ["target", "run_id", "stage", "dataset", "fraction", "init", "seed", "freeze", "lr", "weight_decay", "pretrain_seed"]
+# target: as `targets` names it; lr and weight_decay: the setting chosen on validation; pretrain_seed: the pretraining
+# run a pretrained init loads
+IDENTITY = ["target", "run_id", "stage", "dataset", "fraction", "init", "seed", "freeze", "lr", "weight_decay",
+            "pretrain_seed"]
 OUTCOME = ["status", "best_epoch", "epochs_run", "train_items", "threads", "precision"]
 
 
