@@ -100,3 +100,12 @@ def test_an_experiment_made_under_former_store_names_is_found_finished(tmp_path,
     assert queued == []  # nothing is trained again
     grown = transfer_plan(tiny(tmp_path, tmp_path / "cache", "seeds=0,1"), stores["target"])
     assert len({run.run_dir.name for run in grown} - set(old.values())) == 2  # new cells: new ids
+
+
+def test_trackers_change_no_store_name_or_run_id(tmp_path):
+    """Trackers (training/trackers.py) say how a run is watched, not what it computes."""
+    here = ids(tiny(tmp_path, tmp_path / "cache"))
+    watched = tiny(tmp_path, tmp_path / "cache", "trackers=tensorboard,mlflow,wandb", "wandb_project=elsewhere",
+                   f"mlflow_uri=sqlite:///{tmp_path / 'mlflow.db'}")
+    assert ids(watched) == here
+    assert ids(tiny(tmp_path, tmp_path / "cache", "tensorboard=true")) == here  # the former flag, folded in
