@@ -29,6 +29,8 @@ Run: .venv/bin/python benchmarks/shared_cores.py [--size 64] [--batch-size 32] [
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import statistics
@@ -136,8 +138,9 @@ def prepare_worker(args) -> list:
     while time.time() < args.end:
         store = Path(args.store).parent / f"prepared-{os.getpid()}-{round_}"
         start = time.time()
-        manifest = prepare_mtat(Path(args.mtat), store, features="recipe", split="full", workers=args.workers,
-                                progress=False)
+        with contextlib.redirect_stderr(io.StringIO()):  # each store's summary lines, hundreds of them
+            manifest = prepare_mtat(Path(args.mtat), store, features="recipe", split="full", workers=args.workers,
+                                    progress=False)
         steps.append((start, time.time(), sum(s["count"] for s in manifest["splits"].values())))
         shutil.rmtree(store)
         round_ += 1

@@ -11,7 +11,8 @@ call of engine.train_one_epoch (torch.cuda.synchronize before and after on CUDA)
 count:
   - warm-up (not timed): --warmup steps through the real pipeline, the last one of the epoch's last batch size;
   - real: one epoch of the train split (capped at --steps batches): Loader (shuffled, read-ahead thread,
-    epoch_generator(0, 1), a new order each repeat) + the task's ImageInputs training augmentation on the device;
+    epoch_generator(0, 1), a new order each repeat), paced by training/cores.CoreShare as train_run paces it
+    (fit_threads), + the task's ImageInputs training augmentation on the device;
   - floor: the same number of steps with the same batch sizes, whose inputs are 4 batches augmented and
     normalised by the real pipeline before timing, kept on the device and cycled: the same model, optimiser,
     loss and loop with only the input pipeline removed; in the run's precision, and where the CPU has native
@@ -92,6 +93,8 @@ def main() -> None:
     from audio2image.training.loader import Loader, RawBatch, epoch_generator
     from audio2image.training.model import build_model
     from audio2image.training.optim import build_optimizer, build_schedule
+    from audio2image.training.cores import CoreShare
+    from audio2image.training.reproducibility import fits_threads
     from audio2image.training.run import resolve_device, stage_settings, uses_amp, uses_channels_last
     from audio2image.training.tasks import build_task
 
@@ -161,11 +164,13 @@ def main() -> None:
                          for i, n in enumerate(sizes)]
         ready_task = dataclasses.replace(task, inputs=Ready())
 
+        # the thread fitting train_run does between batches (training/cores.py), so that its cost is in `real`
+        share = CoreShare(torch.get_num_threads() if fits_threads(config, device) else 0)
         real, floor, second = [], [], []
         if other is not None:
             epoch(ready_task, floor_batches[:2], amp=other)  # the other precision's kernels warmed up too
         for _ in range(args.repeats):  # alternated, so that a slow spell of a shared machine hits all alike
-            real.append(epoch(task, loader))
+            real.append(epoch(task, share.paced(loader)))  # paced as train_run paces a run's batches
             floor.append(epoch(ready_task, floor_batches))
             if other is not None:
                 second.append(epoch(ready_task, floor_batches, amp=other))

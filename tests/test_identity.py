@@ -129,3 +129,12 @@ def test_a_label_column_at_its_default_keeps_store_names_and_run_ids(tmp_path):
     image = ids(tiny(tmp_path, tmp_path / "cache", *sides, "image_label_column=genre"))
     assert image["stores"] == (here["stores"][0], image["stores"][1]) != here["stores"]
     assert image["pretrain"] == here["pretrain"] and not set(image["transfer"]) & set(here["transfer"])
+
+
+def test_trackers_change_no_store_name_or_run_id(tmp_path):
+    """Trackers (training/trackers.py) say how a run is watched, not what it computes."""
+    here = ids(tiny(tmp_path, tmp_path / "cache"))
+    watched = tiny(tmp_path, tmp_path / "cache", "trackers=tensorboard,mlflow,wandb", "wandb_project=elsewhere",
+                   f"mlflow_uri=sqlite:///{tmp_path / 'mlflow.db'}")
+    assert ids(watched) == here
+    assert ids(tiny(tmp_path, tmp_path / "cache", "tensorboard=true")) == here  # the former flag, folded in

@@ -40,6 +40,9 @@ RENAMED_VALUES = {("audio_features", "seed"): ("original", "features"),
                   ("transfer_schedule", "seed-plateau"): ("original-plateau", "schedule"),
                   ("freeze", "seed"): ("original", "frozen layers"),
                   ("freezes", "seed"): ("original", "frozen layers")}
+# former true/false keys that became a value of a list key: `tensorboard: true` is read as `trackers: [tensorboard]`
+# with a note (`false`, the old default, adds nothing), so that one key says which trackers a run feeds
+FOLDED = {"tensorboard": "trackers"}
 
 
 @dataclass(frozen=True)
@@ -146,9 +149,12 @@ class Config:
     slurm_partition: str = ""  # executor=slurm: the partition; empty: the cluster's default
     slurm_time_min: int = 240  # executor=slurm: a job's time limit in minutes (a preempted or timed-out run resumes)
     imagenet_weights: str = ""  # the backbone's published weights (.safetensors/.pth); empty: timm's or torch's cache
-    tensorboard: bool = False  # also write each run's metrics as TensorBoard events (RUN_DIR/tensorboard)
     progress: bool = True  # progress bars: downloads, preparation, and each epoch's batches where stderr is a terminal
     deterministic: bool = False  # torch's deterministic algorithms and fixed threads: bit-identical reruns, slower
+    # experiment trackers fed by every run (training/trackers.py); none is part of any run's identity
+    trackers: list[str] = field(default_factory=list)  # where each run is also logged (config, epochs, result)
+    mlflow_uri: str = ""  # MLflow's tracking URI; empty: sqlite:///<experiment folder>/mlflow.db
+    wandb_project: str = ""  # the W&B project; empty: the experiment's name
 
     def __post_init__(self) -> None:
         validate(self)
@@ -255,6 +261,8 @@ def _coerce_scalar(key: str, value, kind):
 
 
 def _check_known(key: str) -> None:
+    if key in FOLDED:
+        return
     if key in RENAMED:
         raise ConfigError(f"config key '{key}' is gone: use {RENAMED[key]}")
     if key not in _FIELDS:
@@ -280,17 +288,30 @@ def parse_overrides(overrides: list[str]) -> dict:
         key = key.strip().lstrip("-").replace("-", "_")
         _check_known(key)
         # Text keys keep the literal text (name=1.10 stays "1.10"); other keys are read as YAML scalars.
-        literal = typing.get_origin(_TYPES[key]) is list or _TYPES[key] is str
+        literal = key not in FOLDED and (typing.get_origin(_TYPES[key]) is list or _TYPES[key] is str)
         values[key] = raw if literal else _yaml_scalar(key, raw)
     return values
 
 
 def from_dict(values: dict, base: Config | None = None) -> Config:
     """A Config from a mapping of keys to values; unknown keys and bad values raise ConfigError."""
+    values = _folded(values, base)
     for key in values:
         _check_known(key)
     coerced = {key: _coerce(key, value) for key, value in values.items()}
     return dataclasses.replace(base, **coerced) if base else Config(**coerced)
+
+
+def _folded(values: dict, base: Config | None) -> dict:
+    """`values` with each former true/false key (FOLDED) turned into a value of its list key, saying so."""
+    values = dict(values)
+    for old, key in FOLDED.items():
+        if old in values and _coerce_scalar(old, values.pop(old), bool):
+            listed = (_coerce(key, values[key]) if key in values
+                      else getattr(base, key) if base else _FIELDS[key].default_factory())
+            values[key] = [*listed, *([] if old in listed else [old])]
+            log(f"{old}=true is now {key}={','.join(values[key])}; using that")
+    return values
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

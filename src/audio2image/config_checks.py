@@ -41,6 +41,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "transfer_schedule": ("cosine", "constant", "original-plateau"),
     "device": ("auto", "cpu", "cuda", "mps"),
     "executor": ("local", "ray", "slurm", "submitit-local"),
+    "trackers": ("tensorboard", "mlflow", "wandb"),  # a list: each of its values one of these
 }
 POSITIVE = {"synth_clips", "synth_seconds", "synth_classes", "synth_per_class", "audio_clip_seconds",
             "audio_eval_crops", "image_store_size", "image_size", "pretrain_epochs", "pretrain_batch_size",
@@ -147,8 +148,9 @@ def _check_sides(config: Config) -> None:
 
 def validate_value(key: str, value) -> None:
     """The checks of one key on its own (allowed choices, sign); `validate` adds those between keys."""
-    if key in CHOICES and value not in CHOICES[key]:
-        reject(key, value, "choose one of " + ", ".join(CHOICES[key]))
+    for item in value if isinstance(value, list) else [value]:  # a list key's choices are its values'
+        if key in CHOICES and item not in CHOICES[key]:
+            reject(key, item, "choose one of " + ", ".join(CHOICES[key]))
     if key in POSITIVE and not (math.isfinite(value) and value > 0):
         reject(key, value, "it must be a finite number greater than 0")
     if key in NON_NEGATIVE and not (math.isfinite(value) and value >= 0):
@@ -193,6 +195,8 @@ def validate(config: Config) -> None:
     validate_freeze("freeze", config.freeze)
     for value in config.freezes:
         validate_freeze("freezes", value)
+    if len(set(config.trackers)) != len(config.trackers):
+        reject("trackers", config.trackers, "values must not repeat")
     for key in SWEEP_LISTS:  # before the checks between them: an empty list is named, not what needs it
         if not getattr(config, key):
             reject(key, getattr(config, key), "give at least one value")

@@ -76,14 +76,15 @@ def _shown_type(key: str) -> str:
     kind = typing.get_type_hints(Config)[key]
     shown = (f"list of {typing.get_args(kind)[0].__name__}, comma-separated" if typing.get_origin(kind) is list
              else kind.__name__)
-    return shown + ("; one of " + " | ".join(choice or '""' for choice in CHOICES[key]) if key in CHOICES else "")
+    one = "; each one of " if typing.get_origin(kind) is list else "; one of "
+    return shown + (one + " | ".join(choice or '""' for choice in CHOICES[key]) if key in CHOICES else "")
 
 
 def _shown_default(key: str) -> str:
     """A key's default as one writes it on the command line (lists comma-separated, booleans lower-case)."""
     default = Config().to_dict()[key]
     if isinstance(default, list):
-        return ",".join(map(str, default))
+        return ",".join(map(str, default)) or "[]"
     if isinstance(default, bool):
         return str(default).lower()
     return str(default) if default != "" else '""'

@@ -41,6 +41,7 @@ from audio2image.training.inits import initialise
 from audio2image.training.model import build_model, freeze
 from audio2image.training.optim import build_optimizer, build_schedule
 from audio2image.training.tasks import Task, build_task, fraction_rows
+from audio2image.training.trackers import tracking
 from audio2image.util import atomic_write_text, batch_bar, file_lock, log, write_json
 
 
@@ -169,12 +170,13 @@ class _Training:
 
 def _train(config: Config, spec: RunSpec, run_dir: Path) -> dict:
     t = _setup(config, spec, run_dir)
-    saver = Saver(run_dir, config, t.store, t.task.backbone.record(t.model))
-    for epoch in range(t.state["epoch"] + 1, t.settings["epochs"] + 1):
-        diverged = _epoch(t, saver, epoch)
-        if diverged is not None:
-            return diverged
-    return _test_and_record(t)
+    with tracking(t) as trackers:  # config `trackers` (TensorBoard, MLflow, W&B): fed each epoch and the result
+        saver = Saver(run_dir, config, t.store, t.task.backbone.record(t.model), trackers)
+        for epoch in range(t.state["epoch"] + 1, t.settings["epochs"] + 1):
+            diverged = _epoch(t, saver, epoch)
+            if diverged is not None:
+                return trackers.finish(diverged)
+        return trackers.finish(_test_and_record(t))
 
 
 def _setup(config: Config, spec: RunSpec, run_dir: Path) -> _Training:

@@ -16,6 +16,7 @@ import torch
 
 from audio2image.config import Config
 from audio2image.prepare.store import Store
+from audio2image.training.trackers import Trackers
 from audio2image.util import atomic_path
 
 # an epoch at least this long keeps its end's state in memory when no checkpoint was written then (the copy costs
@@ -32,8 +33,9 @@ class Saver:
     interrupted run loses at most that long.
     In that order: a checkpoint never counts an epoch whose metrics or best weights are not on disk."""
 
-    def __init__(self, run_dir: Path, config: Config, store: Store, backbone: dict):
+    def __init__(self, run_dir: Path, config: Config, store: Store, backbone: dict, trackers: Trackers | None = None):
         self.run_dir, self.config, self.store = run_dir, config, store
+        self.trackers = trackers or Trackers()
         self.backbone = backbone  # what the weights were built for (training/backbone.py: Backbone.record)
         self.best: dict | None = None  # best weights not yet written
         self.last = time.perf_counter()
@@ -45,8 +47,10 @@ class Saver:
 
     def record(self, line: dict, improved: bool, model, optimizer, schedule, state: dict, final: bool,
                stop: bool = False) -> None:
-        """After an epoch: the metrics line, then (when due, or `stop`: SIGTERM came) best.pt and checkpoint.pt."""
+        """After an epoch: the metrics line (to metrics.jsonl and the trackers), then (when due, or `stop`: SIGTERM
+        came) best.pt and checkpoint.pt."""
         _append_metrics(self.run_dir, line)
+        self.trackers.log(line)
         if improved:
             self.best = {"model": _copy(model.state_dict()), "epoch": line["epoch"], "labels": self.store.labels,
                          "modality": self.store.modality, "backbone": self.backbone, "config": self.config.to_dict()}
@@ -63,8 +67,6 @@ class Saver:
             self.boundary = {**copy.deepcopy({k: v for k, v in checkpoint.items() if k != "model"}),
                              "model": _copy(checkpoint["model"])}
             self.can_stop_mid_epoch = True
-        if self.config.tensorboard:
-            _tensorboard(self.run_dir, line)
 
     def stop_mid_epoch(self) -> None:
         """SIGTERM in an epoch (`can_stop_mid_epoch`): write the last epoch end's state; the epoch is redone."""
@@ -122,15 +124,6 @@ def save_finished_best(run_dir: Path, best: dict) -> None:
     transfer run keeps one (the bulk of an experiment's disk). Pretraining runs keep float32: they are the inits of
     others."""
     _save(Path(run_dir) / "best.pt", {**best, "model": half_weights(best["model"])})
-
-
-def _tensorboard(run_dir: Path, line: dict) -> None:
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(run_dir / "tensorboard") as writer:
-        for key, value in line.items():
-            if key != "epoch" and isinstance(value, (int, float)):
-                writer.add_scalar(key, value, line["epoch"])
 
 
 def _copy(state: dict) -> dict:
