@@ -240,6 +240,11 @@ def test_one_entry_is_that_target_and_two_targets_never_share_a_run(tmp_path):
     ids = [{run.run_dir.name for run in transfer_plan(view.config, store_path(view.config, "target"))}
            for view in target_views(study)]
     assert all(len(found) == 3 for found in ids) and len(set.union(*ids)) == 9
+    from audio2image.training.trackers import describe_run
+
+    run = transfer_plan(target_views(study)[2].config, tmp_path / "store")[0]  # trackers tell the targets apart
+    tags = describe_run(run.config, run.spec, run.run_dir, {"dataset": "imagefolder"}).tags
+    assert tags["target"] == f"imagefolder:{tmp_path / 'b'}"
 
 
 def test_results_are_read_with_and_without_the_target_column(tmp_path):
