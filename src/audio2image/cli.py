@@ -129,10 +129,11 @@ def cmd_transfer(args) -> dict:
     from audio2image.prepare.stores import ensure_store
     from audio2image.sweep.executors import use_threads
     from audio2image.sweep.grid import plan_transfer
+    from audio2image.targets import one_target
     from audio2image.training import distributed
     from audio2image.training.run import train_run
 
-    config = load(args)
+    config = one_target(load(args), "audio2image transfer")
     if args.init:
         config = dataclasses.replace(config, init=args.init)  # validated like any config value
     check_backbone(config)

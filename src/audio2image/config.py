@@ -55,6 +55,10 @@ class Config:
     target: str = "caltech256"  # the dataset transferred to
     source_root: str = ""  # the source dataset's folder; empty with synthetic=true means "synthesise it"
     target_root: str = ""  # the target dataset's folder; empty with synthetic=true means "synthesise it"
+    # several targets in one study, each DATASET[:ROOT] (caltech256, imagefolder:data/pets, audiofolder:data/esc50):
+    # pretrained once, each target tuned, run and reported on its own (E/targets/<name>/). Empty: the one target of
+    # target and target_root; given, it replaces both (leave target_root empty). A single entry is that one target
+    targets: list[str] = field(default_factory=list)
     control: str = ""  # a second source, pretrained on as the positive control (init `control`); empty: none
     control_root: str = ""  # synthetic=true and empty: a synthetic set with classes disjoint from the target's
     synthetic: bool = False  # synthesise the data of every side whose *_root is empty (the demo)

@@ -6,6 +6,7 @@ at run time (only attributes of the one it is given), so config.py imports it, n
 """
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -70,24 +71,76 @@ def validate_freeze(key: str, freeze: str) -> None:
         reject(key, freeze, "use none, original, linear or stages:K with K from 0 to the backbone's stage count")
 
 
-def _same_data(config: Config, side: str, other: str) -> bool:
-    """Whether two sides name the same data: one dataset kind and one folder (or no folder for either)."""
-    if getattr(config, side) != getattr(config, other):
+def _same_data(config: Config, side: str, other: str, target: tuple[str, str] | None = None) -> bool:
+    """Whether two sides name the same data: one dataset kind and one folder (or no folder for either).
+    `target`: (dataset, root) standing for the target side (an entry of `targets`)."""
+    named = {"target": target} if target else {}
+    first, root = named.get(side) or (getattr(config, side), config.root_of(side))
+    second, other_root = named.get(other) or (getattr(config, other), config.root_of(other))
+    if first != second:
         return False
-    roots = config.root_of(side), config.root_of(other)
-    if side == "control" and config.synthetic and not roots[0] and config.dataset(side).synth_disjoint:
+    if side == "control" and config.synthetic and not root and DATASETS[first].synth_disjoint:
         return False  # synthesised with classes disjoint from the other side's (prepare/stores.py)
-    return not all(roots) or os.path.normpath(roots[0]) == os.path.normpath(roots[1])
+    return not (root and other_root) or os.path.normpath(root) == os.path.normpath(other_root)
+
+
+def parse_target(entry: str) -> tuple[str, str]:
+    """An entry of `targets`, DATASET[:ROOT], as (dataset, root); the root may hold ':' itself.
+
+        >>> parse_target("imagefolder:C:/data/pets")
+        ('imagefolder', 'C:/data/pets')
+    """
+    name, _, root = entry.partition(":")
+    return name.strip(), root.strip()
+
+
+def _check_targets(config: Config) -> None:
+    """Each entry of `targets`: a known dataset, a folder where it is not synthesised, listed once, not the source's
+    or the control's data; and a control that serves some target of its own modality."""
+    if config.target_root:
+        reject("target_root", config.target_root, "targets names every target with its folder (DATASET:ROOT); "
+              "leave target_root empty")
+    seen: dict[tuple, str] = {}
+    for entry in config.targets:
+        name, root = parse_target(entry)
+        if name not in DATASETS:
+            near = difflib.get_close_matches(name, list(DATASETS), n=3, cutoff=0.5)
+            hint = f" (did you mean {', '.join(near)}?)" if near else ""
+            reject("targets", entry, f"{name!r} is not a dataset{hint}; each entry is DATASET[:ROOT], DATASET one "
+                  f"of {', '.join(DATASETS)}")
+        if not root and DATASETS[name].synth is None:
+            reject("targets", entry, f"{name} has no synthetic version; give its folder as {name}:PATH")
+        if not root and not config.synthetic:
+            reject("targets", entry, f"it names no folder and synthetic is false; give it as {name}:PATH (or set "
+                  f"synthetic=true for the built-in synthetic {name})")
+        key = (name, os.path.realpath(root) if root else "")
+        if key in seen:
+            reject("targets", entry, f"it is the same target as {seen[key]!r}; list each target once")
+        seen[key] = entry
+        for side in ("source", "control"):
+            if getattr(config, side) and _same_data(config, side, "target", (name, root)):
+                reject("targets", entry, f"it is the same dataset as {side}; a target is other data than the "
+                      f"{side} (give a folder other than {side}_root)")
+    modalities = {DATASETS[parse_target(entry)[0]].modality for entry in config.targets}
+    control = config.dataset("control").modality if config.control else ""
+    if control and control not in modalities:
+        reject("control", config.control, f"it is {control} data and no target is; a control serves the targets of "
+              "its own modality (add one, or leave control empty)")
+    if control and modalities - {control} and all(parse_init(i).base == "control" for i in config.inits):
+        reject("inits", config.inits, f"the control serves the {control} targets only, so the others would have no "
+              "init to run; add random (and the inits to compare)")
 
 
 def _check_sides(config: Config) -> None:
     """Source, control and target may be the same kind of dataset (two audio folders), but not the same data."""
-    if _same_data(config, "source", "target"):
+    if config.targets:  # they replace target and target_root
+        _check_targets(config)
+    elif _same_data(config, "source", "target"):
         reject("target", config.target, "it is the same dataset as source; transfer between two folders of one kind "
               "by giving both source_root and target_root, different folders")
     if not config.control:
         return
-    for other in ("target", "source"):
+    for other in ("source",) if config.targets else ("target", "source"):
         if _same_data(config, "control", other):
             reject("control", config.control, f"it is the same dataset as {other}; a control is pretrained on other "
                   f"data (control_root=PATH, a folder other than {other}_root)")

@@ -83,14 +83,16 @@ def _comparison(kind: str, cell: dict, a: dict, a_weights: str, b: dict, b_weigh
     return {"kind": kind, **cell, "a": ends[0], "b": ends[1], "key": key}
 
 
-def analyse_similarity(config: Config, exp: Path, store: Store, run_dirs: list | None = None) -> dict:
+def analyse_similarity(config: Config, exp: Path, store: Store, run_dirs: list | None = None,
+                       out: Path | None = None) -> dict:
     """CKA per stage for every planned comparison among the finished transfer runs of experiment `exp` (`run_dirs`:
-    those of its results; default: every transfer run folder, tuning runs of settings not chosen included).
+    those of its results; default: every transfer run folder, tuning runs of settings not chosen included), cached
+    in `out` (default: `exp`; a study's target: its own folder) as analysis/cka.json.
 
     Returns {"items", "comparisons": [...with "cka": {stage: value}], "problems": [...]}; a problem (a run
     without best weights, a sample larger than the validation split) is named and the rest still computed.
     """
-    exp, path = Path(exp), Path(exp) / CKA_FILE
+    exp, path = Path(exp), Path(out or exp) / CKA_FILE
     cache = read_json_or_none(path) or {}
     if cache.get("items") != config.cka_items:
         cache = {"items": config.cka_items, "comparisons": {}}  # another sample: every value changes

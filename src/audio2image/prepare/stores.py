@@ -49,13 +49,14 @@ def synth_values(config: Config, side: str) -> dict:
 SYNTH_LARGEST_SIDE = 500  # as Caltech-256's images: the synthetic images never need to be larger
 
 
-def check_roots(config: Config, sides) -> None:
-    """Fail before any work starts when a side's folder is unset (and not synthesised) or does not exist."""
+def check_roots(config: Config, sides, key: str = "") -> None:
+    """Fail before any work starts when a side's folder is unset (and not synthesised) or does not exist; `key`:
+    what names the folder in the config, when not `<side>_root` (an entry of `targets`)."""
     for side in sides:
         root = dataset_root(config, side)
         if config.root_of(side) and not root.exists():
             raise FileNotFoundError(f"{config.dataset(side).name} data folder {root} does not exist "
-                                    f"(config key '{side}_root')")
+                                    f"(config key {key or repr(side + '_root')})")
 
 
 def store_path(config: Config, side: str) -> Path:

@@ -17,7 +17,8 @@ import pandas as pd
 
 from audio2image.config import PRETRAINED_SIDES, Config
 from audio2image.report.read import missing_runs, pretrain_dirs, read_config, read_jsonl
-from audio2image.report.report import BASELINE, Experiment, experiment_folder, open_experiment, verdict_rows
+from audio2image.report.report import BASELINE, Experiment, experiment_folder, verdict_rows
+from audio2image.report.study import open_targets
 from audio2image.report.stats import cell_table
 from audio2image.util import read_json_or_none
 
@@ -36,26 +37,31 @@ def load_results(experiment: str | Path) -> pd.DataFrame:
     and the transfer runs the report counts (stage "transfer": results.csv, the finished runs a stopped sweep has
     not listed yet, and every planned run without a result with status "missing"), with their settings, status
     (completed, diverged, not finished, missing), metrics and run folder. The tuning runs of settings not chosen
-    are not rows (as in results.csv); their curves are in `load_curves`."""
-    found = open_experiment(experiment)
-    rows = [_pretraining_row(found, side, run_dir) for side in PRETRAINED_SIDES
-            for run_dir in pretrain_dirs(found.path, side)]
-    return _typed(rows + _transfer_rows(found))
+    are not rows (as in results.csv); their curves are in `load_curves`. A study of several targets: each
+    target's transfer rows, named in the `target` column."""
+    targets = open_targets(experiment)
+    first = next(iter(targets.values()))
+    owner = {side: next((found for found in targets.values() if side in found.facts), first)
+             for side in PRETRAINED_SIDES}  # the control's facts are in the targets of its modality
+    rows = [_pretraining_row(owner[side], side, run_dir) for side in PRETRAINED_SIDES
+            for run_dir in pretrain_dirs(first.runs, side)]
+    return _typed(rows + [row for name, found in targets.items() for row in _transfer_rows(found, name)])
 
 
-def _transfer_rows(found: Experiment) -> list[dict]:
-    """The report's transfer rows and missing runs, in the report's order (fraction, freeze, init, seed)."""
+def _transfer_rows(found: Experiment, name: str) -> list[dict]:
+    """The report's transfer rows and missing runs of the target `name`, in the report's order (fraction, freeze,
+    init, seed)."""
     target = found.config.get("target") or found.facts["target"]["dataset"]
-    rows = [{**row, "stage": "transfer", "side": "target",
-             "run_dir": str(found.path / "transfer" / row["run_id"]) if row.get("run_id") else None}
+    rows = [{**row, "stage": "transfer", "side": "target", "target": name,
+             "run_dir": str(found.runs / "transfer" / row["run_id"]) if row.get("run_id") else None}
             for row in found.rows]
     gone = {(r["fraction"], r["init"], r["seed"], r["freeze"]): r for r in found.gone}  # counted as missing
     metric = found.kind.test_metrics[0]
     for fraction, init, seed, freeze in missing_runs(cell_table(found.rows, metric, found.grid)):
         run_id = (gone.get((fraction, init, seed, freeze)) or {}).get("run_id") or None
-        rows.append({"stage": "transfer", "side": "target", "run_id": run_id, "dataset": target,
+        rows.append({"stage": "transfer", "side": "target", "target": name, "run_id": run_id, "dataset": target,
                      "fraction": fraction, "init": init, "seed": seed, "freeze": freeze, "status": MISSING,
-                     "run_dir": str(found.path / "transfer" / run_id) if run_id else None})
+                     "run_dir": str(found.runs / "transfer" / run_id) if run_id else None})
     order = {init: k for k, init in enumerate(found.inits)}
     return sorted(rows, key=lambda r: (r["fraction"], r["freeze"], order.get(r["init"], len(order)), r["seed"]))
 
@@ -168,8 +174,19 @@ def load_gains(experiment: str | Path, metric: str | None = None) -> pd.DataFram
     P(init > random) with its bootstrap interval (`p_improvement`, `_low`, `_high`), the smallest gain the test
     could detect (`detectable`, at level `alpha`), and the seeds that would detect `effect` (effect_of_interest)
     and the positive control's gain (`control_gain`). `metric`: the report's (by default: test_top1, or test_roc_auc
-    for a tagging target), its others (test_pr_auc), or another test metric the runs hold (test_top5, ...)."""
-    found = open_experiment(experiment)
+    for a tagging target), its others (test_pr_auc), or another test metric the runs hold (test_top5, ...). A
+    study of several targets: each target's table, named in a first column `target`."""
+    targets = open_targets(experiment)
+    if len(targets) == 1:
+        return _gains(next(iter(targets.values())), metric)
+    frame = pd.concat([_gains(found, metric).assign(target=name) for name, found in targets.items()],
+                      ignore_index=True)
+    frame["target"] = frame["target"].astype("string")
+    return frame[["target", *(column for column in frame.columns if column != "target")]]
+
+
+def _gains(found: Experiment, metric: str | None) -> pd.DataFrame:
+    """One target's answer table (`load_gains`)."""
     metrics = list(found.kind.test_metrics)  # the report's, first its primary one
     metrics += sorted({k for row in found.rows for k in row if k.startswith("test_") and k != "test_loss"}
                       - set(metrics))  # a loss is better lower: its "gain" would read backwards

@@ -28,9 +28,11 @@ FOLD_ROWS = 12  # a table of more rows is folded: it would push the next section
 FOLDED = ("Runs", "Configuration summary")  # sections whose tables are for looking things up, not reading
 
 
-def render_html(markdown: str, base: Path, title: str = "report", folded: tuple[str, ...] = FOLDED) -> str:
+def render_html(markdown: str, base: Path, title: str = "report", folded: tuple[str, ...] = FOLDED,
+                contents_after: int = CONTENTS_AFTER) -> str:
     """The markdown subset the report uses (headings, paragraphs, tables, lists, images) as one HTML page, with a
-    table of contents before the first `##` section and the long tables (and those of `folded` sections) folded.
+    table of contents after the first `contents_after` `##` sections and the long tables (and those of `folded`
+    sections, at any level: a study's target holds them one level down) folded.
 
     Images are read from `base` and embedded as base64 data URIs, so the page needs no other file.
     """
@@ -42,10 +44,10 @@ def render_html(markdown: str, base: Path, title: str = "report", folded: tuple[
         if index in headings:
             level, text, anchor = headings[index]
             seen += level == 2
-            if level == 2 and contents and seen > min(CONTENTS_AFTER, _sections(headings) - 1):
+            if level == 2 and contents and seen > min(contents_after, _sections(headings) - 1):
                 body.append(contents)
                 contents = ""
-            section = text if level <= 2 else section
+            section = text
             body.append(f'<h{level} id="{anchor}">{_inline(text)}</h{level}>')
         else:
             body.append(_block_html(block, base, fold=section in folded))

@@ -23,10 +23,11 @@ TEXT_COLUMNS = ("run_id", "stage", "dataset", "init", "freeze", "status", "preci
 DATASETS_FILE = "datasets.json"  # written by the sweep (sweep/__init__.py)
 
 
-def experiment_facts(exp: Path, config: dict) -> dict[str, dict]:
+def experiment_facts(exp: Path, config: dict, runs: Path | None = None) -> dict[str, dict]:
     """Per side ("source", "target", and "control" where there is one): dataset, modality and task, from what the
     sweep recorded of its stores (datasets.json), else from the runs' results, else from the registry by the
-    config's dataset names."""
+    config's dataset names. `runs`: the folder of the run folders, where it is not `exp` (a study's target's files
+    are in E/targets/<slug>, its runs in E)."""
     recorded = read_json_or_none(exp / DATASETS_FILE) or {}
     facts = {}
     for side in SIDES:
@@ -35,7 +36,7 @@ def experiment_facts(exp: Path, config: dict) -> dict[str, dict]:
             continue  # no control
         known = DATASETS.get(name)
         fact = {"dataset": name, "modality": known.modality if known else "unknown",
-                "task": (known.task if known else None) or _task_from_runs(exp, side)}
+                "task": (known.task if known else None) or _task_from_runs(Path(runs or exp), side)}
         fact.update(recorded.get(side) or {})
         facts[side] = fact
     return facts
@@ -96,9 +97,9 @@ def rows_with_runs(exp: Path, rows: list[dict]) -> tuple[list[dict], list[dict]]
     return kept, gone
 
 
-def sweep_rows(exp: Path, config: dict) -> tuple[list[dict], list[dict], list[str]]:
+def sweep_rows(exp: Path, config: dict, runs: Path | None = None) -> tuple[list[dict], list[dict], list[str]]:
     """The experiment's transfer rows, the rows of results.csv whose run is gone (see `rows_with_runs`), and lines
-    for the report saying what was read beyond results.csv.
+    for the report saying what was read beyond results.csv. `runs`: see `experiment_facts`.
 
     results.csv is written when a sweep ends, so a sweep stopped earlier has finished runs it does not list: those
     of the experiment's own grid are read from their folders (result.json, as results.csv would hold them), with
@@ -106,8 +107,8 @@ def sweep_rows(exp: Path, config: dict) -> tuple[list[dict], list[dict], list[st
     they share one setting (a selection stopped midway has tuning runs of several).
     """
     listed = read_results(exp / "results.csv")
-    rows, gone = rows_with_runs(exp, listed)
-    found, undecided = _unlisted_rows(exp, config, {row.get("run_id") for row in listed})
+    rows, gone = rows_with_runs(Path(runs or exp), listed)
+    found, undecided = _unlisted_rows(exp, config, {row.get("run_id") for row in listed}, Path(runs or exp))
     notes = []
     if found:
         grid = [len(_grid_values(config, key)) for key in ("fractions", "inits", "seeds", "freezes")]
@@ -124,7 +125,7 @@ def sweep_rows(exp: Path, config: dict) -> tuple[list[dict], list[dict], list[st
     return rows + found, gone, notes
 
 
-def _unlisted_rows(exp: Path, config: dict, listed: set) -> tuple[list[dict], list[tuple]]:
+def _unlisted_rows(exp: Path, config: dict, listed: set, runs: Path) -> tuple[list[dict], list[tuple]]:
     """The finished runs of the experiment's grid and chosen settings that results.csv does not list, as its rows;
     and the cells (fraction, init, freeze) left out for having runs of several settings and no choice yet."""
     grid = {"fraction": {float(f) for f in _grid_values(config, "fractions")},
@@ -133,7 +134,7 @@ def _unlisted_rows(exp: Path, config: dict, listed: set) -> tuple[list[dict], li
             "freeze": set(_grid_values(config, "freezes"))}
     chosen = _chosen_settings(exp)
     by_cell: dict[tuple, list[dict]] = {}
-    for run_dir in sorted((exp / "transfer").glob("*/")):
+    for run_dir in sorted((runs / "transfer").glob("*/")):
         if run_dir.name in listed:
             continue
         row = _finished_row(run_dir)
@@ -201,14 +202,15 @@ def _setting(row: dict) -> tuple | None:
 
 
 def _same_run_keys(run_dir: Path, config: dict) -> bool:
-    """Whether a run was made with the experiment's transfer keys (those of its identity but the setting, which
-    each cell chooses): a run of an earlier config under the same name was not. A run without its config.yaml
-    passes."""
+    """Whether a run was made with the experiment's target and transfer keys (those of its identity but the
+    setting, which each cell chooses): a run of an earlier config under the same name, or of another target of a
+    study, was not. A run without its config.yaml passes."""
     saved = read_config(run_dir / "config.yaml")
     known = DATASETS.get(config.get("target") or Config.target)
     if not saved or known is None:
         return True
     keys = [k for k in keys_for(known.modality, "transfer") if k not in ("transfer_lr", "transfer_weight_decay")]
+    keys += ["target", "target_root"]
     return all(saved.get(k) == config.get(k) for k in keys if k in config)
 
 
@@ -253,13 +255,14 @@ def read_jsonl(path: Path) -> list[dict]:
     return out
 
 
-def transfer_curves(exp: Path, rows: list[dict], metric: str) -> list[dict]:
-    """Per transfer run folder: its identity (result.json, else run.json, else results.csv) and validation curve."""
+def transfer_curves(exp: Path, rows: list[dict], metric: str, shared: bool = False) -> list[dict]:
+    """Per transfer run folder: its identity (result.json, else run.json, else results.csv) and validation curve.
+    `shared`: `exp` holds the runs of other targets too (a study's), so only the rows' runs are read."""
     by_id = {r.get("run_id"): r for r in rows}
     curves = []
     for run_dir in sorted((exp / "transfer").glob("*/")):
-        if by_id and run_dir.name not in by_id:
-            continue  # a tuning run of a setting not chosen: not one of the experiment's results
+        if (by_id or shared) and run_dir.name not in by_id:
+            continue  # a tuning run of a setting not chosen (or another target's): not one of these results
         result = read_json_or_none(run_dir / "result.json") or {}
         ident = result.get("run") or read_json_or_none(run_dir / "run.json") or by_id.get(run_dir.name)
         lines = [m for m in read_jsonl(run_dir / "metrics.jsonl") if m.get(metric) is not None]

@@ -12,6 +12,7 @@ PR-AUC for tagging), and the source's task picks the pretraining metrics.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -26,6 +27,7 @@ from audio2image.report.read import (backbone_facts, experiment_facts, first_lay
                                      read_results, sweep_rows, transfer_curves)
 from audio2image.report.text import config_value, pct, table
 from audio2image.report.transfers import WhatTransfers
+from audio2image.targets import TARGETS_DIR, is_study
 from audio2image.training.initspec import describe_depth, parse_init
 from audio2image.training.taskkinds import TASK_KINDS, TaskKind, kind_or_classification
 from audio2image.util import atomic_write_text
@@ -36,10 +38,53 @@ __all__ = ["build_report", "read_results", "render_html", "transfer_curves"]
 
 
 def build_report(experiment_dir: Path) -> dict:
-    """Write E/report.md, E/report.html and E/figures/*.png; return their paths and the number of missing runs."""
-    found = open_experiment(experiment_dir)
-    exp, config, facts, rows, partial = found.path, found.config, found.facts, found.rows, found.partial
-    backbone = backbone_facts(exp, config)
+    """Write E/report.md, E/report.html and E/figures/*.png; return their paths and the number of missing runs. A
+    study of several targets: report/study.py (each target's figures in E/targets/<slug>/figures)."""
+    exp = experiment_folder(experiment_dir)
+    config = read_config(exp / "config.yaml")
+    if is_study(config):
+        from audio2image.report.study import study_report
+
+        markdown, made, missing, contents_after = *study_report(exp, config), 1
+    else:  # a study's target's folder alone: its runs are in the study's
+        body = target_report(open_experiment(exp, study_of(exp)))
+        markdown, made, missing, contents_after = "\n\n".join(body.sections.values()), body.made, body.missing, 2
+    markdown = markdown.strip() + "\n"
+    md_path, html_path = exp / "report.md", exp / "report.html"
+    # atomic: a reader (or a browser refresh) never sees half a report
+    atomic_write_text(md_path, markdown)
+    atomic_write_text(html_path, render_html(markdown, exp, title=f"{config.get('name', exp.name)} report",
+                                             contents_after=contents_after))
+    return {"markdown": md_path, "html": html_path, "figures": list(made.values()), "missing_cells": missing}
+
+
+def study_of(folder: Path) -> Path | None:
+    """The study whose target's folder `folder` is (E for E/targets/<slug>), else None."""
+    study = Path(folder).parent.parent
+    return study if Path(folder).parent.name == TARGETS_DIR and is_study(read_config(study / "config.yaml")) else None
+
+
+@dataclass
+class TargetReport:
+    """One target's report: its sections by name, in order (the whole report of a single-target experiment; a
+    study's report takes them as one target's part), its figures, and what a study says across targets."""
+
+    sections: dict[str, str]
+    made: dict  # figure name -> its file
+    missing: int  # planned runs with no result
+    found: Experiment
+    backbone: dict
+    metric: str  # the primary test metric
+    verdicts: list[dict]  # verdict_rows of that metric
+
+
+def target_report(found: Experiment) -> TargetReport:
+    """The report of an experiment (`open_experiment`). A study's target (its files in E/targets/<slug>, its runs
+    in E) leaves out the configuration, the pretraining and the first layer's filters, which the study's report
+    says once for every target. Figures go to its folder's figures/."""
+    exp, runs, config, facts, rows = found.path, found.runs, found.config, found.facts, found.rows
+    own = runs == exp  # not a target of a study
+    backbone = backbone_facts(runs, config)
     kind, metrics = found.kind, found.kind.test_metrics  # the target's test metrics, the first one primary
     cells = {metric: stats.cell_table(rows, metric, found.grid) for metric in metrics}
     gains = {metric: stats.gain_table(rows, metric, BASELINE) for metric in metrics}
@@ -48,46 +93,44 @@ def build_report(experiment_dir: Path) -> dict:
     efficiency = [e for init in pretrained for e in stats.data_efficiency(rows, init, metrics[0], BASELINE)]
     order = {init: k for k, init in enumerate(inits)}
     missing = sorted(missing_runs(cells[metrics[0]]), key=lambda m: (m[0], m[3], order.get(m[1], len(order)), m[2]))
-    curves = sorted(transfer_curves(exp, rows, kind.validation_metric),  # legends in the config's init order
+    curves = sorted(transfer_curves(runs, rows, kind.validation_metric, shared=not own),
                     key=lambda c: (order.get(c["init"], len(order)), c["init"], c["freeze"], str(c["seed"])))
-    transfers = WhatTransfers.of(exp, config, rows, curves, metrics[0], kind.validation_metric, backbone)
+    transfers = WhatTransfers.of(exp, config, rows, curves, metrics[0], kind.validation_metric, backbone,
+                                 facts["source"]["modality"])
     verdicts = verdict_rows(found, metrics[0], gains[metrics[0]])
 
-    fig_dir = exp / "figures"
-    figures.use_palette(inits)
-    made = {}
-    sections = [
-        _title(config, facts, backbone),
-        verdict.answer_section(verdicts, metrics[0], verdict.control_words(verdicts, controls), fig_dir, made),
-        _conclusion(rows, verdicts, controls, transfers.brief(), missing, partial),
-        _inits(inits, facts, backbone),
-        _datasets(facts),
-        _configuration(config, backbone),
-        pretraining_section(exp, config, facts, rows, fig_dir, made),
-        selection_section(exp, config),
-        results.transfer_section(cells, metrics, fig_dir, made),
-        results.gains_section(gains, metrics, rows, fig_dir, made),
-        control_section(gains[metrics[0]], controls),
-        results.efficiency_section(efficiency, pretrained),
-        transfers.section(fig_dir, made),
-        results.validation_section(curves, kind.validation_metric, fig_dir, made),
-        results.seed_chart_section(rows, metrics[0], fig_dir, made),
-        _filters(exp, config, facts["source"], backbone, fig_dir, made),
-        results.runs_section(rows, missing, inits, found.gone, labels=facts["target"].get("labels"), notes=partial),
-    ]
-    markdown = "\n\n".join(s.strip() for s in sections) + "\n"
-    md_path, html_path = exp / "report.md", exp / "report.html"
-    # atomic: a reader (or a browser refresh) never sees half a report
-    atomic_write_text(md_path, markdown)
-    atomic_write_text(html_path, render_html(markdown, exp, title=f"{config.get('name', exp.name)} report"))
-    return {"markdown": md_path, "html": html_path, "figures": list(made.values()), "missing_cells": len(missing)}
+    fig_dir, made = exp / "figures", {}
+    figures.use_palette(inits)  # legends in the config's init order
+    sections = {
+        "title": _title(config, facts, backbone),
+        "answer": verdict.answer_section(verdicts, metrics[0], verdict.control_words(verdicts, controls), fig_dir,
+                                         made),
+        "conclusion": _conclusion(rows, verdicts, controls, transfers.brief(), missing, found.partial),
+        "inits": _inits(inits, facts, backbone),
+        "datasets": _datasets(facts),
+        **({"configuration": _configuration(config, backbone),
+            "pretraining": pretraining_section(runs, config, facts, rows, fig_dir, made)} if own else {}),
+        "selection": selection_section(exp, config),
+        "transfer": results.transfer_section(cells, metrics, fig_dir, made),
+        "gains": results.gains_section(gains, metrics, rows, fig_dir, made),
+        "control": control_section(gains[metrics[0]], controls),
+        "efficiency": results.efficiency_section(efficiency, pretrained),
+        "transfers": transfers.section(fig_dir, made),
+        "validation": results.validation_section(curves, kind.validation_metric, fig_dir, made),
+        "seeds": results.seed_chart_section(rows, metrics[0], fig_dir, made),
+        **({"filters": _filters(runs, config, facts["source"], backbone, fig_dir, made)} if own else {}),
+        "runs": results.runs_section(rows, missing, inits, found.gone, labels=facts["target"].get("labels"),
+                                     notes=found.partial),
+    }
+    return TargetReport({name: text.strip() for name, text in sections.items()}, made, len(missing), found,
+                        backbone, metrics[0], verdicts)
 
 
 @dataclasses.dataclass
 class Experiment:
     """An experiment folder as the report reads it (`open_experiment`)."""
 
-    path: Path
+    path: Path  # its files: config.yaml, results.csv, selection.json, ... (a study's target: E/targets/<slug>)
     config: dict  # config.yaml
     facts: dict  # per side: dataset, modality, task, ... (read.py `experiment_facts`)
     rows: list[dict]  # the transfer runs' rows (read.py `sweep_rows`)
@@ -97,6 +140,7 @@ class Experiment:
     grid: dict  # fractions, inits, seeds, freezes as the config declares them
     inits: list[str]  # the config's inits joined with those the rows show, in the config's order
     controls: list[str]  # the positive controls among them
+    runs: Path  # the folder of its run folders (pretrain/, transfer/): `path`, or a study's E
 
     @property
     def effect(self) -> float:
@@ -114,16 +158,19 @@ def experiment_folder(experiment_dir) -> Path:
     return exp
 
 
-def open_experiment(experiment_dir) -> Experiment:
-    """Read an experiment folder's config, datasets and transfer rows, as every part of the report sees them."""
-    exp = experiment_folder(experiment_dir)
-    config = read_config(exp / "config.yaml")
-    facts = experiment_facts(exp, config)
-    rows, gone, partial = sweep_rows(exp, config)  # results.csv, and the finished runs it does not list yet
+def open_experiment(experiment_dir, runs: Path | None = None, config: dict | None = None) -> Experiment:
+    """Read an experiment folder's config, datasets and transfer rows, as every part of the report sees them. A
+    study's target: `experiment_dir` its folder (E/targets/<slug>), `runs` the study's folder, `config` its
+    config's values where its folder has no config.yaml yet."""
+    exp = Path(experiment_dir) if config is not None else experiment_folder(experiment_dir)
+    runs = Path(runs or exp)
+    config = read_config(exp / "config.yaml") if config is None else config
+    facts = experiment_facts(exp, config, runs)
+    rows, gone, partial = sweep_rows(exp, config, runs)  # results.csv, and the finished runs it does not list yet
     grid = {k: config.get(k) for k in ("fractions", "inits", "seeds", "freezes")}
     inits = stats.grid_of(rows, grid)["inits"]
     return Experiment(exp, config, facts, rows, gone, partial, kind_or_classification(facts["target"]["task"]),
-                      grid, inits, control_inits(inits, facts))
+                      grid, inits, control_inits(inits, facts), runs)
 
 
 def verdict_rows(found: Experiment, metric: str, gains: list[dict] | None = None) -> list[dict]:
@@ -193,12 +240,16 @@ def _weights_words(spec, source: dict, control: dict | None, backbone: str) -> s
 # --- sections --------------------------------------------------------------------------------------------------------
 
 def _title(config: dict, facts: dict, backbone: dict) -> str:
+    return (f"# {config.get('name', 'experiment')}: does pretraining on {facts['source']['dataset']} help "
+            f"{facts['target']['dataset']}?\n\n" + question(config, facts, backbone))
+
+
+def question(config: dict, facts: dict, backbone: dict) -> str:
+    """The question of an experiment (of one target of a study) in a paragraph."""
     source, target = facts["source"], facts["target"]
     fractions = ", ".join(pct(f) for f in config.get("fractions") or [])
     seeds = len(config.get("seeds") or [])
-    return (f"# {config.get('name', 'experiment')}: does pretraining on {source['dataset']} help "
-            f"{target['dataset']}?\n\n"
-            f"Does a {backbone['backbone']} (timm) pretrained on {side_words(source)} learn {side_words(target)} "
+    return (f"Does a {backbone['backbone']} (timm) pretrained on {side_words(source)} learn {side_words(target)} "
             f"better than one started from random weights, and with less data? Trained on "
             f"{fractions or 'fractions'} of the training split, {seeds or 'several'} seeds each, compared on the "
             "test set, paired by seed.")

@@ -1,6 +1,8 @@
 """The sweep: plan the runs, choose settings on validation, execute them anywhere, collect results.csv."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from audio2image.config import BACKBONE_FILE, Config, ConfigError, key_spec, save_config
 from audio2image.config_checks import check_backbone
 from audio2image.errors import UserError
@@ -9,8 +11,9 @@ from audio2image.prepare.stores import check_roots, ensure_store, store_ready
 from audio2image.sweep.executors import Job, check_executor, execute, execute_jobs, prepare_side
 from audio2image.sweep.grid import (OtherPretraining, check_same_pretraining, pretrain_plan, pretrain_seed_for,
                                     pretrained_sides, transfer_plan)
-from audio2image.sweep.selection import run_selection
-from audio2image.sweep.results import write_results
+from audio2image.sweep.selection import run_selection, tuning_plan
+from audio2image.sweep.results import write_results, write_rows
+from audio2image.targets import TargetView, is_study, target_name, target_views
 from audio2image.training.cores import load_warning
 from audio2image.util import log, read_json_or_none, write_json
 
@@ -18,13 +21,16 @@ DATASETS_FILE = "datasets.json"  # what the source and target are, for the repor
 
 
 def run_sweep(config: Config) -> dict:
-    """Prepare the stores, pretrain where an init needs it, choose each cell's setting on validation, run the chosen
-    settings on every seed, write results.csv (the chosen runs only)."""
+    """Prepare the stores, pretrain where an init needs it (once, for every target), choose each cell's setting on
+    validation, run the chosen settings on every seed, write results.csv (the chosen runs only). In a study of
+    several targets each target is done as a single-target experiment of its own (targets.py), its files in
+    E/targets/<slug>/, and E/results.csv holds every target's rows."""
     from audio2image.sweep.plan import make_plan  # here: plan.py imports this module's checks
 
-    experiment = config.experiment_dir
-    sides = pretrained_sides(config)
-    check_roots(config, (*sides, "target"))
+    views = target_views(config)
+    config = config if is_study(config) else views[0].config  # one entry of `targets` is that one target
+    experiment, sides = config.experiment_dir, pretrained_sides(config)
+    check_all_roots(config)
     described = check_before_work(config)
     log(make_plan(config)["summary"])  # what it will train, and for how long: `audio2image plan` says more
     loaded = load_warning()
@@ -34,20 +40,61 @@ def run_sweep(config: Config) -> dict:
     save_config(config, experiment / "config.yaml")
     write_json(experiment / BACKBONE_FILE, described)
     _warn_unused_single_run_keys(config)
-    stores = prepare_stores(config, (*sides, "target"))
-    pretrain(config, {side: stores[side] for side in sides})
-    write_json(experiment / DATASETS_FILE, {side: describe_store(store) for side, store in stores.items()})
-    chosen = run_selection(config, stores["target"].path, lambda runs: execute(runs, config))
-    runs = transfer_plan(config, stores["target"].path, chosen)
-    execute(runs, config)
-    rows = write_results([run.run_dir for run in runs], experiment / "results.csv")
-    log(f"results: {len(rows)} of {len(runs)} runs in {experiment / 'results.csv'}")
-    if config.cka_items:
-        analyse(config, stores["target"], [run.run_dir for run in runs])
+    opened = _prepare(config, [(config, side) for side in sides] + [(view.config, "target") for view in views])
+    stores, targets = dict(zip(sides, opened)), opened[len(sides):]
+    pretrain(config, stores)
+    done = transfer_to_targets(config, views, stores, targets)
     # what each store left out or warned of, named (the first few; the manifest lists all), as the report does
     found = {side: describe_store(store)["findings"] for side, store in stores.items()}
-    return {"experiment": str(experiment), "runs": len(runs), "finished": len(rows),
+    found.update({_target_key(view, views): describe_store(store)["findings"] for view, store in zip(views, targets)})
+    return {"experiment": str(experiment), "runs": sum(d["runs"] for d in done.values()),
+            "finished": sum(d["finished"] for d in done.values()), **({"targets": done} if len(views) > 1 else {}),
             **({"findings": {side: f for side, f in found.items() if f}} if any(found.values()) else {})}
+
+
+def check_all_roots(config: Config) -> None:
+    """Every folder the experiment reads (pretrained sides, each target) exists, or is synthesised."""
+    check_roots(config, pretrained_sides(config))
+    for view in target_views(config):
+        check_roots(view.config, ("target",), key=f"'targets', entry {view.name!r}" if is_study(config) else "")
+
+
+def _target_key(view: TargetView, views: list) -> str:
+    return f"target {view.name}" if len(views) > 1 else "target"
+
+
+def transfer_to_targets(config: Config, views: list[TargetView], stores: dict, targets: list[Store]) -> dict:
+    """Per target (its view, its store): datasets.json, selection.json, the chosen runs, results.csv and CKA in its
+    folder; in a study also E/results.csv with every target's rows. Returns per target its runs and finished rows."""
+    study = len(views) > 1
+    for view, target in zip(views, targets):
+        view.folder.mkdir(parents=True, exist_ok=True)
+        if study:
+            save_config(view.config, view.folder / "config.yaml")
+        sides = {side: store for side, store in stores.items() if side != "control" or view.config.control}
+        write_json(view.folder / DATASETS_FILE, {side: describe_store(store)
+                                                  for side, store in {**sides, "target": target}.items()})
+    tuning = [run for view, target in zip(views, targets) for run in tuning_plan(view.config, target.path)]
+    if study and tuning:  # every target's tuning runs in one batch: the executor keeps `parallel` runs busy
+        execute(tuning, config)
+    finals = []
+    for view, target in zip(views, targets):
+        if study and tuning:
+            log(f"target {view.name} ({view.folder}):")  # the selection's lines that follow are this target's
+        chosen = run_selection(view.config, target.path, lambda runs: execute(runs, config), view.folder)
+        finals.append(transfer_plan(view.config, target.path, chosen))
+    execute([run for runs in finals for run in runs], config)
+    rows = [write_results([run.run_dir for run in runs], view.folder / "results.csv", view.name)
+            for view, runs in zip(views, finals)]
+    if study:
+        write_rows([row for part in rows for row in part], config.experiment_dir / "results.csv")
+    for view, runs, part in zip(views, finals, rows):
+        log(f"results: {len(part)} of {len(runs)} runs in {view.folder / 'results.csv'}")
+    if config.cka_items:
+        for view, target, runs in zip(views, targets, finals):
+            analyse(view.config, target, [run.run_dir for run in runs], view.folder)
+    return {view.name: {"folder": str(view.folder), "runs": len(runs), "finished": len(part)}
+            for view, runs, part in zip(views, finals, rows)}
 
 
 def check_before_work(config: Config) -> dict:
@@ -72,10 +119,16 @@ def check_before_work(config: Config) -> dict:
 def prepare_stores(config: Config, sides) -> dict[str, Store]:
     """The sides' stores, each prepared as a job of the configured executor (on a cluster: not on the login node;
     several at once where `parallel` allows) unless complete already."""
-    jobs = [Job(prepare_side, (config.to_dict(), side), f"the {side}'s store ({getattr(config, side)})", gpu=False)
-            for side in sides if not store_ready(config, side)]
+    return dict(zip(sides, _prepare(config, [(config, side) for side in sides])))
+
+
+def _prepare(config: Config, wanted: list[tuple[Config, str]]) -> list[Store]:
+    """The store of each (config, side): a target's view names its own target."""
+    jobs = [Job(prepare_side, (each.to_dict(), side),
+                f"the {side}'s store ({target_name(getattr(each, side), each.root_of(side))})", gpu=False)
+            for each, side in wanted if not store_ready(each, side)]
     execute_jobs(jobs, config)
-    return {side: ensure_store(config, side) for side in sides}  # complete now: opens them
+    return [ensure_store(each, side) for each, side in wanted]  # complete now: opens them
 
 
 def pretrain(config: Config, stores: dict) -> None:
@@ -120,12 +173,12 @@ def _warn_unused_single_run_keys(config: Config) -> None:
                 f"{getattr(config, many)} (set {many} instead)")
 
 
-def analyse(config: Config, target: Store, run_dirs: list | None = None) -> dict:
+def analyse(config: Config, target: Store, run_dirs: list | None = None, folder: Path | None = None) -> dict:
     """The analyses that need the networks (per-stage CKA) of the experiment's runs (default: every transfer run
-    folder), after the runs; cached in the experiment folder."""
+    folder), after the runs; cached in `folder` (default: the experiment folder; a study's target: its own)."""
     from audio2image.analysis.similarity import analyse_similarity
 
-    result = analyse_similarity(config, config.experiment_dir, target, run_dirs)
+    result = analyse_similarity(config, config.experiment_dir, target, run_dirs, folder)
     log(f"similarity: {len(result['comparisons'])} comparisons of networks"
         + "".join(f"; {problem}" for problem in result["problems"]))
     return result

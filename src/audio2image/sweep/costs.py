@@ -92,7 +92,7 @@ def _estimate_network(config: Config, net: Network) -> None:
     state = model.state_dict()
     kept = half_weights(state) if net.stage == "transfer" else state  # as saving.save_finished_best keeps it
     net.checkpoint_bytes = sum(t.numel() * t.element_size() for t in kept.values())
-    points = measured_points(config, net.stage, net.side)
+    points = measured_points(config, net.stage, net.side, net.store["modality"])
     if points:
         net.seconds, net.source = _fitted(points, net.epochs), MEASURED
         return
@@ -105,9 +105,10 @@ def _estimate_network(config: Config, net: Network) -> None:
     net.seconds, net.source = _calibrated(config, net, per_item, inputs.eval_crops), CALIBRATED
 
 
-def measured_points(config: Config, stage: str, side: str) -> list[dict]:
+def measured_points(config: Config, stage: str, side: str, modality: str = "") -> list[dict]:
     """Per finished, completed run of this network in the experiment folder: its training items, mean epoch
-    seconds (metrics.jsonl) and the seconds it spent beyond its epochs (result.json's wall time: the test)."""
+    seconds (metrics.jsonl) and the seconds it spent beyond its epochs (result.json's wall time: the test). A
+    transfer run counts for a target of its own modality (`modality`, where given): a study's targets differ."""
     if stage == "pretrain":
         folders = (config.experiment_dir / PRETRAIN_DIR).glob(f"{side}-seed*")
     else:
@@ -116,7 +117,8 @@ def measured_points(config: Config, stage: str, side: str) -> list[dict]:
     for run_dir in sorted(folders):
         result = peek_finished(run_dir) or {}
         epochs = [line["seconds"] for line in read_jsonl(Path(run_dir) / "metrics.jsonl") if "seconds" in line]
-        if result.get("status") == "completed" and result.get("train_items") and epochs:
+        other = modality and (result.get("run") or {}).get("modality", modality) != modality
+        if result.get("status") == "completed" and result.get("train_items") and epochs and not other:
             points.append({"items": int(result["train_items"]), "epoch": float(np.mean(epochs)),
                            "beyond": max(0.0, float(result.get("wall_seconds", 0.0)) - sum(epochs))})
     return points

@@ -5,11 +5,16 @@ import csv
 import io
 from pathlib import Path
 
+import yaml
+
+from audio2image.targets import target_name
 from audio2image.training.taskkinds import TASK_KINDS, kind_or_classification
 from audio2image.util import atomic_write_text, read_json
 
-# lr and weight_decay: the setting chosen on validation; pretrain_seed: the pretraining run a pretrained init loads
-IDENTITY = ["run_id", "stage", "dataset", "fraction", "init", "seed", "freeze", "lr", "weight_decay", "pretrain_seed"]
+# target: as `targets` names it; lr and weight_decay: the setting chosen on validation; pretrain_seed: the pretraining
+# run a pretrained init loads
+IDENTITY = ["target", "run_id", "stage", "dataset", "fraction", "init", "seed", "freeze", "lr", "weight_decay",
+            "pretrain_seed"]
 OUTCOME = ["status", "best_epoch", "epochs_run", "train_items", "threads", "precision"]
 
 
@@ -20,6 +25,7 @@ def result_row(run_dir: Path) -> dict | None:
     result = read_json(path)
     run = result["run"]
     row = {k: run.get(k, "") for k in IDENTITY}
+    row["target"] = _target_of(Path(run_dir))
     row["init"] = run.get("init_name", run.get("init"))
     row.update({k: result.get(k, "") for k in OUTCOME})
     for split in ("val", "test"):
@@ -27,6 +33,15 @@ def result_row(run_dir: Path) -> dict | None:
             row[f"{split}_{key}"] = value
     row["wall_seconds"] = result.get("wall_seconds", "")
     return row
+
+
+def _target_of(run_dir: Path) -> str:
+    """The run's target as `targets` names it, from the config it ran with ("" without one)."""
+    try:
+        values = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return ""
+    return target_name(values.get("target") or "", values.get("target_root") or "") if isinstance(values, dict) else ""
 
 
 def columns_for(rows: list[dict]) -> list[str]:
@@ -42,12 +57,19 @@ def _task_of(row: dict) -> str | None:
                  if kind.validation_metric in row or f"test_{kind.selection_metric}" in row), None)
 
 
-def write_results(run_dirs: list[Path], path: Path) -> list[dict]:
-    """Write results.csv for the finished runs among `run_dirs` (in grid order); returns the rows."""
-    rows = [row for row in map(result_row, run_dirs) if row is not None]
+def write_results(run_dirs: list[Path], path: Path, target: str = "") -> list[dict]:
+    """Write results.csv for the finished runs among `run_dirs` (in grid order); returns the rows. `target`: the
+    name of their target in the experiment (a run made before under another spelling of its folder keeps its id,
+    and is this target's)."""
+    rows = [{**row, **({"target": target} if target else {})} for row in map(result_row, run_dirs) if row is not None]
+    write_rows(rows, path)
+    return rows
+
+
+def write_rows(rows: list[dict], path: Path) -> None:
+    """results.csv of these rows (a study's: every target's, their metrics' columns together)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns_for(rows), extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
-    return rows

@@ -101,9 +101,10 @@ def tuning_plan(config: Config, store: Path, planned: dict | None = None) -> lis
             for run in transfer_plan(config, store, {cell: setting for cell in cells(config)}, tune, planned)]
 
 
-def run_selection(config: Config, store: Path, execute) -> dict[tuple, Setting]:
+def run_selection(config: Config, store: Path, execute, folder: Path | None = None) -> dict[tuple, Setting]:
     """Train every setting of every cell on the tuning seeds (`execute` runs planned runs), choose on validation,
-    write E/selection.json; returns the chosen setting per cell (a cell where every setting failed has none)."""
+    write selection.json in `folder` (default: the experiment's; a study's target: its own); returns the chosen
+    setting per cell (a cell where every setting failed has none)."""
     settings = settings_of(config)
     tune = config.seeds[:config.tune_seeds]
     if len(settings) == 1:  # nothing to choose: every cell takes the one setting, no tuning runs
@@ -116,7 +117,7 @@ def run_selection(config: Config, store: Path, execute) -> dict[tuple, Setting]:
         execute(tuning)
         rows = [row for row in map(validation_row, [run.run_dir for run in tuning]) if row is not None]
         decisions = choose(rows, settings)
-    write_json(config.experiment_dir / SELECTION_FILE,
+    write_json(Path(folder or config.experiment_dir) / SELECTION_FILE,
                {"settings": [list(s) for s in settings], "tune_seeds": tune, "cells": decisions})
     for d in decisions:
         if d["edges"]:

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from audio2image.targets import target_name
 from audio2image.util import log
 
 FINISH_SECONDS = 30.0  # how long a finished run waits for its trackers to write what they were given
@@ -88,7 +89,8 @@ def describe_run(config, spec, run_dir: Path, identity: dict) -> TrackedRun:
     else:
         init = spec.extra.get("init_name", spec.init)
         tags.update(init=init, fraction=spec.fraction, freeze=spec.freeze,
-                    cell=f"init={init} fraction={spec.fraction} freeze={spec.freeze}")
+                    cell=f"init={init} fraction={spec.fraction} freeze={spec.freeze}",
+                    target=target_name(config.target, config.target_root))  # a study's targets told apart
         if spec.extra.get("pretrain_seed") is not None:
             tags["pretrain_seed"] = spec.extra["pretrain_seed"]
     return TrackedRun(run_id, stage, tags["cell"], tags, config.to_dict(), config.name,
