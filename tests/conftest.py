@@ -26,15 +26,34 @@ def pytest_collection_modifyitems(session, config, items):
     worksteal hands each worker a contiguous block of the collection, and an idle worker steals only tests not
     started: with the slow tests where they fall, one worker could get several and run them one after the other
     at the end (measured: the suite's tail was such a test). So the slow tests are dealt round-robin, each
-    worker's block opening with its own; fast tests fill the rest. Every worker computes the same order."""
+    worker's block opening with its own; fast tests fill the rest. Slow tests of one module that read the same
+    module-scoped fixture (one sweep, asked several questions) are dealt together: on two workers, each would
+    build it. Every worker computes the same order."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers < 2:
         return
-    slow = [item for item in items if item.get_closest_marker("slow")]
+    units = _units([item for item in items if item.get_closest_marker("slow")])
     fast = [item for item in items if not item.get_closest_marker("slow")]
-    blocks = [slow[k::workers] for k in range(workers)]
+    blocks = [[item for unit in units[k::workers] for item in unit] for k in range(workers)]
     share = (len(items) + workers - 1) // workers  # what worksteal sends each worker first
     for block in blocks:
         while len(block) < share and fast:
             block.append(fast.pop(0))
     items[:] = [item for block in blocks for item in block] + fast
+
+
+def _units(slow: list) -> list[list]:
+    """The slow tests in collection order, those of a module sharing its module-scoped fixtures in one unit."""
+    units, by_fixtures = [], {}
+    for item in slow:
+        shared = tuple(sorted(name for name, defs in item._fixtureinfo.name2fixturedefs.items()
+                              if defs and defs[-1].scope == "module"))
+        if not shared:
+            units.append([item])
+            continue
+        key = (item.nodeid.split("::")[0], shared)
+        if key not in by_fixtures:
+            by_fixtures[key] = []
+            units.append(by_fixtures[key])
+        by_fixtures[key].append(item)
+    return units

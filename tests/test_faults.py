@@ -238,7 +238,7 @@ def test_a_real_sigterm_ends_the_process_resumably(tmp_path):
 
     def transfer(out):
         return subprocess.Popen([sys.executable, "-m", "audio2image", "transfer", "--config", "tiny", "--init",
-                                 "random", f"out_dir={out}", f"data_dir={tmp_path / 'data'}", "transfer_epochs=12",
+                                 "random", f"out_dir={out}", f"data_dir={tmp_path / 'data'}", "transfer_epochs=8",
                                  "checkpoint_seconds=1e9", "fraction=1.0"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
@@ -285,7 +285,7 @@ def test_submitit_requeues_a_preempted_run_which_resumes(store, tmp_path):
     submitit = pytest.importorskip("submitit")
     from audio2image.sweep.executors import execute_run
 
-    settings = config("checkpoint_seconds=1e9", "transfer_epochs=12")  # only the signal writes a checkpoint
+    settings = config("checkpoint_seconds=1e9", "transfer_epochs=8")  # only the signal writes a checkpoint
     spec = RunSpec("transfer", store, seed=4)
     whole = train_run(settings, spec, tmp_path / "whole")
     executor = submitit.LocalExecutor(folder=tmp_path / "slurm")
@@ -303,4 +303,4 @@ def test_submitit_requeues_a_preempted_run_which_resumes(store, tmp_path):
     assert result["pid"] != task  # finished by the task started again
     assert comparable({**result, "pid": 0, "host": ""}) == comparable({**whole, "pid": 0, "host": ""})
     epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
-    assert epochs == list(range(1, 13))
+    assert epochs == list(range(1, 9))

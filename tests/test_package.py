@@ -1,4 +1,4 @@
-"""The package's version, in one place (pyproject.toml), and its citation file."""
+"""The package: its version, in one place (pyproject.toml), its citation file, and how its processes end."""
 from __future__ import annotations
 
 import re
@@ -27,3 +27,13 @@ def test_citation_cff_is_valid_and_of_this_version():
     assert cff["authors"] == [{"name": "audio2image contributors"}]  # an entity: a name, no given or family name
     assert cff["license"] == "MIT" and cff["type"] == "software"
     assert cff["version"] == audio2image.__version__ == pyproject_version()
+
+
+def test_a_process_skips_the_exit_collection_once_however_often_asked():
+    """The CLI and every job a worker runs ask for it (util.skip_exit_collection); it is registered once."""
+    import subprocess
+    import sys
+
+    code = ("import atexit\nfrom audio2image.util import skip_exit_collection\nbefore = atexit._ncallbacks()\n"
+            "skip_exit_collection(); skip_exit_collection()\nprint(atexit._ncallbacks() - before)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "1"

@@ -1,5 +1,5 @@
-"""The sweep: stable run identities, a growing grid, resuming after kills, threads per run (executors agreeing:
-test_stages.py)."""
+"""The sweep: stable run identities, a growing grid, resuming after kills, two sweeps on one folder, threads per run
+(executors agreeing: test_stages.py)."""
 from __future__ import annotations
 
 import csv
@@ -92,27 +92,52 @@ def _rows_without_ids(path) -> list[dict]:
                 for row in csv.DictReader(handle)]
 
 
+FEW = ("transfer_epochs=1", "cka_items=0")  # the whole-sweep tests' settings: seconds a sweep
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> list[dict]:
+    """The table of `sweep tiny` run once, alone and uninterrupted: what a killed or a shared sweep must give. Made
+    once for both (conftest.py deals the slow tests of one module fixture to one worker)."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    assert _sweep(root / "out", root / "data", *FEW).wait(timeout=600) == 0
+    rows = _rows_without_ids(root / "out" / "tiny" / "results.csv")
+    assert len(rows) == 8
+    return rows
+
+
 @pytest.mark.slow
-def test_a_sweep_killed_three_times_gives_the_uninterrupted_results(tmp_path):
+def test_a_sweep_killed_three_times_gives_the_uninterrupted_results(tmp_path, uninterrupted):
+    import os
     import random
     import signal
     import time
 
-    few = ("transfer_epochs=1", "cka_items=0")
-    assert _sweep(tmp_path / "whole", tmp_path / "data-whole", *few).wait(timeout=600) == 0
     moments = random.Random(7).sample([x / 2 for x in range(4, 24)], 3)  # seconds into each attempt
     for moment in moments:  # kills land in synthesis, preparation, pretraining or transfer runs
-        process = _sweep(tmp_path / "killed", tmp_path / "data-killed", *few, start_new_session=True)
+        process = _sweep(tmp_path / "killed", tmp_path / "data-killed", *FEW, start_new_session=True)
         time.sleep(moment)
         if process.poll() is None:
-            import os
-
             os.killpg(process.pid, signal.SIGKILL)  # the whole group: preparation workers too
         process.wait()
-    assert _sweep(tmp_path / "killed", tmp_path / "data-killed", *few).wait(timeout=600) == 0
-    expected = _rows_without_ids(tmp_path / "whole" / "tiny" / "results.csv")
-    assert len(expected) == 8
-    assert _rows_without_ids(tmp_path / "killed" / "tiny" / "results.csv") == expected
+    assert _sweep(tmp_path / "killed", tmp_path / "data-killed", *FEW).wait(timeout=600) == 0
+    assert _rows_without_ids(tmp_path / "killed" / "tiny" / "results.csv") == uninterrupted
+
+
+@pytest.mark.slow
+def test_two_sweeps_on_one_folder_train_each_run_once(tmp_path, uninterrupted):
+    """Two sweep processes started together on one experiment folder (and one data_dir): every run, pretraining
+    included, is trained by one of them, no epoch line is written twice, and the table is one process's (the
+    single-process lock: test_owners.py)."""
+    both = [_sweep(tmp_path / "shared", tmp_path / "data-shared", *FEW) for _ in range(2)]
+    assert [process.wait(timeout=600) for process in both] == [0, 0]
+    runs = [*(tmp_path / "shared" / "tiny" / "transfer").iterdir(),
+            *(tmp_path / "shared" / "tiny" / "pretrain").iterdir()]
+    assert len(runs) == 9
+    for run in runs:
+        epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert epochs == sorted(set(epochs)) and epochs[0] == 1, run
+    assert _rows_without_ids(tmp_path / "shared" / "tiny" / "results.csv") == uninterrupted
 
 
 @pytest.mark.slow

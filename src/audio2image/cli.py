@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from audio2image import __version__
 from audio2image.errors import UserError
+from audio2image.util import skip_exit_collection
 
 if TYPE_CHECKING:  # the commands import the package's modules lazily, to keep `--help` fast
     from audio2image.config import Config
@@ -315,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    skip_exit_collection()
     args = build_parser().parse_args(argv)
     if getattr(args, "config", None) and "=" in args.config:  # `run key=value` with no config file
         args.overrides.insert(0, args.config)

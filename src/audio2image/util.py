@@ -1,6 +1,8 @@
 """Small helpers shared by every stage: atomic writes, JSON files, progress bars."""
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 import os
 import secrets
@@ -136,3 +138,20 @@ def batch_bar(batches, *, total: int, desc: str, enabled: bool = True, stream=No
 def log(message: str) -> None:
     """One line of progress for the user, on stderr so that stdout stays for results."""
     print(message, file=sys.stderr, flush=True)
+
+
+def skip_exit_collection() -> None:
+    """Leave this process's objects to the operating system at exit instead of a last garbage collection.
+
+    Python's final collection walks every live object, and a process that has imported torch and timm holds
+    millions: that walk is a noticeable pause at the end of every CLI call and every run's worker process
+    (benchmarks/README.md). Nothing of ours waits on it: every file and checkpoint is closed and written before a
+    job returns. Registered by the entry points the project owns (the CLI, a job run in a worker), not on import,
+    so a user's own script keeps Python's usual exit."""
+    global _EXIT_COLLECTION_SKIPPED
+    if not _EXIT_COLLECTION_SKIPPED:
+        atexit.register(gc.freeze)
+        _EXIT_COLLECTION_SKIPPED = True
+
+
+_EXIT_COLLECTION_SKIPPED = False

@@ -8,7 +8,7 @@ from audio2image.config_checks import check_backbone
 from audio2image.errors import UserError
 from audio2image.prepare.store import Store
 from audio2image.prepare.stores import check_roots, ensure_store, store_ready
-from audio2image.sweep.executors import Job, check_executor, execute, execute_jobs, prepare_side
+from audio2image.sweep.executors import Job, check_executor, execute, execute_jobs, executor_session, prepare_side
 from audio2image.sweep.grid import (OtherPretraining, check_same_pretraining, pretrain_plan, pretrain_seed_for,
                                     pretrained_sides, transfer_plan)
 from audio2image.sweep.selection import run_selection, tuning_plan
@@ -40,10 +40,11 @@ def run_sweep(config: Config) -> dict:
     save_config(config, experiment / "config.yaml")
     write_json(experiment / BACKBONE_FILE, described)
     _warn_unused_single_run_keys(config)
-    opened = _prepare(config, [(config, side) for side in sides] + [(view.config, "target") for view in views])
-    stores, targets = dict(zip(sides, opened)), opened[len(sides):]
-    pretrain(config, stores)
-    done = transfer_to_targets(config, views, stores, targets)
+    with executor_session(config):
+        opened = _prepare(config, [(config, side) for side in sides] + [(view.config, "target") for view in views])
+        stores, targets = dict(zip(sides, opened)), opened[len(sides):]
+        pretrain(config, stores)
+        done = transfer_to_targets(config, views, stores, targets)
     # what each store left out or warned of, named (the first few; the manifest lists all), as the report does
     found = {side: describe_store(store)["findings"] for side, store in stores.items()}
     found.update({_target_key(view, views): describe_store(store)["findings"] for view, store in zip(views, targets)})

@@ -11,6 +11,7 @@ import dataclasses
 import multiprocessing
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,7 +19,7 @@ from typing import Callable
 from audio2image.config import Config, ConfigError, from_dict
 from audio2image.training.cores import usable_cores
 from audio2image.training.run import RunSpec, train_run
-from audio2image.util import Busy, log
+from audio2image.util import Busy, log, skip_exit_collection
 
 
 def run_threads(config: Config) -> int:
@@ -51,6 +52,7 @@ def use_threads(config: Config, processes: int = 1) -> None:
 def execute_run(config_values: dict, spec_values: dict, run_dir: str, wait: bool = True) -> dict:
     """Run one planned run from plain data (what crosses process and machine boundaries); with wait=False a run
     another process is training raises util.Busy instead of waiting for it."""
+    skip_exit_collection()  # in a worker process that ends after its jobs
     config = from_dict(config_values)
     use_threads(config)
     spec_values = dict(spec_values, store=Path(spec_values["store"]))
@@ -112,6 +114,7 @@ def prepare_side(config_values: dict, side: str, wait: bool = True) -> str:
     """A job: prepare the store of one side of the experiment (synthesising its data first where asked)."""
     from audio2image.prepare.stores import ensure_store
 
+    skip_exit_collection()
     return str(ensure_store(from_dict(config_values), side, wait=wait).path)
 
 
@@ -152,28 +155,43 @@ def _gpu_count() -> int:
 
 
 def run_ray(jobs: list[Job], config: Config) -> None:
+    ray = _ray()
+    with executor_session(config):  # the sweep's own, where it has started one
+        gpus = 1 if (_gpu_count() or config.ray_address) and config.device != "cpu" else 0
+        cpus = run_cpus(config)  # and a GPU for training where there is one
+        remotes = {}
+        for job in jobs:
+            key = (job.fn, job.gpu)
+            if key not in remotes:
+                remotes[key] = ray.remote(num_cpus=cpus, num_gpus=gpus if job.gpu else 0)(job.fn)
+        ray.get([remotes[(job.fn, job.gpu)].remote(*job.args) for job in jobs])
+
+
+@contextmanager
+def executor_session(config: Config):
+    """One executor for every stage of a sweep: with executor=ray, Ray is joined (or a local one started) once,
+    so preparation, pretraining and the transfer runs share its workers; each start would cost seconds and fresh
+    workers that import torch again. Left as found: a Ray the caller had started stays up."""
+    if config.executor != "ray" or _ray().is_initialized():
+        yield
+        return
+    ray = _ray()
+    if config.ray_address:
+        ray.init(address=config.ray_address)
+    else:  # a local Ray: room for `parallel` runs of run_threads cores each
+        ray.init(num_cpus=config.parallel * run_cpus(config), include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _ray():
     try:
         import ray
     except ImportError as error:
         raise RuntimeError("executor=ray needs Ray: pip install 'audio2image[ray]'") from error
-    started_here = not ray.is_initialized()
-    if started_here:
-        if config.ray_address:
-            ray.init(address=config.ray_address)
-        else:  # a local Ray: room for `parallel` runs of run_threads cores each
-            ray.init(num_cpus=config.parallel * run_cpus(config), include_dashboard=False, log_to_driver=False)
-    gpus = 1 if (_gpu_count() or config.ray_address) and config.device != "cpu" else 0
-    cpus = run_cpus(config)  # and a GPU for training where there is one
-    remotes = {}
-    for job in jobs:
-        key = (job.fn, job.gpu)
-        if key not in remotes:
-            remotes[key] = ray.remote(num_cpus=cpus, num_gpus=gpus if job.gpu else 0)(job.fn)
-    try:
-        ray.get([remotes[(job.fn, job.gpu)].remote(*job.args) for job in jobs])
-    finally:
-        if started_here:
-            ray.shutdown()
+    return ray
 
 
 def run_slurm(jobs: list[Job], config: Config, executor=None) -> None:
