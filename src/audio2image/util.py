@@ -1,4 +1,4 @@
-"""Small helpers shared by every stage: atomic writes, JSON files, progress bars."""
+"""Small helpers shared by every stage: atomic writes, JSON files, progress bars, a quick process exit."""
 from __future__ import annotations
 
 import atexit
