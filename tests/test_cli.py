@@ -141,13 +141,19 @@ def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch, capsys, bug):
     assert raised.value is bug and "audio2image: error" not in capsys.readouterr().err
 
 
-def test_a_user_error_is_reported_without_importing_torch():
-    code = ("import sys\nfrom audio2image.cli import main\ntry:\n    main(['run', 'nosuch=1'])\n"
+@pytest.mark.parametrize("argv, message", [
+    (["run", "nosuch=1"], "unknown config key 'nosuch'; `audio2image keys` lists every key"),
+    (["sweep", "tiny", "target=imagefolder", "target_root=/nonexistent"],
+     "imagefolder data folder /nonexistent does not exist (config key 'target_root')"),
+    (["plan", "tiny", "targets=caltech256,imagefolder:/nonexistent"],
+     "imagefolder data folder /nonexistent does not exist (config key 'targets', entry 'imagefolder:/nonexistent')"),
+])
+def test_a_user_error_is_reported_without_importing_torch(argv, message):
+    code = (f"import sys\nfrom audio2image.cli import main\ntry:\n    main({argv!r})\n"
             "except SystemExit as end:\n    assert end.code == 2 and 'torch' not in sys.modules, sorted(sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stderr.strip() == ("audio2image: error: unknown config key 'nosuch'; `audio2image keys` lists "
-                                     "every key")
+    assert result.stderr.strip() == f"audio2image: error: {message}"
 
 
 @pytest.mark.slow

@@ -12,7 +12,8 @@ import pytest
 from audio2image.config import ConfigError, load_config
 from audio2image.prepare.stores import dataset_root, synth_values
 from audio2image.sweep.executors import execute
-from audio2image.sweep.grid import plan_transfer, pretrain_plan, pretrain_seed_for, pretrained_sides
+from audio2image.sides import pretrained_sides
+from audio2image.sweep.grid import plan_transfer, pretrain_plan, pretrain_seed_for
 from audio2image.sweep.results import write_results
 from audio2image.sweep.selection import choose, edges, run_selection, validation_row
 from audio2image.sweep.grid import transfer_plan

@@ -56,6 +56,16 @@ def load(args) -> Config:
     return config
 
 
+def load_experiment(args) -> Config:
+    """The config of a whole experiment, its data folders checked before the training stack (torch) is imported:
+    a wrong folder is one line at once, not after seconds."""
+    from audio2image.sides import check_all_roots
+
+    config = load(args)
+    check_all_roots(config)
+    return config
+
+
 # --- dataset commands: what each dataset offers is in datasets/registry.py -------------------------------------
 def _dataset(args):
     from audio2image.datasets.registry import DATASETS
@@ -147,15 +157,17 @@ def cmd_transfer(args) -> dict:
 
 
 def cmd_sweep(args) -> dict:
+    config = load_experiment(args)
     from audio2image.sweep import run_sweep
 
-    return run_sweep(load(args))
+    return run_sweep(config)
 
 
 def cmd_plan(args) -> dict | str:
+    config = load_experiment(args)
     from audio2image.sweep.plan import format_plan, plan_experiment
 
-    plan = plan_experiment(load(args))
+    plan = plan_experiment(config)
     return plan if args.json else format_plan(plan)
 
 
@@ -183,7 +195,7 @@ def cmd_keys(args) -> str:
 
 
 def cmd_run(args) -> dict:
-    config = load(args)
+    config = load_experiment(args)
     from audio2image.report.report import build_report
     from audio2image.sweep import run_sweep
 

@@ -7,10 +7,11 @@ from audio2image.config import BACKBONE_FILE, Config, ConfigError, key_spec, sav
 from audio2image.config_checks import check_backbone
 from audio2image.errors import UserError
 from audio2image.prepare.store import Store
-from audio2image.prepare.stores import check_roots, ensure_store, store_ready
+from audio2image.prepare.stores import ensure_store, store_ready
+from audio2image.sides import check_all_roots, pretrained_sides
 from audio2image.sweep.executors import Job, check_executor, execute, execute_jobs, executor_session, prepare_side
 from audio2image.sweep.grid import (OtherPretraining, check_same_pretraining, pretrain_plan, pretrain_seed_for,
-                                    pretrained_sides, transfer_plan)
+                                    transfer_plan)
 from audio2image.sweep.selection import run_selection, tuning_plan
 from audio2image.sweep.results import write_results, write_rows
 from audio2image.targets import TargetView, is_study, target_name, target_views
@@ -51,13 +52,6 @@ def run_sweep(config: Config) -> dict:
     return {"experiment": str(experiment), "runs": sum(d["runs"] for d in done.values()),
             "finished": sum(d["finished"] for d in done.values()), **({"targets": done} if len(views) > 1 else {}),
             **({"findings": {side: f for side, f in found.items() if f}} if any(found.values()) else {})}
-
-
-def check_all_roots(config: Config) -> None:
-    """Every folder the experiment reads (pretrained sides, each target) exists, or is synthesised."""
-    check_roots(config, pretrained_sides(config))
-    for view in target_views(config):
-        check_roots(view.config, ("target",), key=f"'targets', entry {view.name!r}" if is_study(config) else "")
 
 
 def _target_key(view: TargetView, views: list) -> str:

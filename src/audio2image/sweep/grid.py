@@ -15,9 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from audio2image.config import PRETRAIN_DIR, PRETRAINED_SIDES, Config, ConfigError, config_hash, keys_for
+from audio2image.config import PRETRAIN_DIR, Config, config_hash, keys_for
 from audio2image.errors import UserError
 from audio2image.prepare.stores import store_names
+from audio2image.sides import pretrained_side
 from audio2image.training.initspec import PRETRAINED_RUNS, parse_init
 from audio2image.training.run import RunSpec
 from audio2image.util import read_json, read_json_or_none
@@ -60,25 +61,6 @@ def pretrain_plan(config: Config, store: Path, side: str = "source", seed: int |
     spec = RunSpec("pretrain", Path(store), 1.0, "random", config.pretrain_seed, "none", run_id,
                    extra={"side": side, "source": getattr(config, side)})
     return PlannedRun(config, spec, run_dir)
-
-
-def pretrained_side(config: Config, base: str) -> str:
-    """Which of this experiment's pretrainings a bare pretrained init names: `control` the control's, the source's
-    modality ("audio") the source's."""
-    if base == "control":
-        return "control"
-    source = config.dataset("source").modality
-    if base != source:
-        raise ConfigError(f"config key 'inits': {base!r} names a pretrained init, but the source dataset "
-                          f"{config.source} is {source}; use {source!r} or {base}:RUN_DIR")
-    return "source"
-
-
-def pretrained_sides(config: Config) -> list[str]:
-    """The sides this experiment pretrains on: those an init of the grid uses (in full, in part, its statistics)."""
-    used = {pretrained_side(config, spec.base) for spec in map(parse_init, config.inits)
-            if spec.base in PRETRAINED_RUNS and not spec.path}
-    return [side for side in PRETRAINED_SIDES if side in used]
 
 
 def pretrain_seed_for(config: Config, seed: int) -> int:

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from audio2image.config import Config
 from audio2image.prepare.stores import planned_store
-from audio2image.sweep import check_all_roots, check_before_work
+from audio2image.sides import check_all_roots, pretrained_sides
+from audio2image.sweep import check_before_work
 from audio2image.sweep.costs import CALIBRATED, estimate, size_words, words
-from audio2image.sweep.grid import (PlannedRun, cells, check_same_pretraining, pretrain_plan, pretrained_sides,
-                                    transfer_plan)
+from audio2image.sweep.grid import PlannedRun, cells, check_same_pretraining, pretrain_plan, transfer_plan
 from audio2image.sweep.selection import known_choices, settings_of, tuning_plan
 from audio2image.targets import is_study, target_views
 from audio2image.training.files import peek_finished
