@@ -44,16 +44,10 @@ def pytest_collection_modifyitems(session, config, items):
 
 def _units(slow: list) -> list[list]:
     """The slow tests in collection order, those of a module sharing its module-scoped fixtures in one unit."""
-    units, by_fixtures = [], {}
+    units = {}  # in the order of each unit's first test
     for item in slow:
         shared = tuple(sorted(name for name, defs in item._fixtureinfo.name2fixturedefs.items()
                               if defs and defs[-1].scope == "module"))
-        if not shared:
-            units.append([item])
-            continue
-        key = (item.nodeid.split("::")[0], shared)
-        if key not in by_fixtures:
-            by_fixtures[key] = []
-            units.append(by_fixtures[key])
-        by_fixtures[key].append(item)
-    return units
+        key = (item.nodeid.split("::")[0], shared) if shared else item.nodeid
+        units.setdefault(key, []).append(item)
+    return list(units.values())

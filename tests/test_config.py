@@ -359,7 +359,7 @@ def cli_results(tmp_path_factory):
     return tmp, cases, results
 
 
-@pytest.mark.slow  # ten interpreter starts, run at once; a missing root is found after torch is imported
+@pytest.mark.slow  # ten interpreter starts, run at once
 @pytest.mark.parametrize("name", ["unknown key", "bad number", "bad choice", "missing config", "prepare missing root",
                                   "inspect missing root", "unknown dataset", "folder dataset without root",
                                   "bad prepare option", "audiofolder without labels"])

@@ -18,4 +18,3 @@ def test_a_lock_names_its_holder_and_is_released_with_the_block(tmp_path):
         assert other.returncode == 3 and str(__import__("os").getpid()) in other.stdout
     with file_lock(lock, wait=False):  # released: taken again at once
         pass
-

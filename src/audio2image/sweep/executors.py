@@ -172,10 +172,10 @@ def executor_session(config: Config):
     """One executor for every stage of a sweep: with executor=ray, Ray is joined (or a local one started) once,
     so preparation, pretraining and the transfer runs share its workers; each start would cost seconds and fresh
     workers that import torch again. Left as found: a Ray the caller had started stays up."""
-    if config.executor != "ray" or _ray().is_initialized():
+    ray = _ray() if config.executor == "ray" else None
+    if ray is None or ray.is_initialized():
         yield
         return
-    ray = _ray()
     if config.ray_address:
         ray.init(address=config.ray_address)
     else:  # a local Ray: room for `parallel` runs of run_threads cores each
